@@ -1,0 +1,30 @@
+# The two commands of the README. Both bootstrap .venv from nothing but Python.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup assets bench lint
+
+$(BIN)/i3d: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(BIN)/i3d
+
+setup: $(BIN)/i3d
+
+assets: setup
+	$(BIN)/i3d weights fetch
+	$(BIN)/i3d samples fetch
+
+demo: assets
+	$(BIN)/i3d predict
+
+test: assets
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: assets
+	$(BIN)/python benchmarks/bench_model.py

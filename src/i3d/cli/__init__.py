@@ -1,0 +1,1 @@
+"""The ``i3d`` command: argument parsing and printing only."""

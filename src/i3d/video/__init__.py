@@ -1,0 +1,1 @@
+"""Video input: decoding, frame-rate resampling, the RGB recipe, and the bundled sample videos."""

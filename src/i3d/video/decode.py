@@ -1,0 +1,102 @@
+"""Frames with timestamps from a video file (PyAV, streamed) or a folder of images, resampled to a fixed rate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from i3d.errors import I3DError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+TARGET_FPS = 25.0
+_EPS_S = 1e-6
+
+Frame = tuple[float, np.ndarray]  # (time in seconds, H x W x 3 uint8 RGB)
+
+
+def iter_video_file(path: Path, start_s: float | None = None, end_s: float | None = None) -> Iterator[Frame]:
+    """Decode one video stream as it plays; only the current frame is held."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise I3DError(f"{path}: cannot open as a video ({_reason(error)})") from None
+    with container:
+        if not container.streams.video:
+            raise I3DError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or TARGET_FPS)
+        decoded = 0
+        try:
+            if start_s:
+                container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                time_s = frame.time if frame.time is not None else decoded / rate
+                decoded += 1
+                yield time_s, frame.to_ndarray(format="rgb24")
+                if end_s is not None and time_s >= end_s:
+                    break
+        except av.error.FFmpegError as error:
+            raise I3DError(f"{path}: decoding failed after {decoded} frames ({_reason(error)})") from None
+        if decoded == 0:
+            raise I3DError(f"{path}: no frame could be decoded")
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+
+
+def iter_image_folder(folder: Path, fps: float = TARGET_FPS) -> Iterator[Frame]:
+    """Images in natural order (frame_2 before frame_10), one every 1/fps seconds."""
+    files = image_files(folder)
+    if not files:
+        raise I3DError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    for index, file in enumerate(files):
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise I3DError(f"{file}: cannot read as an image")
+        yield index / fps, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resample_fps(
+    frames: Iterable[Frame], fps: float = TARGET_FPS, start_s: float | None = None, end_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """Sample-and-hold at ``fps``: output k shows whatever frame is on screen at ``start + k / fps``.
+
+    Frames are dropped or repeated by their timestamps, never by counting, so variable frame rates work.
+    The last frame stays on screen for one source frame interval (or until ``end_s``).
+    """
+    shown: np.ndarray | None = None
+    origin = start_s
+    last_t = previous_t = None
+    k = 0
+    for time_s, image in frames:
+        if origin is None:
+            origin = time_s
+        if shown is not None:
+            while origin + k / fps < time_s - _EPS_S and (end_s is None or origin + k / fps < end_s - _EPS_S):
+                yield shown
+                k += 1
+        if end_s is not None and time_s >= end_s - _EPS_S:
+            break
+        shown, previous_t, last_t = image, last_t, time_s
+    if shown is None:
+        return
+    interval = last_t - previous_t if previous_t is not None and last_t > previous_t else 1 / fps
+    stop = last_t + interval if end_s is None else min(end_s, last_t + interval)
+    while origin + k / fps < stop - _EPS_S:
+        yield shown
+        k += 1

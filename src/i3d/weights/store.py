@@ -1,0 +1,94 @@
+"""The project's own weights format: one safetensors file whose metadata carries the class names.
+
+Every converter ends here, so a converted file is self-describing and checked the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from i3d.download import cache_dir
+from i3d.errors import I3DError
+from i3d.model import InceptionI3d
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    state_dict: dict[str, torch.Tensor]
+    labels: list[str]
+    modality: str
+    metadata: dict[str, str]
+
+    @property
+    def in_channels(self) -> int:
+        return self.state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def weights_dir() -> Path:
+    return cache_dir() / "weights"
+
+
+def installed_path(name: str) -> Path:
+    return weights_dir() / f"{name}.safetensors"
+
+
+def check_state_dict(state_dict: dict[str, torch.Tensor], num_classes: int, in_channels: int) -> None:
+    """Every tensor the network has, with its exact shape, and nothing else."""
+    expected = {k: v.shape for k, v in InceptionI3d(num_classes, in_channels).state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    extra = sorted(set(state_dict) - set(expected))
+    if missing or extra:
+        raise I3DError(f"weights do not fit I3D: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                       f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
+    wrong = [f"{k} {tuple(state_dict[k].shape)} != {tuple(s)}" for k, s in expected.items() if state_dict[k].shape != s]
+    if wrong:
+        raise I3DError(f"weights do not fit I3D: {wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+
+
+def save_weights(
+    path: Path, state_dict: dict[str, torch.Tensor], labels: list[str], modality: str, **metadata: str
+) -> None:
+    """Check, then write atomically: a reader never sees a half-written file."""
+    in_channels = state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1]
+    check_state_dict(state_dict, len(labels), in_channels)
+    if modality not in ("rgb", "flow"):
+        raise I3DError(f"modality must be rgb or flow, not {modality!r}")
+    meta = {"i3d_format": FORMAT_VERSION, "modality": modality, "labels": json.dumps(labels), **metadata}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous().float() for k, v in state_dict.items()}, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_weights(path: Path) -> LoadedWeights:
+    try:
+        state_dict = load_file(path)
+        with safe_open(path, "pt") as f:
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise I3DError(f"{path}: not a readable safetensors file ({error})") from None
+    if metadata.get("i3d_format") != FORMAT_VERSION or "labels" not in metadata:
+        raise I3DError(f"{path}: not an i3d weights file (no i3d_format/labels metadata)")
+    labels = json.loads(metadata["labels"])
+    weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata)
+    check_state_dict(state_dict, len(labels), weights.in_channels)
+    return weights
