@@ -20,14 +20,26 @@ from i3d.weights.registry import TFHUB_SDIST_MEMBER
 
 try:  # numpy >= 2 moved the pickling helpers; pickles name either module
     from numpy._core.multiarray import _reconstruct, scalar
+    from numpy._core.numeric import _frombuffer
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar
+    from numpy.core.numeric import _frombuffer
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Protocol-2 pickles spell bytes as ``_codecs.encode(text, "latin1")``; admit that and only that."""
+    if encoding != "latin1":
+        raise I3DError(f"refusing pickle: it encodes bytes with {encoding!r}")
+    return text.encode("latin1")
+
 
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1_bytes,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.multiarray", "scalar"): scalar,
     ("numpy._core.multiarray", "scalar"): scalar,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # protocol 5
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("collections", "OrderedDict"): dict,

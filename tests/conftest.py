@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny synthetic videos made on the fly, and the real assets the bootstrap fetched."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float | Fraction, codec: str = "mpeg4") -> Path:
+    """Encode (T, H, W, 3) uint8 frames; mpeg4 at high quality keeps flat colours within a few levels."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"qscale": "1"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frame i is a flat grey of level 8 * i (mod 256), so decoded frames can be identified."""
+    levels = (np.arange(count) * 8 % 256).astype(np.uint8)
+    return np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)).copy()
+
+
+def frame_ids(frames: list[np.ndarray]) -> list[int]:
+    return [int(round(float(f.mean()) / 8)) for f in frames]
+
+
+@pytest.fixture(scope="session")
+def pretrained():
+    """The default weights, installed by `make test`'s bootstrap (`i3d weights fetch`)."""
+    from i3d.weights import resolve_weights
+
+    return resolve_weights()
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    from i3d.video.samples import sample_path
+
+    return sample_path("bigbuckbunny.mp4")
