@@ -46,6 +46,28 @@ def cmd_samples_fetch(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_fvd(args: argparse.Namespace) -> None:
+    from dataclasses import asdict, replace
+
+    from i3d.fvd import PROTOCOLS, FvdReport, VideoEmbedder, fvd_from_stats, set_stats
+
+    protocol = PROTOCOLS[args.protocol]
+    if args.frames is not None:
+        protocol = replace(protocol, frames=args.frames)
+    if args.clips is not None:
+        protocol = replace(protocol, max_clips=args.clips)
+    embedder = VideoEmbedder(args.weights, args.device, args.batch_size)
+    real = set_stats(embedder, Path(args.real), protocol)
+    if args.save_stats is not None:
+        real.save(args.save_stats, source=str(args.real), protocol=str(asdict(protocol)))
+    fake = set_stats(embedder, Path(args.fake), protocol)
+    report = FvdReport(fvd_from_stats(real, fake), str(args.real), str(args.fake), real.count, fake.count,
+                       asdict(protocol), embedder.weights_sha256)
+    if args.output is not None:
+        args.output.write_text(report.to_json() + "\n")
+    print(f"FVD: {report.fvd:.4f}  ({real.count} real, {fake.count} fake, protocol {args.protocol})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from i3d.weights.registry import DEFAULT_WEIGHTS
 
@@ -70,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--source", type=Path, default=None, help="an already downloaded source file (offline)")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
     fetch.set_defaults(run=cmd_weights_fetch)
+
+    from i3d.fvd import PROTOCOLS
+
+    fvd = commands.add_parser("fvd", help="Frechet Video Distance between two sets of videos")
+    fvd.add_argument("real", help="folder of videos or frame folders, (N, T, H, W, 3) .npy/.npz, or .stats.npz")
+    fvd.add_argument("fake", help="the same forms as REAL")
+    fvd.add_argument("--protocol", choices=sorted(PROTOCOLS), default="16f-all")
+    fvd.add_argument("--frames", type=int, default=None, help="override the protocol's frames per clip")
+    fvd.add_argument("--clips", type=int, default=None, help="override the protocol's number of clips")
+    fvd.add_argument("--batch-size", type=int, default=8)
+    fvd.add_argument("--device", default="cpu")
+    fvd.add_argument("--weights", default=None)
+    fvd.add_argument("--save-stats", type=Path, default=None, help="write REAL's statistics (.stats.npz) for reuse")
+    fvd.add_argument("-o", "--output", type=Path, default=None, help="JSON report")
+    fvd.set_defaults(run=cmd_fvd)
 
     samples = commands.add_parser("samples", help="the sample videos").add_subparsers(dest="action", required=True)
     samples_fetch = samples.add_parser("fetch", help="download and verify the sample videos")
