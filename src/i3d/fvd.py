@@ -9,7 +9,6 @@ Gaussian fits (mean, unbiased covariance) of the embeddings.
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +17,9 @@ import numpy as np
 import torch
 
 from i3d.errors import I3DError
+from i3d.files import atomic_path
 from i3d.model import MIN_FRAMES
+from i3d.versions import software_versions
 from i3d.video.decode import image_files, iter_image_folder, iter_video_file
 
 FVD_SIZE = 224
@@ -75,7 +76,8 @@ class GaussianStats:
         return (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
 
     def save(self, path: Path, **metadata: str) -> None:
-        np.savez(path, count=self.count, total=self.total, outer=self.outer, metadata=json.dumps(metadata))
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no suffix
+            np.savez(file, count=self.count, total=self.total, outer=self.outer, metadata=json.dumps(metadata))
 
     @classmethod
     def load(cls, path: Path) -> GaussianStats:
@@ -233,8 +235,7 @@ class FvdReport:
     fake_count: int
     protocol: dict
     weights_sha256: str
-    software: dict = field(default_factory=lambda: {
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__})
+    software: dict = field(default_factory=software_versions)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -63,9 +63,14 @@ BATCH_NORM_MOMENTUM = 1e-3  # Sonnet's decay of 0.999
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's "SAME" padding along one axis: (before, after); the odd pixel goes after."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
+    """TensorFlow's "SAME" padding along one axis: (before, after); the odd pixel goes after.
+
+    Integer arithmetic only, without a comparison where ``kernel >= stride`` (every layer of I3D), so
+    the same code traces with a symbolic ``size`` for export with a dynamic number of frames.
+    """
+    total = kernel - stride + (-size) % stride  # (ceil(size / stride) - 1) * stride + kernel - size
+    if kernel < stride:
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -74,7 +79,7 @@ def pad_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], valu
     pads: list[int] = []
     for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):
         pads.extend(same_padding(size, k, s))
-    if not any(pads):
+    if all(isinstance(p, int) and p == 0 for p in pads):  # a symbolic pad (export) is always applied
         return x
     return F.pad(x, pads, value=value)
 

@@ -68,6 +68,73 @@ def cmd_fvd(args: argparse.Namespace) -> None:
     print(f"FVD: {report.fvd:.4f}  ({real.count} real, {fake.count} fake, protocol {args.protocol})")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from i3d.export import ExportOptions, export
+    from i3d.weights import resolve_weights
+
+    options = ExportOptions(args.stream, args.layout, args.softmax, args.uint8)
+    if args.stream != "rgb" and args.flow_weights is None:
+        raise I3DError(f"the {args.stream} graph needs --flow-weights (a converted flow .safetensors file)")
+    weights = [resolve_weights(args.weights)] if args.stream != "flow" else []
+    if args.stream != "rgb":
+        weights.append(resolve_weights(args.flow_weights))
+    result = export(weights, args.output, args.format, options, () if args.no_check else (10, 17))
+    inputs = ", ".join(f"{n} {_input_shape(n, args.layout)}" for n in options.input_names)
+    print(f"wrote {result.path} ({args.format}; inputs {inputs}; output {options.output_name} (B, "
+          f"{len(result.labels)}))")
+    if result.max_abs_diff is not None:
+        print(f"checked against PyTorch on random clips of {result.check_frames} frames: "
+              f"max |difference| {result.max_abs_diff:.2e}")
+
+
+def _input_shape(stream: str, layout: str) -> str:
+    channels = "3" if stream == "rgb" else "2"
+    return "(B, T, 224, 224, " + channels + ")" if layout == "NTHWC" else f"(B, {channels}, T, 224, 224)"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from i3d.evaluate import EvaluationProtocol, evaluate
+    from i3d.files import atomic_path
+
+    protocol = EvaluationProtocol(args.clips, args.clip_frames, args.crops, args.average)
+    report = evaluate(args.list, protocol, args.weights, args.device,
+                      progress=lambda videos, total: tqdm(videos, total=total, unit="video", disable=args.quiet))
+    for failure in report.failures:
+        print(f"failed: {_with_path(failure['path'], failure['error'])}", file=sys.stderr)
+    if args.output is not None:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(report.to_json() + "\n")
+    print(report.summary())
+    if not report.evaluated:
+        raise I3DError(f"{args.list}: none of the {report.failed} videos could be read")
+    return 1 if report.failed else 0
+
+
+def _with_path(path: str, error: str) -> str:
+    return error if error.startswith(path) else f"{path}: {error}"
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from i3d.bench import HEADER, BenchConfig, bench, default_paths, to_dict
+
+    config = BenchConfig(args.frames, args.size, args.batch_size, args.repeats, args.weights)
+    paths = args.paths.split(",") if args.paths else default_paths()
+    print(f"{config.batch_size} x {config.frames} frames x {config.size}x{config.size}, "
+          f"{config.repeats} timed runs after one warm-up, each path in a fresh process")
+    print(HEADER)
+    results = []
+    for path in paths:
+        result = bench(path.strip(), config)
+        results.append(to_dict(result, config))
+        print(result.row(), flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from i3d.weights.registry import DEFAULT_WEIGHTS
 
@@ -108,6 +175,47 @@ def build_parser() -> argparse.ArgumentParser:
     fvd.add_argument("-o", "--output", type=Path, default=None, help="JSON report")
     fvd.set_defaults(run=cmd_fvd)
 
+    from i3d.export import FORMATS, LAYOUTS, STREAMS
+
+    export = commands.add_parser("export", help="export to ONNX or TorchScript (dynamic batch and frames)")
+    export.add_argument("--format", choices=FORMATS, default="onnx")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("--stream", choices=STREAMS, default="rgb", help="joint: RGB and flow logits summed")
+    export.add_argument("--weights", default=None, help=f"RGB weights ({DEFAULT_WEIGHTS})")
+    export.add_argument("--flow-weights", default=None, help="flow weights, for --stream flow or joint")
+    export.add_argument("--layout", choices=LAYOUTS, default="NCTHW", help="input layout (NTHWC: TensorFlow's)")
+    export.add_argument("--softmax", action="store_true", help="output probabilities instead of logits")
+    export.add_argument("--uint8", action="store_true", help="RGB input as uint8 [0, 255], scaled in the graph")
+    export.add_argument("--no-check", action="store_true", help="skip running the export against PyTorch")
+    export.set_defaults(run=cmd_export)
+
+    from i3d.evaluate import AVERAGES
+
+    evaluate = commands.add_parser("evaluate", help="top-1/top-5 accuracy over a labelled list of videos")
+    evaluate.add_argument("list", type=Path, help="CSV of path,label (label: class name or index)")
+    evaluate.add_argument("-o", "--output", type=Path, default=None, help="JSON report")
+    evaluate.add_argument("--clips", type=int, default=1, help="clips per video, uniformly spaced")
+    evaluate.add_argument("--clip-frames", type=int, default=250, help="frames per clip at 25 fps")
+    evaluate.add_argument("--crops", type=int, default=1, help="1: centre crop; 3: crops along the long side")
+    evaluate.add_argument("--average", choices=AVERAGES, default="softmax", help="what is averaged over views")
+    evaluate.add_argument("--weights", default=None)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    from i3d.bench import PATHS
+
+    bench = commands.add_parser("bench", help="speed and memory of each inference path on this machine")
+    bench.add_argument("--frames", type=int, default=79)
+    bench.add_argument("--size", type=int, default=224)
+    bench.add_argument("--batch-size", type=int, default=1)
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--paths", default=None, help=f"comma-separated of {', '.join(PATHS)} "
+                       "(default: eager, optimized, onnxruntime, and cuda when present)")
+    bench.add_argument("--weights", default=None)
+    bench.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    bench.set_defaults(run=cmd_bench)
+
     samples = commands.add_parser("samples", help="the sample videos").add_subparsers(dest="action", required=True)
     samples_fetch = samples.add_parser("fetch", help="download and verify the sample videos")
     samples_fetch.add_argument("--force", action="store_true")
@@ -119,14 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)  # commands over many items return 1 when some of them failed
     except I3DError as error:
         print(f"i3d: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("i3d: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 import cv2
 import numpy as np
 
@@ -47,9 +45,3 @@ def loop_pad(clip: np.ndarray, min_frames: int) -> np.ndarray:
     if len(clip) >= min_frames:
         return clip
     return np.resize(clip, (min_frames, *clip.shape[1:]))
-
-
-def rgb_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Short side 256, centre 224 crop, frame by frame, so only crops are ever held."""
-    for image in frames:
-        yield center_crop(resize_short_side(image))

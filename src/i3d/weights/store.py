@@ -6,8 +6,6 @@ Every converter ends here, so a converted file is self-describing and checked th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from i3d.download import cache_dir
 from i3d.errors import I3DError
+from i3d.files import atomic_path
 from i3d.model import InceptionI3d
 
 FORMAT_VERSION = "1"
@@ -68,15 +67,8 @@ def save_weights(
     if modality not in ("rgb", "flow"):
         raise I3DError(f"modality must be rgb or flow, not {modality!r}")
     meta = {"i3d_format": FORMAT_VERSION, "modality": modality, "labels": json.dumps(labels), **metadata}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.contiguous().float() for k, v in state_dict.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_weights(path: Path) -> LoadedWeights:

@@ -1,0 +1,155 @@
+"""Inference speed and memory of each execution path on this machine; a benchmark, not a test.
+
+Each path runs in a fresh process, so its peak resident memory is its own (the interpreter, torch and
+the weights included), and one path's caches cannot flatter the next.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from i3d.errors import I3DError
+from i3d.inference import gflops_per_clip
+
+PATHS = ("eager", "optimized", "torchscript", "onnxruntime", "cuda")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    frames: int = 79
+    size: int = 224
+    batch_size: int = 1
+    repeats: int = 3
+    weights: str | None = None
+
+
+@dataclass
+class BenchResult:
+    path: str
+    seconds_per_clip: float
+    clips_per_second: float
+    gflops_per_second: float
+    peak_memory_mb: float
+    memory: str  # what peak_memory_mb measures
+    weights: str
+    threads: int
+
+    def row(self) -> str:
+        return (f"{self.path:<12} {self.seconds_per_clip:>9.3f} {self.clips_per_second:>9.3f} "
+                f"{self.gflops_per_second:>9.1f} {self.peak_memory_mb:>10.0f}  {self.memory}")
+
+
+HEADER = f"{'path':<12} {'s/clip':>9} {'clips/s':>9} {'GFLOP/s':>9} {'peak MB':>10}  memory"
+
+
+def default_paths() -> list[str]:
+    return ["eager", "optimized", "onnxruntime"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _network(config: BenchConfig):
+    from i3d.model import InceptionI3d
+    from i3d.weights import resolve_weights
+
+    try:
+        loaded = resolve_weights(config.weights)
+    except I3DError:
+        if config.weights is not None:
+            raise
+        return InceptionI3d().eval(), "random (default weights not installed)", None
+    from i3d.predict import build_model
+
+    return build_model(loaded), loaded.metadata.get("name", str(config.weights)), loaded
+
+
+def export_for_bench(config: BenchConfig, file: Path) -> None:
+    """The ONNX file of the onnxruntime path, written in its own process so its memory is not counted."""
+    from i3d.export import ExportGraph, ExportOptions, export_onnx
+
+    options = ExportOptions()
+    export_onnx(ExportGraph([_network(config)[0]], options), file, options, {})
+
+
+def _runner(path: str, config: BenchConfig, onnx_file: Path | None):
+    """A callable running one batch on this path, and the weights it uses."""
+    from i3d.inference import optimize_for_inference
+
+    model, weights_name, loaded = _network(config)
+    clip = torch.rand(config.batch_size, 3, config.frames, config.size, config.size) * 2 - 1
+    if path == "eager":
+        return (lambda: model(clip)), weights_name
+    if path == "optimized":
+        fast = optimize_for_inference(model)
+        return (lambda: fast(clip)), weights_name
+    if path == "cuda":
+        if not torch.cuda.is_available():
+            raise I3DError("no CUDA device here")
+        fast, on_device = optimize_for_inference(model).cuda(), clip.cuda()
+
+        def run_cuda():
+            out = fast(on_device)
+            torch.cuda.synchronize()
+            return out
+
+        return run_cuda, weights_name
+    if path == "torchscript":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(model, clip, check_trace=False))
+        return (lambda: traced(clip)), weights_name
+    if path == "onnxruntime":
+        from i3d.export import require
+
+        onnxruntime = require("onnxruntime")
+        session_options = onnxruntime.SessionOptions()
+        session_options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(onnx_file), session_options, providers=["CPUExecutionProvider"])
+        feeds = {"rgb": clip.numpy()}
+        return (lambda: session.run(None, feeds)), weights_name
+    raise I3DError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+
+
+def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None = None) -> BenchResult:
+    with torch.inference_mode():
+        run, weights_name = _runner(path, config, onnx_file)
+        if path == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        run()  # warm-up: allocator, oneDNN primitive and ONNX Runtime kernel caches
+        start = time.perf_counter()
+        for _ in range(config.repeats):
+            run()
+        elapsed = time.perf_counter() - start
+    clips = config.repeats * config.batch_size
+    if path == "cuda":
+        peak, memory = torch.cuda.max_memory_allocated() / 2**20, "CUDA memory allocated"
+    else:
+        peak, memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+    return BenchResult(path, elapsed / clips, clips / elapsed, gflops_per_clip(config.frames, config.size) * clips
+                       / elapsed, peak, memory, weights_name, torch.get_num_threads())
+
+
+def bench(path: str, config: BenchConfig) -> BenchResult:
+    """One path in a fresh (spawned) process."""
+    if path not in PATHS:
+        raise I3DError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = Path(tmp) / "bench.onnx" if path == "onnxruntime" else None
+        if onnx_file is not None:
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                pool.submit(export_for_bench, config, onnx_file).result()
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(bench_in_this_process, path, config, onnx_file).result()
+
+
+def to_dict(result: BenchResult, config: BenchConfig) -> dict:
+    return {**asdict(result), "config": asdict(config)}

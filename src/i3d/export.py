@@ -1,0 +1,209 @@
+"""Export to ONNX or TorchScript: one stream or the two-stream sum, any batch size and number of frames.
+
+The exported graph is the plain network (``InceptionI3d``), not the CPU-tuned inference form: runtimes
+fold BatchNorm themselves, and the plain network's TF "SAME" padding is integer arithmetic on the input
+size, which both exporters record symbolically, so the parity-dependent padding of the strided layers
+stays right for every number of frames.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from i3d.errors import I3DError
+from i3d.files import atomic_path
+from i3d.model import MIN_FRAMES, InceptionI3d
+from i3d.predict import build_model
+from i3d.video.transforms import CROP
+from i3d.weights import LoadedWeights
+
+FORMATS = ("onnx", "torchscript")
+LAYOUTS = ("NCTHW", "NTHWC")  # NTHWC is the layout of DeepMind's TensorFlow graph
+STREAMS = ("rgb", "flow", "joint")
+PIXEL_MEAN = PIXEL_SCALE = 127.5  # uint8 [0, 255] -> [-1, 1]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    stream: str = "rgb"
+    layout: str = "NCTHW"
+    softmax: bool = False
+    uint8_input: bool = False  # RGB input as uint8 [0, 255], scaled inside the graph
+
+    def __post_init__(self) -> None:
+        if self.stream not in STREAMS:
+            raise I3DError(f"stream must be one of {', '.join(STREAMS)}, not {self.stream!r}")
+        if self.layout not in LAYOUTS:
+            raise I3DError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.uint8_input and self.stream == "flow":
+            raise I3DError("uint8 input applies to RGB; flow input is float in [-1, 1]")
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["rgb", "flow"] if self.stream == "joint" else [self.stream]
+
+    @property
+    def output_name(self) -> str:
+        return "probabilities" if self.softmax else "logits"
+
+
+class ExportGraph(nn.Module):
+    """Layout change, optional uint8 scaling, the stream networks (logits summed), optional softmax."""
+
+    def __init__(self, streams: Sequence[InceptionI3d], options: ExportOptions) -> None:
+        super().__init__()
+        self.streams = nn.ModuleList(streams)
+        self.options = options
+
+    def forward(self, *clips: torch.Tensor) -> torch.Tensor:
+        logits = None
+        for name, network, clip in zip(self.options.input_names, self.streams, clips):
+            if self.options.layout == "NTHWC":
+                clip = clip.permute(0, 4, 1, 2, 3)
+            if name == "rgb" and self.options.uint8_input:
+                clip = (clip.float() - PIXEL_MEAN) / PIXEL_SCALE
+            out = network(clip)
+            logits = out if logits is None else logits + out
+        return torch.softmax(logits, dim=-1) if self.options.softmax else logits
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    options: ExportOptions
+    labels: list[str]
+    max_abs_diff: float | None = None  # exported vs PyTorch on a check clip
+    check_frames: list[int] = field(default_factory=list)
+
+
+def build_export_graph(weights: Sequence[LoadedWeights], options: ExportOptions) -> ExportGraph:
+    """The graph for ``options.stream`` from one set of weights per input (rgb then flow for joint)."""
+    if len(weights) != len(options.input_names):
+        raise I3DError(f"the {options.stream} graph needs {len(options.input_names)} set(s) of weights")
+    for name, loaded in zip(options.input_names, weights):
+        if loaded.modality != name:
+            raise I3DError(f"the {name} input needs {name} weights, got {loaded.modality} weights")
+    if len({tuple(w.labels) for w in weights}) > 1:
+        raise I3DError("the two streams have different label sets; their logits cannot be summed")
+    return ExportGraph([build_model(w) for w in weights], options).eval()
+
+
+def example_inputs(options: ExportOptions, frames: int, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random clips in the graph's input layout and dtype."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = []
+    for name in options.input_names:
+        channels = 3 if name == "rgb" else 2
+        shape = (batch, channels, frames, CROP, CROP)
+        if name == "rgb" and options.uint8_input:
+            clip = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+        else:
+            clip = torch.rand(shape, generator=generator) * 2 - 1
+        inputs.append(clip.permute(0, 2, 3, 4, 1).contiguous() if options.layout == "NTHWC" else clip)
+    return tuple(inputs)
+
+
+def _dynamic_axes(options: ExportOptions) -> tuple[int, int]:
+    """(batch axis, frames axis) of the inputs."""
+    return 0, 1 if options.layout == "NTHWC" else 2
+
+
+def require(module: str, extra: str = "export"):
+    """Import an optional dependency, or say in one line how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise I3DError(f"this needs the {module} package: pip install 'i3d[{extra}]'") from None
+
+
+def export_onnx(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str]) -> None:
+    onnx = require("onnx")
+    require("onnxscript")  # torch.onnx's exporter is written in it
+
+    batch_axis, frames_axis = _dynamic_axes(options)
+    batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
+    dynamic = tuple({batch_axis: batch, frames_axis: frames} for _ in options.input_names)
+    # The exporter warns about every torchvision operator it cannot register; I3D uses none of them.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph, example_inputs(options, 16), input_names=options.input_names,
+            output_names=[options.output_name], dynamic_shapes={"clips": dynamic}, dynamo=True, verbose=False,
+        )
+    model = program.model_proto
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def export_torchscript(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str]) -> None:
+    # Tracing records the size arithmetic of the TF padding, so the module accepts any batch and frames.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(graph, example_inputs(options, 16), check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={"i3d.json": json.dumps(metadata)})
+
+
+def export(
+    weights: Sequence[LoadedWeights],
+    path: Path,
+    format: str = "onnx",
+    options: ExportOptions | None = None,
+    check_frames: Sequence[int] = (MIN_FRAMES + 1, MIN_FRAMES + 8),
+) -> ExportResult:
+    """Write the exported graph atomically, then run it on random clips against PyTorch.
+
+    The check uses two frame counts of different parity, since TF "SAME" padding differs between them.
+    """
+    options = options or ExportOptions()
+    if format not in FORMATS:
+        raise I3DError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    graph = build_export_graph(weights, options)
+    labels = weights[0].labels
+    metadata = {
+        "i3d_stream": options.stream,
+        "i3d_layout": options.layout,
+        "i3d_input": "uint8 [0, 255]" if options.uint8_input else "float [-1, 1]",
+        "i3d_output": options.output_name,
+        "i3d_weights": json.dumps([w.metadata.get("name", "") for w in weights]),
+        "labels": json.dumps(labels),
+    }
+    with atomic_path(path) as tmp:
+        (export_onnx if format == "onnx" else export_torchscript)(graph, tmp, options, metadata)
+    result = ExportResult(path, options, labels, check_frames=list(check_frames))
+    if check_frames:
+        result.max_abs_diff = max(check_export(graph, path, format, options, n) for n in check_frames)
+    return result
+
+
+def run_exported(path: Path, format: str, inputs: Sequence[torch.Tensor]) -> np.ndarray:
+    """Run an exported file: ONNX under ONNX Runtime (CPU), TorchScript under torch.jit."""
+    if format == "onnx":
+        onnxruntime = require("onnxruntime")
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+        return session.run(None, feeds)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still what libtorch loads
+        module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return module(*inputs).numpy()
+
+
+def check_export(graph: ExportGraph, path: Path, format: str, options: ExportOptions, frames: int) -> float:
+    """Max |exported - PyTorch| on a random batch of two clips of ``frames`` frames."""
+    inputs = example_inputs(options, frames, batch=2, seed=frames)
+    with torch.no_grad():
+        expected = graph(*inputs).numpy()
+    return float(np.abs(run_exported(path, format, inputs) - expected).max())
