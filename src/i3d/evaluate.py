@@ -26,8 +26,8 @@ from i3d.predict import Classifier
 from i3d.versions import software_versions
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, loop_pad, to_unit_range
-from i3d.weights import installed_path
-from i3d.weights.registry import DEFAULT_WEIGHTS, REGISTRY
+from i3d.weights import weights_file
+from i3d.weights.registry import DEFAULT_WEIGHTS
 
 AVERAGES = ("softmax", "logits")
 
@@ -181,9 +181,8 @@ def summarise(report: EvaluationReport, labels: Sequence[str], confused: int = 1
 
 
 def weights_record(weights: str | Path | None) -> dict:
-    name = str(weights or DEFAULT_WEIGHTS)
-    path = installed_path(name) if name in REGISTRY else Path(name)
-    return {"name": name, "file": str(path), "sha256": sha256_of(path) if path.is_file() else None}
+    path = weights_file(weights)
+    return {"name": str(weights or DEFAULT_WEIGHTS), "file": str(path), "sha256": sha256_of(path)}
 
 
 def evaluate(

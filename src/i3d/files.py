@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_TEMPORARY = re.compile(r"\..+\.(?P<pid>\d+)\.tmp(\.[^.]+)?")
 
 
 def _umask() -> int:
@@ -24,6 +27,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{os.getpid()}.tmp{path.suffix}")
+    # the name matches _TEMPORARY, so a later run can recognise it as a dead writer's leftover
     os.close(fd)
     tmp = Path(name)
     try:
@@ -33,3 +37,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of writers that were killed (their pid no longer runs) under ``folder``."""
+    removed = []
+    for tmp in folder.rglob(".*.tmp*"):
+        match = _TEMPORARY.fullmatch(tmp.name)
+        if match and tmp.is_file() and not _alive(int(match["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

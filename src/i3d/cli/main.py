@@ -116,6 +116,33 @@ def _with_path(path: str, error: str) -> str:
     return error if error.startswith(path) else f"{path}: {error}"
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from i3d.features import ExtractionConfig, WindowSpec, extract_features
+
+    extras = tuple(name for name, wanted in (("logits", args.logits), ("mixed_5c", args.mixed_5c)) if wanted)
+    config = ExtractionConfig(WindowSpec(args.clip_len, args.step, args.last_window), args.format, extras,
+                              args.batch_size, args.weights, args.device, args.workers)
+
+    def progress(outcomes, total):
+        bar = tqdm(outcomes, total=total, unit="video", disable=args.quiet)
+        seconds = windows = 0.0
+        for job, outcome in bar:
+            if not isinstance(outcome, str):
+                seconds, windows = seconds + outcome.duration_s, windows + len(outcome.windows)
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                bar.set_postfix_str(f"{seconds / elapsed:.2f} video-s/s, {windows / elapsed:.2f} windows/s")
+            else:
+                bar.write(f"failed: {_with_path(str(job.path), outcome)}", file=sys.stderr)
+            yield job, outcome
+
+    summary = extract_features(args.inputs, args.output, config, args.engine, args.ray_address, args.ray_workers,
+                               progress)
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     import json
 
@@ -202,6 +229,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    from i3d.features.extract import ENGINES
+    from i3d.features.outputs import FORMATS as FEATURE_FORMATS
+    from i3d.features.windows import DEFAULT_CLIP_LEN, DEFAULT_STEP, LAST_WINDOW_POLICIES
+
+    features = commands.add_parser("features", help="per-window 1024-d features of many videos (resumable)")
+    features.add_argument("inputs", nargs="+", help="video files, folders (searched recursively), .txt/.csv lists")
+    features.add_argument("-o", "--output", type=Path, required=True, help="output folder (manifest.jsonl there)")
+    features.add_argument("--clip-len", type=int, default=DEFAULT_CLIP_LEN, help="frames per window (25 fps)")
+    features.add_argument("--step", type=int, default=DEFAULT_STEP, help="frames from one window to the next")
+    features.add_argument("--last-window", choices=LAST_WINDOW_POLICIES, default="keep",
+                          help="a final partial window: run as is, pad with its last frame, or drop it")
+    features.add_argument("--format", choices=FEATURE_FORMATS, default="npz")
+    features.add_argument("--logits", action="store_true", help="also the logits of every window")
+    features.add_argument("--mixed-5c", action="store_true", help="also Mixed_5c averaged over space: T/8 x 1024")
+    features.add_argument("--batch-size", type=int, default=4, help="windows per network call")
+    features.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode inline)")
+    features.add_argument("--engine", choices=ENGINES, default="local")
+    features.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    features.add_argument("--ray-workers", type=int, default=2, help="Ray actors, each holding the network")
+    features.add_argument("--weights", default=None)
+    features.add_argument("--device", default="cpu")
+    features.add_argument("--quiet", action="store_true", help="no progress bar")
+    features.set_defaults(run=cmd_features)
 
     from i3d.bench import PATHS
 

@@ -13,6 +13,7 @@ import numpy as np
 from i3d.errors import I3DError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp"}
 TARGET_FPS = 25.0
 _EPS_S = 1e-6
 
@@ -45,6 +46,17 @@ def iter_video_file(path: Path, start_s: float | None = None, end_s: float | Non
             raise I3DError(f"{path}: decoding failed after {decoded} frames ({_reason(error)})") from None
         if decoded == 0:
             raise I3DError(f"{path}: no frame could be decoded")
+
+
+def source_fps(path: Path) -> float | None:
+    """The video stream's average frame rate as the container states it (None if it states none)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate else None
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
 
 
 def _reason(error: Exception) -> str:

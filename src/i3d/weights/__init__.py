@@ -13,7 +13,7 @@ from i3d.weights.tfhub_pickle import read_sdist
 
 __all__ = [
     "DEFAULT_WEIGHTS", "REGISTRY", "LoadedWeights", "WeightsInfo",
-    "fetch_weights", "installed_path", "resolve_weights", "save_weights",
+    "fetch_weights", "installed_path", "resolve_weights", "save_weights", "weights_file",
 ]
 
 
@@ -41,6 +41,12 @@ def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None) -> Pa
         name=name, provenance=info.provenance, license=info.license, source_sha256=info.source_sha256,
     )
     return path
+
+
+def weights_file(name_or_path: str | Path | None = None) -> Path:
+    """The file behind a registry name (installed or not) or a path."""
+    name = str(name_or_path or DEFAULT_WEIGHTS)
+    return installed_path(name) if name in REGISTRY else Path(name)
 
 
 def resolve_weights(name_or_path: str | Path | None = None) -> LoadedWeights:

@@ -1,0 +1,308 @@
+"""Feature extraction over many videos: resume, failures recorded, decoding overlapped with the network.
+
+Engines yield ``(job, VideoFeatures or error message)`` as videos finish; this module alone writes the
+outputs and the manifest, so every engine's files are the same. Windows are batched within a video,
+consecutive windows of equal length together, identically in every engine.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from i3d.errors import I3DError
+from i3d.features.jobs import Job, collect_jobs
+from i3d.features.outputs import (
+    FORMATS,
+    Manifest,
+    ManifestRow,
+    VideoFeatures,
+    output_path,
+    reusable_output,
+    write_features,
+)
+from i3d.features.windows import Window, WindowSpec, iter_windows, plan_windows
+from i3d.files import remove_stale_temporaries
+from i3d.model import FEATURE_DIM
+from i3d.video.decode import TARGET_FPS, source_fps
+from i3d.video.inputs import rgb_input_frames
+
+ENGINES = ("local", "ray")
+Outcome = tuple[Job, "VideoFeatures | str"]
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    spec: WindowSpec = field(default_factory=WindowSpec)
+    fmt: str = "npz"
+    extras: tuple[str, ...] = ()
+    batch_size: int = 4
+    weights: str | None = None
+    device: str = "cpu"
+    workers: int = 1  # decoding processes beside the network; 0 decodes in the network's process
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise I3DError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.fmt == "npy" and self.extras:
+            raise I3DError("--format npy holds the features only; use npz for logits or Mixed_5c maps")
+        if self.batch_size < 1 or self.workers < 0:
+            raise I3DError("--batch-size must be at least 1 and --workers at least 0")
+
+    def settings(self, weights_sha256: str) -> dict:
+        """What an output depends on; a rerun with other settings redoes the video."""
+        return {**asdict(self.spec), "extras": sorted(self.extras), "stream": "rgb", "weights": weights_sha256}
+
+
+class DecodedVideo:
+    """The windows of one video, streamed, and afterwards its frame count and dropped frames."""
+
+    def __init__(self, path: Path, spec: WindowSpec) -> None:
+        self.path, self.spec, self.frames = path, spec, 0
+        self.source_fps = source_fps(path) if path.is_file() else TARGET_FPS
+
+    def _counted(self) -> Iterator[np.ndarray]:
+        for frame in rgb_input_frames(self.path):
+            self.frames += 1
+            yield frame
+
+    def windows(self) -> Iterator[Window]:
+        yield from iter_windows(self._counted(), self.spec)
+        if self.frames == 0:
+            raise I3DError(f"{self.path}: no frames could be decoded")
+
+    @property
+    def dropped_frames(self) -> int:
+        return plan_windows(self.frames, self.spec)[1]
+
+
+class Accumulator:
+    """Collects one video's window outputs, batching consecutive windows of equal length."""
+
+    def __init__(self, run: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]], batch_size: int) -> None:
+        self.run, self.batch_size = run, batch_size
+        self.pending: list[Window] = []
+        self.spans: list[tuple[int, int]] = []
+        self.outputs: list[dict[str, np.ndarray]] = []
+
+    def add(self, window: Window) -> None:
+        if self.pending and len(self.pending[0].frames) != len(window.frames):
+            self.flush()
+        self.pending.append(window)
+        if len(self.pending) == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.outputs += self.run([w.frames for w in self.pending])
+            self.spans += [(w.start, w.end) for w in self.pending]
+            self.pending = []
+
+    def result(self, frames: int, fps: float | None, dropped: int) -> VideoFeatures:
+        self.flush()
+        arrays = {"features": np.stack([o["features"] for o in self.outputs])}
+        if "logits" in self.outputs[0]:
+            arrays["logits"] = np.stack([o["logits"] for o in self.outputs])
+        if "mixed_5c" in self.outputs[0]:
+            arrays["mixed_5c"] = np.concatenate([o["mixed_5c"] for o in self.outputs])
+            arrays["mixed_5c_window"] = np.concatenate(
+                [np.full(len(o["mixed_5c"]), i, dtype=np.int64) for i, o in enumerate(self.outputs)])
+        return VideoFeatures(self.spans, arrays, frames, fps, dropped)
+
+
+def extract_video(path: Path, run: Callable, spec: WindowSpec, batch_size: int) -> VideoFeatures:
+    """Decode and extract one video in this process (the Ray engine's unit of work)."""
+    video = DecodedVideo(path, spec)
+    accumulator = Accumulator(run, batch_size)
+    for window in video.windows():
+        accumulator.add(window)
+    return accumulator.result(video.frames, video.source_fps, video.dropped_frames)
+
+
+def describe_error(error: BaseException) -> str:
+    return str(error) if isinstance(error, I3DError) else f"{type(error).__name__}: {error}"
+
+
+def _decode_worker(
+    tasks: multiprocessing.Queue, results: multiprocessing.Queue, spec: WindowSpec, parent_pid: int
+) -> None:
+    """A decoding process: for each task, the video's windows in order, then its end or its error.
+
+    It exits when its parent is gone (killed, even by SIGKILL) instead of waiting on the queues forever.
+    """
+
+    def exchange(action: Callable[[], object]) -> object:
+        while True:
+            try:
+                return action()
+            except (queue.Full, queue.Empty):
+                if os.getppid() != parent_pid:
+                    os._exit(1)
+
+    def put(item: tuple) -> None:
+        exchange(lambda: results.put(item, timeout=1.0))
+
+    while (task := exchange(lambda: tasks.get(timeout=1.0))) is not None:
+        index, path = task
+        put(("start", index, multiprocessing.current_process().name))
+        try:
+            video = DecodedVideo(path, spec)
+            for window in video.windows():
+                put(("window", index, window))
+            put(("end", index, (video.frames, video.source_fps, video.dropped_frames)))
+        except Exception as error:  # one bad video must not stop the others
+            put(("error", index, describe_error(error)))
+
+
+def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -> Iterator[Outcome]:
+    """Decoding in ``config.workers`` processes, windows through a bounded queue, the network here."""
+    if config.workers == 0:
+        for job in jobs:
+            try:
+                yield job, extract_video(job.path, run, config.spec, config.batch_size)
+            except Exception as error:
+                yield job, describe_error(error)
+        return
+    context = multiprocessing.get_context("spawn")
+    tasks: multiprocessing.Queue = context.Queue()
+    results: multiprocessing.Queue = context.Queue(maxsize=2 * config.batch_size + 2)  # bounds held windows
+    for job in jobs:
+        tasks.put((job.index, job.path))
+    by_index = {job.index: job for job in jobs}
+    workers: dict[str, multiprocessing.Process] = {}
+    current: dict[str, int] = {}  # worker name -> video it is decoding
+    accumulators: dict[int, Accumulator] = {}
+
+    def start_worker() -> None:
+        worker = context.Process(target=_decode_worker, args=(tasks, results, config.spec, os.getpid()),
+                                 daemon=True)
+        worker.start()
+        workers[worker.name] = worker
+
+    for _ in range(min(config.workers, len(jobs))):
+        start_worker()
+    remaining = len(jobs)
+    try:
+        while remaining:
+            try:
+                kind, index, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                for name, worker in list(workers.items()):
+                    if not worker.is_alive():  # killed by a crashing decoder: fail its video, replace it
+                        del workers[name]
+                        if name in current:
+                            accumulators.pop(current[name], None)
+                            remaining -= 1
+                            yield by_index[current.pop(name)], f"decoding process died (exit code {worker.exitcode})"
+                        start_worker()
+                continue
+            if kind == "start":
+                current[payload] = index
+                accumulators[index] = Accumulator(run, config.batch_size)
+            elif kind == "window":
+                accumulators[index].add(payload)
+            else:
+                for name in [n for n, i in current.items() if i == index]:
+                    del current[name]
+                accumulator = accumulators.pop(index)
+                remaining -= 1
+                try:
+                    yield by_index[index], accumulator.result(*payload) if kind == "end" else payload
+                except Exception as error:
+                    yield by_index[index], describe_error(error)
+    finally:
+        for _ in workers:
+            tasks.put(None)
+        for worker in workers.values():
+            worker.join(timeout=2)
+            if worker.is_alive():
+                worker.terminate()
+
+
+@dataclass
+class ExtractionSummary:
+    rows: list[ManifestRow]
+    manifest: Path
+    seconds: float
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.rows)
+
+    def line(self) -> str:
+        done = [r for r in self.rows if r.status == "done"]
+        reused = sum(r.reused for r in done)
+        return (f"{len(self.rows)} videos: {len(done)} done ({reused} from an earlier run), {self.failed} failed; "
+                f"manifest {self.manifest}")
+
+
+def extract_features(
+    inputs: Sequence[str | Path],
+    outdir: Path,
+    config: ExtractionConfig | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
+) -> ExtractionSummary:
+    """Extract every input not already done; write one file per video and the manifest."""
+    from i3d.download import sha256_of
+    from i3d.features.network import FeatureNetwork
+    from i3d.weights import resolve_weights, weights_file
+
+    config = config or ExtractionConfig()
+    if engine not in ENGINES:
+        raise I3DError(f"--engine must be one of {', '.join(ENGINES)}")
+    jobs = collect_jobs(inputs)
+    weights = resolve_weights(config.weights)
+    if weights.modality != "rgb":
+        raise I3DError("these weights are for the flow stream; feature extraction takes RGB weights here")
+    settings = config.settings(sha256_of(weights_file(config.weights)))
+    outdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(outdir)
+    manifest = Manifest(outdir)
+    rows: list[ManifestRow | None] = [None] * len(jobs)
+    todo = []
+    for job in jobs:
+        reused = reusable_output(output_path(outdir, job, config.fmt), config.fmt, settings, FEATURE_DIM)
+        if reused is None:
+            todo.append(job)
+            continue
+        earlier = manifest.earlier.get(str(job.path), {})
+        for key in ("frames", "source_fps", "duration_s", "dropped_frames"):
+            if getattr(reused, key) is None and earlier.get(key) is not None:
+                setattr(reused, key, earlier[key])
+        reused.input, reused.output = str(job.path), f"{job.name}.{config.fmt}"
+        rows[job.index] = reused
+    started = time.perf_counter()
+    if todo:
+        if engine == "ray":
+            from i3d.features.ray_engine import ray_engine
+
+            outcomes: Iterable[Outcome] = ray_engine(todo, weights, config, ray_address, ray_workers)
+        else:
+            network = FeatureNetwork(weights, config.device, config.extras)
+            outcomes = local_engine(todo, network.run, config)
+        if progress is not None:
+            outcomes = progress(outcomes, len(todo))
+        for job, outcome in outcomes:
+            row = ManifestRow(str(job.path), "failed", error=outcome) if isinstance(outcome, str) else \
+                _write(outdir, job, outcome, config, settings)
+            manifest.append(row)
+            rows[job.index] = row
+    summary = ExtractionSummary([r for r in rows if r is not None], manifest.path, time.perf_counter() - started)
+    manifest.finish(summary.rows)
+    return summary
+
+
+def _write(outdir: Path, job: Job, result: VideoFeatures, config: ExtractionConfig, settings: dict) -> ManifestRow:
+    write_features(output_path(outdir, job, config.fmt), result, config.fmt, settings)
+    return ManifestRow(str(job.path), "done", f"{job.name}.{config.fmt}", result.frames, result.source_fps,
+                       result.duration_s, len(result.windows), result.dropped_frames)

@@ -1,0 +1,63 @@
+"""What to extract: the inputs a user named, expanded to videos, each with its own output path."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from i3d.errors import I3DError
+from i3d.video.decode import VIDEO_SUFFIXES
+
+LIST_SUFFIXES = {".txt", ".csv", ".lst"}
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    path: Path
+    name: str  # output name relative to the output folder, without suffix ("sub/video")
+
+
+def _read_list(path: Path) -> list[Path]:
+    """One path per line, or the first column of a CSV (a ``path`` header allowed); relative to the list."""
+    paths = []
+    with open(path, newline="") as file:
+        for number, row in enumerate(csv.reader(file), start=1):
+            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+                continue
+            cell = row[0].strip()
+            if number == 1 and cell.lower() in ("path", "video", "filename"):
+                continue
+            paths.append(Path(cell) if Path(cell).is_absolute() else path.parent / cell)
+    return paths
+
+
+def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
+    """Videos from files, folders (searched recursively) and list files, in the order given, each once."""
+    named: list[tuple[Path, str]] = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found = sorted(p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not found:
+                raise I3DError(f"{given}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
+            named += [(p, p.relative_to(given).with_suffix("").as_posix()) for p in found]
+        elif given.suffix.lower() in LIST_SUFFIXES:
+            if not given.is_file():
+                raise I3DError(f"{given}: no such list file")
+            named += [(p, p.stem) for p in _read_list(given)]
+        else:
+            named.append((given, given.stem))  # a missing or broken file fails on its own, in the manifest
+    seen: dict[Path, str] = {}
+    owners: dict[str, Path] = {}
+    for path, name in named:
+        if path.resolve() in seen:
+            continue
+        if name in owners:
+            raise I3DError(f"{owners[name]} and {path} would both write {name}.npz; "
+                           "give their folder instead, so outputs keep the folder structure")
+        seen[path.resolve()], owners[name] = name, path
+    if not seen:
+        raise I3DError("no inputs")
+    return [Job(i, owners[name], name) for i, name in enumerate(seen.values())]

@@ -1,0 +1,64 @@
+"""The Ray engine: actors that each hold the network extract whole videos; the driver writes every file.
+
+The driver ships the weights through Ray's object store, so worker nodes need i3d installed and the
+videos at the same paths (a shared file system), nothing else. Outputs and the manifest are written by
+the same code as the local engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from i3d.errors import I3DError
+from i3d.features.extract import ExtractionConfig, Outcome, describe_error, extract_video
+from i3d.features.jobs import Job
+from i3d.weights import LoadedWeights
+
+
+class _Extractor:
+    def __init__(self, weights: LoadedWeights, config: ExtractionConfig, threads: int) -> None:
+        import torch
+
+        from i3d.features.network import FeatureNetwork
+
+        torch.set_num_threads(threads)
+        self.network = FeatureNetwork(weights, config.device, config.extras)
+        self.config = config
+
+    def extract(self, index: int, path: str):
+        from pathlib import Path
+
+        try:
+            return index, extract_video(Path(path), self.network.run, self.config.spec, self.config.batch_size)
+        except Exception as error:  # recorded in the manifest; the actor carries on
+            return index, describe_error(error)
+
+
+def ray_engine(
+    jobs: Sequence[Job], weights: LoadedWeights, config: ExtractionConfig, address: str | None, workers: int,
+    cpus_per_worker: int = 1,
+) -> Iterator[Outcome]:
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise I3DError("--engine ray needs Ray: pip install 'i3d[ray]'") from None
+    if workers < 1:
+        raise I3DError("--ray-workers must be at least 1")
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers * cpus_per_worker, include_dashboard=False, log_to_driver=False)
+    try:
+        gpus = 1 if str(config.device).startswith("cuda") else 0
+        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus)(_Extractor)
+        weights_ref = ray.put(weights)
+        pool = ActorPool([actor.remote(weights_ref, config, cpus_per_worker) for _ in range(workers)])
+        by_index = {job.index: job for job in jobs}
+        for index, outcome in pool.map_unordered(lambda a, job: a.extract.remote(job.index, str(job.path)), jobs):
+            yield by_index[index], outcome
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,228 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import numbered_frames, write_video
+from i3d.cli.main import main
+from i3d.errors import I3DError
+from i3d.features import ExtractionConfig, WindowSpec, extract_features, plan_windows
+from i3d.features.jobs import collect_jobs
+from i3d.features.windows import iter_windows
+from i3d.predict import build_model
+from i3d.video.inputs import rgb_input_frames
+
+
+@pytest.mark.parametrize("total, spec, spans, dropped", [
+    (150, WindowSpec(64, 64, "keep"), [(0, 64), (64, 128), (128, 150)], 0),
+    (150, WindowSpec(64, 64, "drop"), [(0, 64), (64, 128)], 22),
+    (128, WindowSpec(64, 64, "drop"), [(0, 64), (64, 128)], 0),
+    (40, WindowSpec(64, 64, "drop"), [(0, 40)], 0),  # shorter than one window: never dropped
+    (100, WindowSpec(64, 32, "keep"), [(0, 64), (32, 96), (64, 100)], 0),
+    (96, WindowSpec(64, 32, "keep"), [(0, 64), (32, 96)], 0),  # the tail (64, 96) adds no new frame
+    (46, WindowSpec(10, 20, "drop"), [(0, 10), (20, 30)], 6),  # frames 10-19 are between windows, not dropped
+    (0, WindowSpec(), [], 0),
+])
+def test_window_arithmetic(total, spec, spans, dropped):
+    assert plan_windows(total, spec) == (spans, dropped)
+
+
+def test_streamed_windows_follow_the_plan_and_hold_the_right_frames():
+    for total in range(1, 45):
+        for spec in (WindowSpec(8, 8, "keep"), WindowSpec(8, 3, "repeat"), WindowSpec(5, 9, "drop")):
+            windows = list(iter_windows((np.full((1,), i) for i in range(total)), spec))
+            assert [(w.start, w.end) for w in windows] == plan_windows(total, spec)[0]
+            for w in windows:
+                real = w.frames[: w.end - w.start, 0]
+                assert list(real) == list(range(w.start, w.end))
+                if spec.last == "repeat":
+                    assert len(w.frames) == max(spec.clip_len, w.end - w.start)
+                    assert set(w.frames[w.end - w.start :, 0]) <= {w.end - 1}
+
+
+def test_inputs_from_files_folders_and_lists(tmp_path):
+    for name in ("a/z.mp4", "c/z.mp4", "b/x.mp4", "b/deep/y.MKV", "b/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "list.csv").write_text("path\na/z.mp4\n# skipped\nmissing.mp4\n")
+    jobs = collect_jobs([tmp_path / "b", tmp_path / "list.csv", tmp_path / "b" / "x.mp4"])
+    assert [(j.index, j.path.relative_to(tmp_path).as_posix(), j.name) for j in jobs] == [
+        (0, "b/deep/y.MKV", "deep/y"), (1, "b/x.mp4", "x"), (2, "a/z.mp4", "z"), (3, "missing.mp4", "missing")]
+    with pytest.raises(I3DError, match="would both write z.npz"):
+        collect_jobs([tmp_path / "a/z.mp4", tmp_path / "c/z.mp4"])
+    with pytest.raises(I3DError, match="no videos"):
+        collect_jobs([tmp_path / "empty"])
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Small videos of awkward lengths and rates, and a corrupt one."""
+    folder = tmp_path_factory.mktemp("videos")
+    write_video(folder / "a_30fps.mp4", numbered_frames(37, 64, 80), 30)  # 37 frames at 30 fps -> 31 at 25
+    write_video(folder / "b_25fps.mp4", numbered_frames(21, 72, 64), 25)
+    write_video(folder / "c_12fps.mp4", numbered_frames(6, 48, 64), 12.5)  # 6 frames -> 12 at 25 fps
+    (folder / "d_broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
+    return folder
+
+
+SPEC = WindowSpec(clip_len=12, step=12, last="keep")
+
+
+@pytest.fixture(scope="module")
+def extracted(videos, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("features")
+    config = ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2, workers=1)
+    return extract_features([videos], outdir, config), outdir
+
+
+def test_manifest_has_one_row_per_input_and_records_the_broken_one(extracted, videos):
+    summary, outdir = extracted
+    rows = [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
+    assert [Path(r["input"]).name for r in rows] == ["a_30fps.mp4", "b_25fps.mp4", "c_12fps.mp4", "d_broken.mp4"]
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed"] and summary.failed == 1
+    assert "d_broken.mp4" in rows[3]["error"] and rows[3]["output"] is None
+    assert [r["frames"] for r in rows[:3]] == [31, 21, 12]
+    assert [r["windows"] for r in rows[:3]] == [3, 2, 1]
+    assert rows[0]["source_fps"] == pytest.approx(30) and rows[1]["duration_s"] == pytest.approx(21 / 25)
+    assert sorted(p.name for p in outdir.iterdir()) == ["a_30fps.npz", "b_25fps.npz", "c_12fps.npz", "manifest.jsonl"]
+
+
+def test_windows_and_timestamps_in_the_output(extracted):
+    _, outdir = extracted
+    with np.load(outdir / "a_30fps.npz") as data:
+        np.testing.assert_array_equal(data["window_start_frame"], [0, 12, 24])
+        np.testing.assert_array_equal(data["window_end_frame"], [12, 24, 31])
+        np.testing.assert_allclose(data["window_start_s"], [0, 0.48, 0.96])
+        np.testing.assert_allclose(data["window_end_s"], [0.48, 0.96, 1.24])
+        assert float(data["fps"]) == 25 and int(data["frames"]) == 31
+        assert data["features"].shape == (3, 1024) and data["logits"].shape == (3, 400)
+        # Mixed_5c: ceil(12 / 8) = 2 vectors per full window, 2 for the 7-frame tail (loop-padded to 9)
+        np.testing.assert_array_equal(data["mixed_5c_window"], [0, 0, 1, 1, 2, 2])
+
+
+def test_features_are_what_the_logits_layer_sees(extracted, videos, pretrained):
+    """Window by window, against the plain (unoptimised) network on the same frames."""
+    _, outdir = extracted
+    network = build_model(pretrained)
+    frames = np.stack(list(rgb_input_frames(videos / "a_30fps.mp4")))
+    weight = pretrained.state_dict["Logits.Conv3d_0c_1x1.conv3d.weight"].flatten(1).numpy()
+    bias = pretrained.state_dict["Logits.Conv3d_0c_1x1.conv3d.bias"].numpy()
+    with np.load(outdir / "a_30fps.npz") as data:
+        for index, (start, end) in enumerate(zip(data["window_start_frame"], data["window_end_frame"])):
+            clip = np.resize(frames[start:end], (max(9, end - start), 224, 224, 3))
+            x = torch.from_numpy(clip.astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2)[None]
+            with torch.no_grad():
+                logits = network(x)[0].numpy()
+                mixed = network.extract_endpoints(x, ["Mixed_5c"])["Mixed_5c"][0].mean(dim=(2, 3)).T.numpy()
+            features = data["features"][index]
+            np.testing.assert_allclose(features @ weight.T + bias, logits, atol=1e-4)
+            np.testing.assert_allclose(data["logits"][index], logits, atol=1e-4)
+            np.testing.assert_allclose(data["mixed_5c"][data["mixed_5c_window"] == index], mixed, atol=1e-4)
+
+
+def test_rerun_skips_done_videos_and_retries_failed_ones(extracted, videos):
+    summary, outdir = extracted
+    before = {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.npz")}
+    again = extract_features([videos], outdir, ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2))
+    assert [r.reused for r in again.rows] == [True, True, True, False] and again.failed == 1
+    assert {p.name: p.stat().st_mtime_ns for p in outdir.glob("*.npz")} == before
+    assert [r.frames for r in again.rows] == [r.frames for r in summary.rows]
+
+
+def test_changed_settings_redo_the_video(videos, tmp_path):
+    one = videos / "b_25fps.mp4"
+    extract_features([one], tmp_path, ExtractionConfig(SPEC, workers=0))
+    redone = extract_features([one], tmp_path, ExtractionConfig(WindowSpec(10, 10, "drop"), workers=0))
+    assert not redone.rows[0].reused and redone.rows[0].windows == 2 and redone.rows[0].dropped_frames == 1
+
+
+def test_decoding_in_worker_processes_equals_decoding_inline(extracted, videos, tmp_path):
+    _, outdir = extracted
+    inline = ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2, workers=0)
+    extract_features([videos / "a_30fps.mp4"], tmp_path, inline)
+    with np.load(outdir / "a_30fps.npz") as a, np.load(tmp_path / "a_30fps.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_npy_format_writes_the_feature_matrix(videos, tmp_path):
+    extract_features([videos / "c_12fps.mp4"], tmp_path, ExtractionConfig(SPEC, fmt="npy", workers=0))
+    assert np.load(tmp_path / "c_12fps.npy").shape == (1, 1024)
+    with pytest.raises(I3DError, match="features only"):
+        ExtractionConfig(SPEC, fmt="npy", extras=("logits",))
+
+
+def _run_cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "features", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_complete_and_correct_outputs(videos, tmp_path):
+    """SIGKILL in the middle, rerun the same command: every output complete and equal to an uninterrupted run."""
+    many = tmp_path / "in"
+    many.mkdir()
+    for i in range(6):
+        os.link(videos / "b_25fps.mp4", many / f"v{i}.mp4")
+    args = [str(many), "-o", str(tmp_path / "out"), "--clip-len", "12", "--step", "12", "--quiet"]
+    process = _run_cli(args)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out").glob("*.npz")) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = sorted(p.name for p in (tmp_path / "out").glob("*.npz"))
+    assert 1 <= len(first) < 6, "the kill should land mid-run"
+    resumed = _run_cli(args)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"6 done ({len(first)} from an earlier run), 0 failed" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.jsonl"] + [
+        f"v{i}.npz" for i in range(6)]  # no temporary file left behind, not even the killed run's
+    reference = extract_features([videos / "b_25fps.mp4"], tmp_path / "ref", ExtractionConfig(SPEC, workers=0))
+    assert reference.failed == 0
+    with np.load(tmp_path / "ref" / "b_25fps.npz") as expected:
+        for i in range(6):
+            with np.load(tmp_path / "out" / f"v{i}.npz") as actual:
+                np.testing.assert_allclose(actual["features"], expected["features"], atol=1e-5)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
+
+
+def test_cli_exit_code_and_summary_line(videos, tmp_path, capsys):
+    code = main(["features", str(videos / "c_12fps.mp4"), str(videos / "d_broken.mp4"), "-o", str(tmp_path),
+                 "--clip-len", "12", "--workers", "0", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "2 videos: 1 done (0 from an earlier run), 1 failed" in captured.out
+    assert captured.err.count("failed: ") == 1
+    assert main(["features", str(tmp_path / "nothing_here"), "-o", str(tmp_path), "--step", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_what_the_local_engine_writes(extracted, videos, tmp_path):
+    """The same files and manifest; values to float rounding (a Ray actor runs the network on 1 thread)."""
+    pytest.importorskip("ray")
+    _, local_dir = extracted
+    config = ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2)
+    summary = extract_features([videos], tmp_path, config, engine="ray", ray_workers=2)
+    def rows(folder):  # "reused" differs: the local folder has also been through a rerun
+        return [{**json.loads(line), "reused": None} for line in (folder / "manifest.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path) == rows(local_dir)
+    assert summary.failed == 1
+    for name in ("a_30fps.npz", "b_25fps.npz", "c_12fps.npz"):
+        with np.load(local_dir / name) as a, np.load(tmp_path / name) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_allclose(a[key], b[key], atol=1e-4) if a[key].dtype.kind == "f" else \
+                    np.testing.assert_array_equal(a[key], b[key])
