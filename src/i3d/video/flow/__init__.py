@@ -1,0 +1,90 @@
+"""The flow input of I3D: TV-L1 optical flow between consecutive 25 fps frames, the published recipe.
+
+Frames are resampled to 25 fps and resized to short side 256 exactly as for RGB, converted to grey
+(OpenCV's BT.601 weights), and flow is computed at that resolution (the one the reference weights were
+trained on) between frame k and frame k + 1. Values are clipped to [-20, 20] pixels and divided by 20;
+the centre 224x224 crop is kept, as for RGB. T frames give T - 1 flow fields; the last is repeated so
+the flow input has T frames like the RGB input, and the two streams line up frame for frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from i3d.errors import I3DError
+from i3d.video.flow.tvl1_torch import TVL1Params, tvl1_flow, use_compiled_kernels
+from i3d.video.inputs import rgb_resized_frames
+from i3d.video.transforms import center_crop
+
+METHODS = ("torch", "opencv")
+FLOW_BOUND = 20.0  # pixels
+DEFAULT_BATCH = 8
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def opencv_tvl1(firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """OpenCV-contrib's Dual TV-L1 with its default parameters: (B, H, W) uint8 -> (B, H, W, 2)."""
+    solver = cv2.optflow.DualTVL1OpticalFlow_create()
+    return np.stack([solver.calc(a, b, None) for a, b in zip(firsts, seconds)])
+
+
+class FlowComputer:
+    """TV-L1 over batches of frame pairs with the chosen backend."""
+
+    def __init__(self, method: str = "torch", device: str = "cpu", batch_size: int = DEFAULT_BATCH,
+                 compile: bool = True) -> None:
+        if method not in METHODS:
+            raise I3DError(f"flow method must be one of {', '.join(METHODS)}, not {method!r}")
+        self.method, self.device, self.batch_size = method, torch.device(device), batch_size
+        if method == "torch":
+            use_compiled_kernels(compile and self.device.type == "cpu")
+
+    def pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        if self.method == "opencv":
+            return opencv_tvl1(firsts, seconds)
+        first = torch.from_numpy(firsts).to(self.device)
+        second = torch.from_numpy(seconds).to(self.device)
+        return tvl1_flow(first, second, TVL1Params()).cpu().numpy()
+
+    def fields(self, grey_frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Flow (H, W, 2) in pixels from each frame to the next, then the last one again; batched, streamed."""
+        held: list[np.ndarray] = []
+        last = None
+        for frame in grey_frames:
+            held.append(frame)
+            if len(held) == self.batch_size + 1:
+                for field in self.pairs(np.stack(held[:-1]), np.stack(held[1:])):
+                    yield (last := field)
+                held = held[-1:]
+        if len(held) > 1:
+            for field in self.pairs(np.stack(held[:-1]), np.stack(held[1:])):
+                yield (last := field)
+        if last is not None:
+            yield last
+        elif held:  # a single frame: no motion to measure
+            yield np.zeros((*held[0].shape, 2), np.float32)
+
+
+def to_flow_input(field: np.ndarray) -> np.ndarray:
+    """Pixels to the network's range: clip to [-20, 20], divide by 20, centre 224 crop."""
+    return center_crop(np.clip(field, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND).astype(np.float32)
+
+
+def flow_input_frames(
+    path: Path, start_s: float | None = None, end_s: float | None = None, computer: FlowComputer | None = None
+) -> Iterator[np.ndarray]:
+    """(224, 224, 2) float32 flow frames in [-1, 1] of a video file or frame folder, streamed."""
+    computer = computer or FlowComputer()
+    grey = (to_grey(frame) for frame in rgb_resized_frames(path, start_s, end_s))
+    return (to_flow_input(field) for field in computer.fields(grey))
+
+
+__all__ = ["FLOW_BOUND", "METHODS", "FlowComputer", "flow_input_frames", "opencv_tvl1", "to_flow_input", "to_grey"]

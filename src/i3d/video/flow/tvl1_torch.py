@@ -1,0 +1,263 @@
+"""Dual TV-L1 optical flow (Zach, Pock & Bischof 2007) as OpenCV-contrib's ``DualTVL1OpticalFlow`` computes it,
+in batched PyTorch tensor operations: many frame pairs at once, on CPU or unchanged on a GPU.
+
+Same parameters, pyramid and numerical scheme as the reference: pyramid by bilinear resize with factor
+0.8 (the resize's own pixel-centre convention); warping by bicubic remap (Keys a = -0.75 at the exact
+coordinates, as OpenCV 5's remap does; OpenCV 4 rounded them to 1/32 pixel), zero outside the image;
+a 5x5 median filter of the flow before every outer iteration; and the stopping rule (sum of squared
+flow updates <= epsilon^2 * area) applied to each pair on its own: converged pairs leave the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+FLT_EPSILON = 1.1920929e-07
+CUBIC_A = -0.75
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    tau: float = 0.25
+    lam: float = 0.15
+    theta: float = 0.3
+    scales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    median_filtering: int = 5
+
+
+def _linear_axis(size_in: int, size_out: int, scale: float, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Taps and weights of OpenCV's INTER_LINEAR along one axis (half-pixel centres, clamped at the borders)."""
+    x = (torch.arange(size_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5
+    x0 = torch.floor(x)
+    weight = (x - x0).float()
+    x0 = x0.long()
+    return x0.clamp(0, size_in - 1), (x0 + 1).clamp(0, size_in - 1), weight
+
+
+def resize_linear(images: torch.Tensor, height: int, width: int, scale_y: float, scale_x: float) -> torch.Tensor:
+    """(B, H, W) -> (B, height, width); ``scale`` maps output to input coordinates as OpenCV's resize does."""
+    y0, y1, wy = _linear_axis(images.shape[1], height, scale_y, images.device)
+    x0, x1, wx = _linear_axis(images.shape[2], width, scale_x, images.device)
+    rows = images[:, y0] * (1 - wy)[:, None] + images[:, y1] * wy[:, None]
+    return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
+
+
+def centered_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences inside, one-sided halves on the borders (OpenCV's centeredGradient)."""
+    dx = torch.empty_like(image)
+    dy = torch.empty_like(image)
+    dx[:, :, 1:-1] = 0.5 * (image[:, :, 2:] - image[:, :, :-2])
+    dx[:, :, 0] = 0.5 * (image[:, :, 1] - image[:, :, 0])
+    dx[:, :, -1] = 0.5 * (image[:, :, -1] - image[:, :, -2])
+    dy[:, 1:-1] = 0.5 * (image[:, 2:] - image[:, :-2])
+    dy[:, 0] = 0.5 * (image[:, 1] - image[:, 0])
+    dy[:, -1] = 0.5 * (image[:, -1] - image[:, -2])
+    return dx, dy
+
+
+def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
+    a = CUBIC_A
+    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
+    return [w0, w1, w2, 1 - w0 - w1 - w2]
+
+
+def remap_cubic(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor) -> list[torch.Tensor]:
+    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0."""
+    batch, height, width = map_x.shape
+    floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
+    ix, iy = floor_x.long(), floor_y.long()
+    wx, wy = _cubic_weights(map_x - floor_x), _cubic_weights(map_y - floor_y)
+    flat = [img.reshape(batch, -1) for img in images]
+    outs = [torch.zeros_like(map_x) for _ in images]
+    for j in range(4):
+        yy = iy + (j - 1)
+        inside_y = (yy >= 0) & (yy < height)
+        for i in range(4):
+            xx = ix + (i - 1)
+            inside = inside_y & (xx >= 0) & (xx < width)
+            index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(batch, -1)
+            weight = torch.where(inside, wy[j] * wx[i], 0.0)
+            for out, source in zip(outs, flat):
+                out += weight * source.gather(1, index).reshape(batch, height, width)
+    return outs
+
+
+def _batcher_network(size: int) -> list[tuple[int, int]]:
+    """Comparators of Batcher's odd-even merge sort of ``size`` (a power of two) values."""
+    comparators, p = [], 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        comparators.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return comparators
+
+
+def _median25_network() -> list[tuple[int, int]]:
+    """The comparators that decide the 13th smallest of 25 values padded with 7 x +inf to 32.
+
+    Working backwards from output 12 keeps only comparators it depends on; one that compares with a
+    padded +inf (index >= 25) changes nothing and is dropped. Exact, elementwise min/max only.
+    """
+    needed, kept = {12}, []
+    for a, b in reversed(_batcher_network(32)):
+        if a in needed or b in needed:
+            kept.append((a, b))
+            needed |= {a, b}
+    # Batcher's comparators always put the minimum at the lower index, so a padded +inf never moves down.
+    return [(a, b) for a, b in reversed(kept) if b < 25]
+
+
+MEDIAN25 = _median25_network()
+
+
+def median_blur5(flow: torch.Tensor) -> torch.Tensor:
+    """5x5 median with replicated borders, as cv2.medianBlur on float images (exact)."""
+    _, height, width = flow.shape
+    padded = F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate")[:, 0]
+    values = [padded[:, dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
+    for a, b in MEDIAN25:
+        values[a], values[b] = torch.minimum(values[a], values[b]), torch.maximum(values[a], values[b])
+    return values[12]
+
+
+def _from_left(x: torch.Tensor) -> torch.Tensor:
+    """x[..., j - 1] at column j, 0 in the first column."""
+    return F.pad(x[..., :-1], (1, 0))
+
+
+def _from_above(x: torch.Tensor) -> torch.Tensor:
+    """x[..., i - 1, :] at row i, 0 in the first row."""
+    return F.pad(x[..., :-1, :], (0, 0, 1, 0))
+
+
+def divergence(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
+    """Backward-difference divergence; the dual field is taken as 0 beyond the first row and column."""
+    return p1 - _from_left(p1) + p2 - _from_above(p2)
+
+
+def forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences, 0 on the last column (x) and last row (y)."""
+    return F.pad(u[..., 1:] - u[..., :-1], (0, 1)), F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+
+
+def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, grad, l_t: float, taut: float, theta: float):
+    """One primal-dual iteration: thresholding (v), primal update (u) with its error, dual update (p).
+
+    Written without in-place writes or stacking, so that a compiler can fuse it into one pass over memory.
+    """
+    rho = rho_c + i1wx * u1 + i1wy * u2
+    lt_grad = l_t * grad
+    textured = grad > FLT_EPSILON
+    step = torch.where(rho < -lt_grad, l_t, torch.where(
+        rho > lt_grad, -l_t, torch.where(textured, -rho / torch.where(textured, grad, 1.0), 0.0)))
+    new_u1 = u1 + step * i1wx + theta * divergence(p11, p12)
+    new_u2 = u2 + step * i1wy + theta * divergence(p21, p22)
+    error = ((new_u1 - u1) ** 2 + (new_u2 - u2) ** 2).sum(dim=(1, 2))
+    u1x, u1y = forward_gradient(new_u1)
+    u2x, u2y = forward_gradient(new_u2)
+    ng1 = 1.0 + taut * torch.hypot(u1x, u1y)
+    ng2 = 1.0 + taut * torch.hypot(u2x, u2y)
+    return (new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1, (p21 + taut * u2x) / ng2,
+            (p22 + taut * u2y) / ng2, error)
+
+
+_KERNELS = {"step": inner_step, "remap": remap_cubic}
+
+
+def use_compiled_kernels(enabled: bool = True) -> bool:
+    """Fuse the iteration and the warp with ``torch.compile`` (twice as fast on CPU); False if unavailable.
+
+    The first call compiles (tens of seconds, then cached on disk by PyTorch); results agree to float
+    rounding. Kernels are specialised to the default parameters; other parameters recompile once.
+    """
+    if not enabled:
+        _KERNELS.update(step=inner_step, remap=remap_cubic)
+        return False
+    step, remap = torch.compile(inner_step, dynamic=True), torch.compile(remap_cubic, dynamic=True)
+    params = TVL1Params()
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta
+    try:  # compile now, as used, on tiny inputs: then one kernel serves every size (a batch of 1 is its own)
+        with torch.inference_mode():
+            for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
+                tiny = [torch.rand(batch, 64, 72) for _ in range(10)]  # over 4096 pixels, as real frames
+                step(*tiny, *constants)
+                remap(tiny[:3], tiny[3], tiny[4])
+    except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
+        _KERNELS.update(step=inner_step, remap=remap_cubic)
+        return False
+    _KERNELS.update(step=step, remap=remap)
+    return True
+
+
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+    """Refine the flow u (2, B, H, W) at one pyramid level."""
+    batch, height, width = i0.shape
+    scaled_epsilon = params.epsilon * params.epsilon * height * width
+    l_t, taut, theta = params.lam * params.theta, params.tau / params.theta, params.theta
+    i1x, i1y = centered_gradient(i1)
+    grid_y, grid_x = torch.meshgrid(torch.arange(height, device=i0.device, dtype=torch.float32),
+                                    torch.arange(width, device=i0.device, dtype=torch.float32), indexing="ij")
+    state = torch.cat([u, torch.zeros(4, batch, height, width, device=i0.device)])  # u1, u2, p11, p12, p21, p22
+    for _ in range(params.warps):
+        i1w, i1wx, i1wy = _KERNELS["remap"]([i1, i1x, i1y], grid_x + state[0], grid_y + state[1])
+        grad = i1wx * i1wx + i1wy * i1wy
+        # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
+        active = torch.arange(batch, device=i0.device)
+        work = [t.clone() for t in state]  # separate tensors, not views: fewer recompilation guards
+        fixed = [i1w - i1wx * state[0] - i1wy * state[1] - i0, i1wx, i1wy, grad]
+        for _ in range(params.outer_iterations):
+            if params.median_filtering > 1:
+                work[0], work[1] = median_blur5(work[0]), median_blur5(work[1])
+            for _ in range(params.inner_iterations):
+                *work, error = _KERNELS["step"](*work, *fixed, l_t, taut, theta)
+                going = error > scaled_epsilon
+                if not going.all():
+                    state[:, active] = torch.stack(work)
+                    active = active[going]
+                    work, fixed = [w[going] for w in work], [f[going] for f in fixed]
+                    if not len(active):
+                        break
+            if not len(active):
+                break
+        if len(active):
+            state[:, active] = torch.stack(work)
+    return state[:2]
+
+
+@torch.inference_mode()
+def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TVL1Params()) -> torch.Tensor:
+    """Flow from ``first`` to ``second``: (B, H, W) grey levels in [0, 255] -> (B, H, W, 2) pixels (x, y)."""
+    levels = [(first.float(), second.float())]
+    for _ in range(1, params.scales):
+        i0, i1 = levels[-1]
+        height, width = round(i0.shape[1] * params.scale_step), round(i0.shape[2] * params.scale_step)
+        if height < 16 or width < 16:
+            break
+        scale = 1 / params.scale_step
+        levels.append((resize_linear(i0, height, width, scale, scale), resize_linear(i1, height, width, scale, scale)))
+    i0, _ = levels[-1]
+    u = torch.zeros(2, *i0.shape, device=i0.device)
+    for level in range(len(levels) - 1, -1, -1):
+        i0, i1 = levels[level]
+        u = _one_scale(i0, i1, u, params)
+        if level:
+            finer = levels[level - 1][0]
+            height, width = finer.shape[1:]
+            u = torch.stack([resize_linear(c, height, width, c.shape[1] / height, c.shape[2] / width) for c in u])
+            u = u / params.scale_step
+    return u.permute(1, 2, 3, 0).contiguous()

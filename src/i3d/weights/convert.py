@@ -1,0 +1,92 @@
+"""`i3d weights convert`: any published checkpoint format in, the project's safetensors file out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from i3d.download import sha256_of
+from i3d.errors import I3DError
+from i3d.weights.registry import LABEL_SETS, REGISTRY
+from i3d.weights.store import installed_path, save_weights
+from i3d.weights.tf_checkpoint import checkpoint_prefix, convert_tf_arrays, read_checkpoint
+from i3d.weights.torch_port import convert_torch_port, load_torch_file
+
+SOURCE_FORMATS = ("tf", "torch-port")
+
+
+def detect_format(path: Path) -> str:
+    if path.suffix in (".pt", ".pth", ".bin"):
+        return "torch-port"
+    if path.suffix in (".h5", ".hdf5"):
+        raise I3DError(f"{path}: Keras HDF5 weights are not supported; convert the TF or PyTorch checkpoint")
+    if checkpoint_prefix(path).with_name(checkpoint_prefix(path).name + ".index").is_file():
+        return "tf"
+    raise I3DError(f"{path}: neither a TensorFlow checkpoint (model.ckpt.index) nor a PyTorch .pt file")
+
+
+def read_labels(path: Path, count: int) -> list[str]:
+    if not path.is_file():
+        raise I3DError(f"{path}: no such labels file")
+    labels = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(labels) != count:
+        raise I3DError(f"{path}: {len(labels)} labels for a classifier of {count} classes")
+    return labels
+
+
+@dataclass
+class Converted:
+    path: Path
+    modality: str
+    num_classes: int
+    labels_note: str | None  # set when class names had to be made up
+
+
+def convert_weights(
+    source: Path,
+    output: Path | None = None,
+    name: str | None = None,
+    labels_file: Path | None = None,
+    scope: str | None = None,
+    source_format: str | None = None,
+) -> Converted:
+    """Read ``source``, map every variable, check names and shapes, write safetensors with the labels."""
+    if not source.exists() and not checkpoint_prefix(source).with_name(checkpoint_prefix(source).name
+                                                                       + ".index").exists():
+        raise I3DError(f"{source}: no such file")
+    source_format = source_format or detect_format(source)
+    if source_format == "tf":
+        modality, state_dict = convert_tf_arrays(read_checkpoint(source), scope)
+        data_files = sorted(checkpoint_prefix(source).parent.glob(checkpoint_prefix(source).name + ".data-*"))
+        digest = sha256_of(data_files[0])
+    elif source_format == "torch-port":
+        state_dict = convert_torch_port(load_torch_file(source))
+        modality = "flow" if state_dict.get("Conv3d_1a_7x7.conv3d.weight", None) is not None and \
+            state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1] == 2 else "rgb"
+        digest = sha256_of(source)
+    else:
+        raise I3DError(f"source format must be one of {', '.join(SOURCE_FORMATS)}")
+    logits = state_dict.get("Logits.Conv3d_0c_1x1.conv3d.weight")
+    if logits is None:
+        raise I3DError(f"{source}: no logits layer (Logits/Conv3d_0c_1x1) among its variables")
+    num_classes, note = logits.shape[0], None
+    info = REGISTRY.get(name) if name else None
+    if info is not None and (info.modality, info.num_classes) != (modality, num_classes):
+        raise I3DError(f"{source} is a {modality} network of {num_classes} classes; {name} is "
+                       f"{info.modality} with {info.num_classes}")
+    if labels_file is not None:
+        labels = read_labels(labels_file, num_classes)
+    elif info is not None and info.label_set in LABEL_SETS:
+        labels = LABEL_SETS[info.label_set]()
+    elif num_classes == 400:
+        labels, note = LABEL_SETS["kinetics400"](), "400 classes: assumed Kinetics-400 names (give --labels if not)"
+    else:
+        labels = [f"class_{i:03d}" for i in range(num_classes)]
+        note = f"no --labels given: classes named class_000..class_{num_classes - 1:03d}"
+    if output is None:
+        if info is None:
+            raise I3DError("give -o FILE.safetensors, or --name with a registry name to install it there")
+        output = installed_path(name)
+    save_weights(output, state_dict, labels, modality, name=name or output.stem,
+                 provenance=f"converted from {source.name} ({source_format})", source_sha256=digest)
+    return Converted(output, modality, num_classes, note)

@@ -1,0 +1,71 @@
+"""State dicts of the popular PyTorch port (``rgb_imagenet.pt``, ``flow_imagenet.pt``, ``rgb_charades.pt``, ...).
+
+Its names differ from ours in the block branches (``b0``, ``b1a``, ``b1b``, ``b2a``, ``b2b``, ``b3b``),
+``bn`` for ``batch_norm`` and ``logits`` for ``Logits``. Its BatchNorm has a scale; ours, like
+DeepMind's, has none, so a scale is folded into the running variance: ``gamma (x - m) / sqrt(v + eps)``
+equals ``(x - m) / sqrt(v' + eps)`` with ``v' = (v + eps) / gamma^2 - eps`` for any positive ``gamma``.
+Files are read with ``torch.load(weights_only=True)``: tensors and plain containers, no code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from i3d.errors import I3DError
+from i3d.model import BATCH_NORM_EPS
+
+_BRANCHES = {"b0": "Branch_0.Conv3d_0a_1x1", "b1a": "Branch_1.Conv3d_0a_1x1", "b1b": "Branch_1.Conv3d_0b_3x3",
+             "b2a": "Branch_2.Conv3d_0a_1x1", "b2b": "Branch_2.Conv3d_0b_3x3", "b3b": "Branch_3.Conv3d_0b_1x1"}
+_PARAMS = {"conv3d.weight": "conv3d.weight", "conv3d.bias": "conv3d.bias", "bn.bias": "batch_norm.bias",
+           "bn.running_mean": "batch_norm.running_mean", "bn.running_var": "batch_norm.running_var"}
+
+
+def load_torch_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise I3DError(f"{path}: not a PyTorch state dict that loads without running code "
+                       f"({str(error).splitlines()[0][:160]})") from None
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise I3DError(f"{path}: holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in loaded.items()}  # saved from DataParallel
+
+
+def our_name(port_name: str) -> str | None:
+    """This network's name for one of the port's parameters, None for ``bn.weight`` and bookkeeping."""
+    match = re.fullmatch(r"(\w+?)\.(?:(b0|b1a|b1b|b2a|b2b|b3b)\.)?(conv3d\.weight|conv3d\.bias|bn\.\w+)", port_name)
+    if match is None or match[3] not in _PARAMS:
+        return None
+    layer = "Logits.Conv3d_0c_1x1" if match[1] == "logits" else match[1]
+    branch = f".{_BRANCHES[match[2]]}" if match[2] else ""
+    return f"{layer}{branch}.{_PARAMS[match[3]]}"
+
+
+def convert_torch_port(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    converted, unknown = {}, []
+    for name, tensor in state.items():
+        mapped = our_name(name)
+        if mapped is not None:
+            converted[mapped] = tensor.detach().float().clone()
+        elif not name.endswith(("bn.weight", "bn.num_batches_tracked")):
+            unknown.append(name)
+    if unknown:
+        raise I3DError(f"{len(unknown)} entries map to nothing in I3D: {', '.join(sorted(unknown)[:3])}")
+    for name, gamma in state.items():
+        if not name.endswith("bn.weight"):
+            continue
+        var_name = our_name(name.removesuffix("weight") + "running_var")
+        if var_name not in converted:
+            raise I3DError(f"{name} has no running_var beside it")
+        gamma = gamma.double()
+        if (gamma <= 0).any():
+            raise I3DError(f"{name}: a BatchNorm scale <= 0 cannot be folded into a scale-free BatchNorm")
+        variance = converted[var_name].double()
+        converted[var_name] = ((variance + BATCH_NORM_EPS) / gamma**2 - BATCH_NORM_EPS).float()
+    return converted

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from i3d.video.flow import FlowComputer, flow_input_frames, opencv_tvl1, to_flow_input, to_grey
+from i3d.video.flow.tvl1_torch import median_blur5, remap_cubic, resize_linear, tvl1_flow
+from i3d.video.inputs import rgb_resized_frames
+
+
+def test_pyramid_resize_is_opencvs_bilinear():
+    image = np.random.default_rng(0).uniform(0, 255, (37, 53)).astype(np.float32)
+    down = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+    ours = resize_linear(torch.from_numpy(image)[None], *down.shape, 1 / 0.8, 1 / 0.8)[0].numpy()
+    np.testing.assert_allclose(ours, down, atol=1e-3)
+    up = cv2.resize(down, (53, 37), interpolation=cv2.INTER_LINEAR)
+    ours_up = resize_linear(torch.from_numpy(down)[None], 37, 53, down.shape[0] / 37, down.shape[1] / 53)[0]
+    np.testing.assert_allclose(ours_up.numpy(), up, atol=1e-3)
+
+
+def test_warp_is_opencvs_bicubic_remap_with_zero_outside():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 255, (30, 40)).astype(np.float32)
+    map_x = (np.arange(40)[None] + rng.uniform(-3, 3, (30, 40))).astype(np.float32)
+    map_y = (np.arange(30)[:, None] + rng.uniform(-3, 3, (30, 40))).astype(np.float32)
+    expected = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    ours = remap_cubic([torch.from_numpy(image)[None]], torch.from_numpy(map_x)[None], torch.from_numpy(map_y)[None])
+    np.testing.assert_allclose(ours[0][0].numpy(), expected, atol=2e-3)
+
+
+def test_median_filter_is_exact():
+    flow = torch.randn(3, 19, 23)
+    expected = F.unfold(F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate"), 5).median(dim=1).values.view(3, 19, 23)
+    assert torch.equal(median_blur5(flow), expected)
+    image = (np.random.default_rng(2).uniform(-5, 5, (19, 23))).astype(np.float32)
+    np.testing.assert_array_equal(median_blur5(torch.from_numpy(image)[None])[0].numpy(), cv2.medianBlur(image, 5))
+
+
+def _textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).uniform(0, 255, (height, width)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0) * 3 - 255, 0, 255).astype(np.uint8)
+
+
+def test_a_translation_is_recovered():
+    scene = _textured(90, 110)
+    first, second = scene[10:74, 10:90], scene[11:75, 8:88]  # content moves 2 px right and 1 px up
+    flow = tvl1_flow(torch.from_numpy(first)[None], torch.from_numpy(second)[None])[0].numpy()
+    interior = flow[8:-8, 8:-8]
+    np.testing.assert_allclose(np.median(interior.reshape(-1, 2), axis=0), [2.0, -1.0], atol=0.05)
+
+
+def test_clipping_and_scaling_are_exact():
+    field = np.zeros((256, 300, 2), np.float32)
+    values = np.array([-30, -20, -5, 0, 7.5, 20, 25], np.float32)
+    field[100:107, 150, 0] = values
+    out = to_flow_input(field)
+    assert out.shape == (224, 224, 2) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[100 - 16 : 107 - 16, 150 - 38, 0], [-1, -1, -0.25, 0, 0.375, 1, 1])
+
+
+def test_t_frames_give_t_fields_the_last_repeated():
+    frames = [_textured(40, 48, seed) for seed in range(5)]
+    computer = FlowComputer("torch", batch_size=3, compile=False)
+    fields = list(computer.fields(frames))
+    assert len(fields) == 5 and np.array_equal(fields[-1], fields[-2])
+    direct = tvl1_flow(torch.from_numpy(np.stack(frames[:4])), torch.from_numpy(np.stack(frames[1:]))).numpy()
+    np.testing.assert_allclose(np.stack(fields[:4]), direct, atol=1e-5)  # batching does not change the result
+    assert np.array_equal(list(computer.fields(frames[:1]))[0], np.zeros((40, 48, 2), np.float32))
+
+
+@pytest.mark.slow
+def test_torch_tvl1_agrees_with_opencv_on_real_video(sample_video):
+    """Two consecutive pairs from the middle of each sample video (the benchmark's frames)."""
+    errors, magnitudes = [], []
+    for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"):
+        grey = [to_grey(f) for f in rgb_resized_frames(Path(sample_video).with_name(name))]
+        middle = grey[len(grey) // 2 : len(grey) // 2 + 3]
+        firsts, seconds = np.stack(middle[:-1]), np.stack(middle[1:])
+        expected = opencv_tvl1(firsts, seconds)
+        ours = FlowComputer("torch", compile=False).pairs(firsts, seconds)
+        errors.append(np.sqrt(((ours - expected) ** 2).sum(axis=-1)).ravel())
+        magnitudes.append(np.sqrt((expected**2).sum(axis=-1)).ravel())
+    assert np.concatenate(magnitudes).mean() > 0.3  # there is motion to agree on
+    assert np.concatenate(errors).mean() < 0.15
+
+
+@pytest.mark.slow
+def test_compiled_kernels_compute_what_the_eager_ones_do():
+    from i3d.video.flow.tvl1_torch import use_compiled_kernels
+
+    scene = _textured(120, 150, seed=3)
+    first, second = torch.from_numpy(scene[:96, :128])[None], torch.from_numpy(scene[3:99, 2:130])[None]
+    eager = tvl1_flow(first, second)
+    try:
+        if not use_compiled_kernels(True):
+            pytest.skip("no working compiler toolchain for torch.compile here")
+        compiled = tvl1_flow(first, second)
+    finally:
+        use_compiled_kernels(False)
+    assert (compiled - eager).abs().mean() < 1e-3
+
+
+@pytest.mark.slow
+def test_flow_input_of_a_video(sample_video):
+    frames = list(flow_input_frames(sample_video, end_s=0.4, computer=FlowComputer("opencv")))
+    assert len(frames) == 10 and frames[0].shape == (224, 224, 2)
+    assert all(f.min() >= -1 and f.max() <= 1 for f in frames)
