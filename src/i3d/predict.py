@@ -89,7 +89,7 @@ STREAMS = ("rgb", "flow", "joint")
 DEFAULT_FLOW_WEIGHTS = "flow_imagenet"
 
 
-def _load_stream(weights: str | Path | None, modality: str) -> LoadedWeights:
+def load_stream_weights(weights: str | Path | None, modality: str) -> LoadedWeights:
     if modality == "flow" and weights is None:
         from i3d.weights import REGISTRY, installed_path
 
@@ -124,7 +124,7 @@ class Classifier:
             raise I3DError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
         self.stream, self.device, self.flow_method = stream, torch.device(device), flow_method
         modalities = ["rgb", "flow"] if stream == "joint" else [stream]
-        loaded = {m: _load_stream(weights if m == "rgb" else flow_weights, m) for m in modalities}
+        loaded = {m: load_stream_weights(weights if m == "rgb" else flow_weights, m) for m in modalities}
         if len({tuple(w.labels) for w in loaded.values()}) > 1:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
         self.labels = next(iter(loaded.values())).labels
@@ -138,8 +138,9 @@ class Classifier:
         return self.models[modality](batch)[0].float().cpu().numpy()
 
     def _clips(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> Iterable[np.ndarray]:
-        if is_array_file(path):
-            return [load_clip_array(path, channels=3 if modality == "rgb" else 2)]
+        if is_array_file(path):  # windowed like a video, so a saved flow file predicts what computing it does
+            clip = load_clip_array(path, channels=3 if modality == "rgb" else 2)
+            return (clip[i : i + window_frames] for i in range(0, len(clip), window_frames))
         if modality == "rgb":
             return (to_unit_range(w) for w in windows(rgb_input_frames(path, start_s, end_s), window_frames))
         from i3d.video.flow import FlowComputer, flow_input_frames

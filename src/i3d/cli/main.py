@@ -49,6 +49,42 @@ def cmd_weights_convert(args: argparse.Namespace) -> None:
     print(f"{converted.modality} I3D, {converted.num_classes} classes, written to {converted.path}")
 
 
+def cmd_weights_flow_from_rgb(args: argparse.Namespace) -> None:
+    from i3d.weights import resolve_weights, save_weights
+    from i3d.weights.cross_modal import flow_state_dict_from_rgb
+
+    rgb = resolve_weights(args.rgb)
+    if rgb.modality != "rgb":
+        raise I3DError(f"{args.rgb} holds {rgb.modality} weights; cross-modal initialisation starts from RGB")
+    origin = rgb.metadata.get("name", str(args.rgb))
+    save_weights(args.output, flow_state_dict_from_rgb(rgb.state_dict), rgb.labels, "flow",
+                 name=args.output.stem, provenance=f"cross-modal initialisation from {origin}")
+    print(f"flow I3D initialised from {args.rgb or 'the default RGB weights'}, written to {args.output}")
+
+
+def cmd_flow(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from i3d.files import atomic_path
+    from i3d.video.flow import FlowComputer, flow_input_frames
+
+    if args.input.suffix.lower() == ".npy":
+        raise I3DError(f"{args.input}: give a video file or a frame folder; flow is computed from frames")
+    computer = FlowComputer(args.method, args.device, args.batch_size)
+    frames = np.stack(list(flow_input_frames(args.input, args.start, args.end, computer)))
+    with atomic_path(args.output) as tmp, open(tmp, "wb") as file:
+        np.save(file, frames)
+    print(f"wrote {args.output}: {frames.shape} float32 in [-1, 1] ({args.method} TV-L1, 25 fps)")
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    from i3d.visualize import visualize
+
+    for path in visualize(args.input, args.output, args.frames, args.stream, args.weights, args.flow_weights,
+                          args.flow_method, args.flow_style, args.format, args.top_k):
+        print(path)
+
+
 def cmd_samples_fetch(args: argparse.Namespace) -> None:
     from i3d.video.samples import fetch_samples
 
@@ -133,7 +169,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     extras = tuple(name for name, wanted in (("logits", args.logits), ("mixed_5c", args.mixed_5c)) if wanted)
     config = ExtractionConfig(WindowSpec(args.clip_len, args.step, args.last_window), args.format, extras,
-                              args.batch_size, args.weights, args.device, args.workers)
+                              args.batch_size, args.weights, args.device, args.workers, args.stream,
+                              args.flow_weights, args.flow_method, args.flow_dir)
 
     def progress(outcomes, total):
         bar = tqdm(outcomes, total=total, unit="video", disable=args.quiet)
@@ -213,6 +250,37 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--scope", choices=("RGB", "Flow"), default=None, help="the stream, if both are there")
     convert.add_argument("--source-format", choices=SOURCE_FORMATS, default=None, help="default: from the file")
     convert.set_defaults(run=cmd_weights_convert)
+    cross = weights.add_parser("flow-from-rgb", help="a flow network initialised from RGB weights (cross-modal)")
+    cross.add_argument("rgb", nargs="?", default=None, help=f"RGB weights ({DEFAULT_WEIGHTS})")
+    cross.add_argument("-o", "--output", type=Path, required=True)
+    cross.set_defaults(run=cmd_weights_flow_from_rgb)
+
+    flow = commands.add_parser("flow", help="the TV-L1 flow input of a video, saved for reuse")
+    flow.add_argument("input", type=Path, help="video file or frame folder")
+    flow.add_argument("-o", "--output", type=Path, required=True, help=".npy: (T, 224, 224, 2) float32 in [-1, 1]")
+    flow.add_argument("--method", choices=("torch", "opencv"), default="torch",
+                      help="torch: the batched PyTorch TV-L1 (default); opencv: OpenCV-contrib's")
+    flow.add_argument("--start", type=float, default=None)
+    flow.add_argument("--end", type=float, default=None)
+    flow.add_argument("--batch-size", type=int, default=8, help="frame pairs per batch (torch)")
+    flow.add_argument("--device", default="cpu")
+    flow.set_defaults(run=cmd_flow)
+
+    from i3d.visualize import ANIMATION_FORMATS, FLOW_STYLES
+
+    visual = commands.add_parser("visualize", help="animations of the RGB and flow inputs, chart of top classes")
+    visual.add_argument("input", type=Path, help="video file or frame folder")
+    visual.add_argument("-o", "--output", type=Path, required=True, help="folder for the pictures")
+    visual.add_argument("--frames", type=int, default=32, help="frames shown and classified (25 fps)")
+    visual.add_argument("--stream", choices=("rgb", "flow", "joint"), default="rgb", help="whose predictions")
+    visual.add_argument("--format", choices=ANIMATION_FORMATS, default="gif")
+    visual.add_argument("--flow-style", choices=FLOW_STYLES, default="reference",
+                        help="reference: (x, y, 0) + 0.5 as DeepMind shows it; wheel: hue = direction")
+    visual.add_argument("--flow-method", choices=("torch", "opencv"), default="torch")
+    visual.add_argument("--top-k", type=int, default=10)
+    visual.add_argument("--weights", default=None)
+    visual.add_argument("--flow-weights", default=None)
+    visual.set_defaults(run=cmd_visualize)
 
     from i3d.fvd import PROTOCOLS
 
@@ -269,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--last-window", choices=LAST_WINDOW_POLICIES, default="keep",
                           help="a final partial window: run as is, pad with its last frame, or drop it")
     features.add_argument("--format", choices=FEATURE_FORMATS, default="npz")
+    features.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb",
+                          help="both: RGB and flow features side by side (2048-d), logits summed")
+    features.add_argument("--flow-weights", default=None, help="flow weights (default: flow_imagenet, if converted)")
+    features.add_argument("--flow-method", choices=("torch", "opencv"), default="torch", help="TV-L1 backend")
+    features.add_argument("--flow-dir", type=Path, default=None,
+                          help="saved flow inputs (`i3d flow`) named <output name>.npy, instead of computing flow")
     features.add_argument("--logits", action="store_true", help="also the logits of every window")
     features.add_argument("--mixed-5c", action="store_true", help="also Mixed_5c averaged over space: T/8 x 1024")
     features.add_argument("--batch-size", type=int, default=4, help="windows per network call")

@@ -35,6 +35,7 @@ from i3d.video.decode import TARGET_FPS, source_fps
 from i3d.video.inputs import rgb_input_frames
 
 ENGINES = ("local", "ray")
+STREAMS = ("rgb", "flow", "both")
 Outcome = tuple[Job, "VideoFeatures | str"]
 
 
@@ -47,6 +48,10 @@ class ExtractionConfig:
     weights: str | None = None
     device: str = "cpu"
     workers: int = 1  # decoding processes beside the network; 0 decodes in the network's process
+    stream: str = "rgb"  # rgb, flow or both
+    flow_weights: str | None = None
+    flow_method: str = "torch"
+    flow_dir: Path | None = None  # saved flow inputs (`i3d flow`), <flow_dir>/<output name>.npy
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -55,21 +60,63 @@ class ExtractionConfig:
             raise I3DError("--format npy holds the features only; use npz for logits or Mixed_5c maps")
         if self.batch_size < 1 or self.workers < 0:
             raise I3DError("--batch-size must be at least 1 and --workers at least 0")
+        if self.stream not in STREAMS:
+            raise I3DError(f"--stream must be one of {', '.join(STREAMS)}")
 
-    def settings(self, weights_sha256: str) -> dict:
+    @property
+    def modalities(self) -> list[str]:
+        return ["rgb", "flow"] if self.stream == "both" else [self.stream]
+
+    def settings(self, weights_sha256: list[str]) -> dict:
         """What an output depends on; a rerun with other settings redoes the video."""
-        return {**asdict(self.spec), "extras": sorted(self.extras), "stream": "rgb", "weights": weights_sha256}
+        flow = {"flow_method": self.flow_method if self.flow_dir is None else f"saved in {self.flow_dir}"}
+        return {**asdict(self.spec), "extras": sorted(self.extras), "stream": self.stream,
+                "weights": weights_sha256, **(flow if self.stream != "rgb" else {})}
 
 
 class DecodedVideo:
-    """The windows of one video, streamed, and afterwards its frame count and dropped frames."""
+    """The windows of one video, streamed, and afterwards its frame count and dropped frames.
 
-    def __init__(self, path: Path, spec: WindowSpec) -> None:
+    Frames carry the configured streams' channels side by side: RGB crops (uint8), flow (float in
+    [-1, 1], computed with TV-L1 or read from a saved file), or both (float, RGB in [-1, 1] first).
+    """
+
+    def __init__(self, path: Path, spec: WindowSpec, config: ExtractionConfig | None = None, name: str = "") -> None:
         self.path, self.spec, self.frames = path, spec, 0
+        self.config = config or ExtractionConfig(spec)
+        self.name = name or path.stem
         self.source_fps = source_fps(path) if path.is_file() else TARGET_FPS
 
+    def _flow(self) -> Iterator[np.ndarray]:
+        from i3d.video.flow import FlowComputer, flow_input_frames
+        from i3d.video.inputs import load_clip_array
+
+        if self.config.flow_dir is not None:
+            saved = Path(self.config.flow_dir) / f"{self.name}.npy"
+            if not saved.is_file():
+                raise I3DError(f"{saved}: no saved flow for {self.path}")
+            return iter(load_clip_array(saved, channels=2))
+        return flow_input_frames(self.path, computer=FlowComputer(self.config.flow_method, self.config.device))
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self.config.stream == "rgb":
+            return rgb_input_frames(self.path)
+        if self.config.stream == "flow":
+            return self._flow()
+        return self._both()
+
+    def _both(self) -> Iterator[np.ndarray]:
+        rgb, flow = rgb_input_frames(self.path), self._flow()
+        for rgb_frame in rgb:
+            flow_frame = next(flow, None)
+            if flow_frame is None:
+                raise I3DError(f"{self.path}: the saved flow has fewer frames than the video")
+            yield np.concatenate([rgb_frame.astype(np.float32) / 127.5 - 1, flow_frame], axis=-1)
+        if next(flow, None) is not None:
+            raise I3DError(f"{self.path}: the saved flow has more frames than the video")
+
     def _counted(self) -> Iterator[np.ndarray]:
-        for frame in rgb_input_frames(self.path):
+        for frame in self._frames():
             self.frames += 1
             yield frame
 
@@ -117,10 +164,10 @@ class Accumulator:
         return VideoFeatures(self.spans, arrays, frames, fps, dropped)
 
 
-def extract_video(path: Path, run: Callable, spec: WindowSpec, batch_size: int) -> VideoFeatures:
+def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "") -> VideoFeatures:
     """Decode and extract one video in this process (the Ray engine's unit of work)."""
-    video = DecodedVideo(path, spec)
-    accumulator = Accumulator(run, batch_size)
+    video = DecodedVideo(path, config.spec, config, name)
+    accumulator = Accumulator(run, config.batch_size)
     for window in video.windows():
         accumulator.add(window)
     return accumulator.result(video.frames, video.source_fps, video.dropped_frames)
@@ -131,7 +178,7 @@ def describe_error(error: BaseException) -> str:
 
 
 def _decode_worker(
-    tasks: multiprocessing.Queue, results: multiprocessing.Queue, spec: WindowSpec, parent_pid: int
+    tasks: multiprocessing.Queue, results: multiprocessing.Queue, config: ExtractionConfig, parent_pid: int
 ) -> None:
     """A decoding process: for each task, the video's windows in order, then its end or its error.
 
@@ -150,10 +197,10 @@ def _decode_worker(
         exchange(lambda: results.put(item, timeout=1.0))
 
     while (task := exchange(lambda: tasks.get(timeout=1.0))) is not None:
-        index, path = task
+        index, path, name = task
         put(("start", index, multiprocessing.current_process().name))
         try:
-            video = DecodedVideo(path, spec)
+            video = DecodedVideo(path, config.spec, config, name)
             for window in video.windows():
                 put(("window", index, window))
             put(("end", index, (video.frames, video.source_fps, video.dropped_frames)))
@@ -166,7 +213,7 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
     if config.workers == 0:
         for job in jobs:
             try:
-                yield job, extract_video(job.path, run, config.spec, config.batch_size)
+                yield job, extract_video(job.path, run, config, job.name)
             except Exception as error:
                 yield job, describe_error(error)
         return
@@ -174,14 +221,14 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
     tasks: multiprocessing.Queue = context.Queue()
     results: multiprocessing.Queue = context.Queue(maxsize=2 * config.batch_size + 2)  # bounds held windows
     for job in jobs:
-        tasks.put((job.index, job.path))
+        tasks.put((job.index, job.path, job.name))
     by_index = {job.index: job for job in jobs}
     workers: dict[str, multiprocessing.Process] = {}
     current: dict[str, int] = {}  # worker name -> video it is decoding
     accumulators: dict[int, Accumulator] = {}
 
     def start_worker() -> None:
-        worker = context.Process(target=_decode_worker, args=(tasks, results, config.spec, os.getpid()),
+        worker = context.Process(target=_decode_worker, args=(tasks, results, config, os.getpid()),
                                  daemon=True)
         worker.start()
         workers[worker.name] = worker
@@ -255,23 +302,29 @@ def extract_features(
     """Extract every input not already done; write one file per video and the manifest."""
     from i3d.download import sha256_of
     from i3d.features.network import FeatureNetwork
-    from i3d.weights import resolve_weights, weights_file
+    from i3d.predict import DEFAULT_FLOW_WEIGHTS, load_stream_weights
+    from i3d.weights import weights_file
 
     config = config or ExtractionConfig()
     if engine not in ENGINES:
         raise I3DError(f"--engine must be one of {', '.join(ENGINES)}")
     jobs = collect_jobs(inputs)
-    weights = resolve_weights(config.weights)
-    if weights.modality != "rgb":
-        raise I3DError("these weights are for the flow stream; feature extraction takes RGB weights here")
-    settings = config.settings(sha256_of(weights_file(config.weights)))
+    weights, digests = {}, []
+    for modality in config.modalities:
+        name = config.weights if modality == "rgb" else config.flow_weights
+        if modality == "flow" and name is None:
+            name = DEFAULT_FLOW_WEIGHTS
+        weights[modality] = load_stream_weights(name, modality)
+        digests.append(sha256_of(weights_file(name)))
+    settings = config.settings(digests)
     outdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(outdir)
     manifest = Manifest(outdir)
     rows: list[ManifestRow | None] = [None] * len(jobs)
     todo = []
     for job in jobs:
-        reused = reusable_output(output_path(outdir, job, config.fmt), config.fmt, settings, FEATURE_DIM)
+        reused = reusable_output(output_path(outdir, job, config.fmt), config.fmt, settings,
+                                 FEATURE_DIM * len(config.modalities))
         if reused is None:
             todo.append(job)
             continue
@@ -288,7 +341,7 @@ def extract_features(
 
             outcomes: Iterable[Outcome] = ray_engine(todo, weights, config, ray_address, ray_workers)
         else:
-            network = FeatureNetwork(weights, config.device, config.extras)
+            network = FeatureNetwork(weights, config.device, config.extras)  # one model per stream
             outcomes = local_engine(todo, network.run, config)
         if progress is not None:
             outcomes = progress(outcomes, len(todo))

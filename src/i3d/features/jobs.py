@@ -34,12 +34,18 @@ def _read_list(path: Path) -> list[Path]:
     return paths
 
 
+def _hidden(relative: Path) -> bool:
+    """Dot-files and dot-folders (macOS ``._clip.mp4`` forks, ``.cache``) are not the user's videos."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
     """Videos from files, folders (searched recursively) and list files, in the order given, each once."""
     named: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            found = sorted(p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            found = sorted(p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                           and not _hidden(p.relative_to(given)))
             if not found:
                 raise I3DError(f"{given}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
             named += [(p, p.relative_to(given).with_suffix("").as_posix()) for p in found]

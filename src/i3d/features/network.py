@@ -16,31 +16,44 @@ EXTRAS = ("logits", "mixed_5c")
 
 
 class FeatureNetwork:
-    """One stream's pretrained I3D in its fast inference form.
+    """The pretrained I3D of each stream in its fast inference form.
 
-    Per window: ``features`` (1024,), exactly what the logits layer sees (Mixed_5c, 2x7x7 VALID average
-    pool, mean over time), so ``logits == features @ W.T + b``; optionally ``logits`` and ``mixed_5c``,
-    the Mixed_5c map averaged over space only, (ceil(T / 8), 1024): one vector per 8 frames.
+    Per window: ``features``, exactly what the logits layer sees (Mixed_5c, 2x7x7 VALID average pool,
+    mean over time; 1024 per stream, RGB then flow when both), so ``logits == features @ W.T + b`` per
+    stream; optionally ``logits`` (the streams' sum, the reference's fusion) and ``mixed_5c``, the
+    Mixed_5c map averaged over space only, (ceil(T / 8), 1024 per stream): one vector per 8 frames.
+    Window frames carry the streams' channels side by side: RGB (3, uint8 or [-1, 1]), flow (2), or 5.
     """
 
-    def __init__(self, weights: LoadedWeights, device: str | torch.device = "cpu", extras: Sequence[str] = ()):
+    def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
+                 extras: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
-        self.model = build_model(weights, optimize=True).to(self.device)
-        self.labels, self.modality, self.extras = weights.labels, weights.modality, tuple(extras)
+        self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in weights.items()}
+        self.labels = next(iter(weights.values())).labels
+        self.extras = tuple(extras)
 
     @torch.inference_mode()
     def run(self, clips: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Outputs for clips of equal length: uint8 RGB (T, H, W, 3) or float flow/RGB in [-1, 1]."""
+        """Outputs for clips of equal length (T, H, W, C)."""
         batch = np.stack([loop_pad(c, MIN_FRAMES) for c in clips])
         if batch.dtype == np.uint8:
             batch = to_unit_range(batch)
         x = torch.from_numpy(batch).permute(0, 4, 1, 2, 3).to(self.device)
-        mixed_5c = self.model.extract_endpoints(x, ["Mixed_5c"])["Mixed_5c"]
-        features = self.model.logits.features(mixed_5c)
-        outputs = {"features": features}
-        if "logits" in self.extras:
-            outputs["logits"] = self.model.forward_head(features)
-        if "mixed_5c" in self.extras:
-            outputs["mixed_5c"] = mixed_5c.mean(dim=(3, 4)).transpose(1, 2)
+        start, parts = 0, {"features": [], "logits": [], "mixed_5c": []}
+        for modality, model in self.models.items():
+            channels = 3 if modality == "rgb" else 2
+            mixed_5c = model.extract_endpoints(x[:, start : start + channels], ["Mixed_5c"])["Mixed_5c"]
+            start += channels
+            features = model.logits.features(mixed_5c)
+            parts["features"].append(features)
+            if "logits" in self.extras:
+                parts["logits"].append(model.forward_head(features))
+            if "mixed_5c" in self.extras:
+                parts["mixed_5c"].append(mixed_5c.mean(dim=(3, 4)).transpose(1, 2))
+        outputs = {"features": torch.cat(parts["features"], dim=-1)}
+        if parts["logits"]:
+            outputs["logits"] = sum(parts["logits"])
+        if parts["mixed_5c"]:
+            outputs["mixed_5c"] = torch.cat(parts["mixed_5c"], dim=-1)
         arrays = {k: v.float().cpu().numpy() for k, v in outputs.items()}
         return [{k: v[i] for k, v in arrays.items()} for i in range(len(clips))]

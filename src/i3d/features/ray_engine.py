@@ -16,7 +16,7 @@ from i3d.weights import LoadedWeights
 
 
 class _Extractor:
-    def __init__(self, weights: LoadedWeights, config: ExtractionConfig, threads: int) -> None:
+    def __init__(self, weights: dict[str, LoadedWeights], config: ExtractionConfig, threads: int) -> None:
         import torch
 
         from i3d.features.network import FeatureNetwork
@@ -25,17 +25,17 @@ class _Extractor:
         self.network = FeatureNetwork(weights, config.device, config.extras)
         self.config = config
 
-    def extract(self, index: int, path: str):
+    def extract(self, index: int, path: str, name: str):
         from pathlib import Path
 
         try:
-            return index, extract_video(Path(path), self.network.run, self.config.spec, self.config.batch_size)
+            return index, extract_video(Path(path), self.network.run, self.config, name)
         except Exception as error:  # recorded in the manifest; the actor carries on
             return index, describe_error(error)
 
 
 def ray_engine(
-    jobs: Sequence[Job], weights: LoadedWeights, config: ExtractionConfig, address: str | None, workers: int,
+    jobs: Sequence[Job], weights: dict[str, LoadedWeights], config: ExtractionConfig, address: str | None, workers: int,
     cpus_per_worker: int = 1,
 ) -> Iterator[Outcome]:
     try:
@@ -57,7 +57,10 @@ def ray_engine(
         weights_ref = ray.put(weights)
         pool = ActorPool([actor.remote(weights_ref, config, cpus_per_worker) for _ in range(workers)])
         by_index = {job.index: job for job in jobs}
-        for index, outcome in pool.map_unordered(lambda a, job: a.extract.remote(job.index, str(job.path)), jobs):
+        def submit(actor, job: Job):
+            return actor.extract.remote(job.index, str(job.path), job.name)
+
+        for index, outcome in pool.map_unordered(submit, jobs):
             yield by_index[index], outcome
     finally:
         if started_here:
