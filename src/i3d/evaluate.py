@@ -104,7 +104,7 @@ def read_list(path: Path, labels: Sequence[str]) -> list[LabelledVideo]:
             video, label = row[:2]
             if number == 1 and video.lower() == "path" and label.lower() == "label":
                 continue
-            span = _span(row[2:], f"{path}:{number}")
+            span = parse_span(row[2:], f"{path}:{number}")
             if label.isdigit() and int(label) < len(labels):
                 index = int(label)
             else:
@@ -123,7 +123,7 @@ def read_list(path: Path, labels: Sequence[str]) -> list[LabelledVideo]:
     return videos
 
 
-def _span(cells: list[str], where: str) -> tuple[float | None, float | None]:
+def parse_span(cells: list[str], where: str) -> tuple[float | None, float | None]:
     if not cells or not any(cells):
         return None, None
     try:

@@ -169,11 +169,13 @@ class Logits(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.Conv3d_0c_1x1 = Unit3d(FEATURE_DIM, num_classes, batch_norm=False, relu=False, bias=True)
 
-    def features(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+    def _pooled(self, mixed_5c: torch.Tensor) -> torch.Tensor:
         if mixed_5c.shape[2] < 2 or mixed_5c.shape[3] < 7 or mixed_5c.shape[4] < 7:
             raise ValueError(f"Mixed_5c map {tuple(mixed_5c.shape[2:])} is smaller than the 2x7x7 pool")
-        pooled = F.avg_pool3d(mixed_5c, (2, 7, 7), stride=1)
-        return self.dropout(pooled).mean(dim=(2, 3, 4))
+        return self.dropout(F.avg_pool3d(mixed_5c, (2, 7, 7), stride=1))
+
+    def features(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+        return self._pooled(mixed_5c).mean(dim=(2, 3, 4))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         conv = self.Conv3d_0c_1x1.conv3d
@@ -181,6 +183,12 @@ class Logits(nn.Module):
 
     def forward(self, mixed_5c: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(mixed_5c))
+
+    def per_time(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+        """(B, num_classes, T') logits before the mean over time, for per-frame (Charades) training."""
+        pooled = self._pooled(mixed_5c).mean(dim=(3, 4))
+        conv = self.Conv3d_0c_1x1.conv3d
+        return torch.einsum("bft,cf->bct", pooled, conv.weight.flatten(1)) + conv.bias[:, None]
 
 
 class InceptionI3d(nn.Module):
@@ -248,6 +256,10 @@ class InceptionI3d(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1024-d clip feature the logits layer sees (Mixed_5c, 2x7x7 pool, mean over time)."""
         return self.Logits.features(self.extract_endpoints(x, ["Mixed_5c"])["Mixed_5c"])
+
+    def temporal_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, num_classes, T') logits, one per 8 input frames less one; their mean over time is ``forward``."""
+        return self.Logits.per_time(self.extract_endpoints(x, ["Mixed_5c"])["Mixed_5c"])
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.Logits.head(features)

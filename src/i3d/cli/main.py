@@ -62,6 +62,22 @@ def cmd_weights_flow_from_rgb(args: argparse.Namespace) -> None:
     print(f"flow I3D initialised from {args.rgb or 'the default RGB weights'}, written to {args.output}")
 
 
+def cmd_weights_inflate(args: argparse.Namespace) -> None:
+    from i3d.weights.inflate import inflate_file
+
+    classes = inflate_file(args.source, args.output, args.labels)
+    print(f"I3D inflated from 2D Inception-v1 ({classes} classes), written to {args.output}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from i3d.train import TrainConfig, load_config, train
+    from i3d.train.config import parse_value
+
+    given = {name: getattr(args, name) for name in TrainConfig.__dataclass_fields__}
+    config = load_config(args.config, {k: parse_value(k, v) for k, v in given.items() if v is not None})
+    train(config, resume=args.resume)
+
+
 def cmd_flow(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -254,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     cross.add_argument("rgb", nargs="?", default=None, help=f"RGB weights ({DEFAULT_WEIGHTS})")
     cross.add_argument("-o", "--output", type=Path, required=True)
     cross.set_defaults(run=cmd_weights_flow_from_rgb)
+
+    inflate = weights.add_parser("inflate", help="I3D weights from a 2D Inception-v1 (torchvision GoogLeNet)")
+    inflate.add_argument("source", type=Path, help="GoogLeNet state dict (.pth, .pt or .safetensors)")
+    inflate.add_argument("-o", "--output", type=Path, required=True, help="I3D weights (.safetensors)")
+    inflate.add_argument("--labels", type=Path, default=None, help="class names of its classifier, one per line")
+    inflate.set_defaults(run=cmd_weights_inflate)
+
+    from i3d.train.config import TrainConfig
+
+    train = commands.add_parser("train", help="fine-tune or train one stream (torchrun for several processes)",
+                                description="Every setting of the config file can be overridden: --name VALUE.")
+    train.add_argument("config", type=Path, nargs="?", default=None, help="YAML or TOML settings")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    for name in TrainConfig.__dataclass_fields__:
+        train.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE")
+    train.set_defaults(run=cmd_train)
 
     flow = commands.add_parser("flow", help="the TV-L1 flow input of a video, saved for reuse")
     flow.add_argument("input", type=Path, help="video file or frame folder")

@@ -29,12 +29,6 @@ def center_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    height, width = image.shape[:2]
-    top, left = rng.integers(0, height - size + 1), rng.integers(0, width - size + 1)
-    return image[top : top + size, left : left + size]
-
-
 def to_unit_range(clip: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] to float32 [-1, 1]."""
     return clip.astype(np.float32) / 127.5 - 1.0

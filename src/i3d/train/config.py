@@ -1,0 +1,154 @@
+"""What a training run is told: one flat dataclass, read from YAML or TOML, every field overridable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from i3d.errors import I3DError
+from i3d.model import ENDPOINTS
+
+# DeepMind's published schedules (steps, learning rate from that step on), minibatch 6 per replica.
+# The flow stream was trained again after 115k steps, hence its second descent.
+SCHEDULES = {
+    "rgb": [(0, 0.1), (97_000, 0.01), (108_000, 0.001)],
+    "flow": [(0, 0.1), (97_000, 0.01), (104_500, 0.001), (115_000, 0.1), (140_000, 0.01), (150_000, 0.001)],
+}
+PATH_FIELDS = ("train", "val", "videos_dir", "classes_file", "weights", "output")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train: str = ""  # class folders, a `path,label[,start_s,end_s]` CSV, or a Charades CSV
+    val: str | None = None  # the same forms; or held out of `train` by val_ratio
+    val_ratio: float = 0.0
+    videos_dir: str | None = None  # Charades: where <id>.mp4 are (default: beside the CSV)
+    classes_file: str | None = None  # one class name per line (default: sorted labels of `train`)
+    # clips
+    stream: str = "rgb"  # rgb or flow: the streams are trained separately, as the reference did
+    clip_frames: int = 64
+    crop: int = 224
+    flow_method: str = "torch"
+    # model
+    weights: str | None = None  # registered name or .safetensors file (default: the stream's default)
+    dropout: float = 0.5
+    freeze_bn: bool = False  # keep BatchNorm statistics as loaded (small batches)
+    freeze_until: str | None = None  # an endpoint: it and everything before it are not trained
+    # optimisation
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 6  # clips per forward pass per process
+    accumulate: int = 1  # forward passes per optimiser step: effective batch = batch_size x accumulate x processes
+    schedule: str = "0:0.01"  # `rgb`, `flow` (the reference's) or `step:lr,step:lr,...`
+    momentum: float = 0.9
+    weight_decay: float = 1e-7
+    amp: bool = True  # mixed precision where the device has it (CUDA)
+    device: str = "auto"  # auto: cuda if available, else cpu
+    # bookkeeping
+    output: str = "runs/i3d"
+    checkpoint_every: int = 100
+    eval_every: int = 0  # steps between validations (0: only at the end)
+    log_every: int = 10
+    workers: int = 2  # data-loading processes per training process
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stream not in ("rgb", "flow"):
+            raise I3DError("stream must be rgb or flow (train the two streams separately)")
+        if self.freeze_until is not None and self.freeze_until not in ENDPOINTS:
+            raise I3DError(f"freeze_until must be an endpoint: {', '.join(ENDPOINTS)}")
+        for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise I3DError(f"{name} must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise I3DError("dropout must be in [0, 1)")
+        lr_schedule(self.schedule)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def lr_schedule(text: str) -> list[tuple[int, float]]:
+    """``rgb``/``flow`` or ``step:lr,...`` -> [(first step, learning rate)], sorted, starting at step 0."""
+    if text in SCHEDULES:
+        return SCHEDULES[text]
+    try:
+        points = sorted((int(step), float(lr)) for step, lr in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise I3DError(f"schedule {text!r}: expected rgb, flow or `step:lr,step:lr,...`") from None
+    if not points or points[0][0] != 0 or any(lr <= 0 for _, lr in points):
+        raise I3DError(f"schedule {text!r}: must start at step 0 with positive learning rates")
+    return points
+
+
+def lr_at(schedule: list[tuple[int, float]], step: int) -> float:
+    return [lr for first, lr in schedule if first <= step][-1]
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_value(name: str, text: Any) -> Any:
+    """A command-line or file value as the field's type (`none` for optional fields)."""
+    kind = str(_field_types()[name].type)
+    if text is None or (isinstance(text, str) and text.lower() in ("none", "null") and "None" in kind):
+        return None
+    try:
+        if kind.startswith("bool"):
+            if isinstance(text, bool):
+                return text
+            if str(text).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(text).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+    except (TypeError, ValueError):
+        raise I3DError(f"{name}: {text!r} is not a {kind.split(' ')[0]}") from None
+    return str(text)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config file's fields (YAML or TOML; a ``[train]`` table or the top level), then the overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise I3DError(f"{path}: no such config file")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() == ".toml":
+                try:
+                    import tomllib
+                except ModuleNotFoundError:  # Python 3.10
+                    import tomli as tomllib
+
+                values = tomllib.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+        except Exception as error:  # both parsers' errors: report the file and the reason in one line
+            raise I3DError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'} ({error})") from None
+        if not isinstance(values, dict):
+            raise I3DError(f"{path}: expected a mapping of settings")
+        if isinstance(values.get("train"), dict):  # a [train] table (e.g. in a pyproject-style file)
+            values = values["train"]
+    unknown = sorted(set(values) - set(_field_types()))
+    if unknown:
+        raise I3DError(f"{path}: unknown settings: {', '.join(unknown)}")
+    values = {name: parse_value(name, value) for name, value in values.items()}
+    for key, value in values.items():  # paths in a config file are relative to the file
+        relative = value and key in PATH_FIELDS and not Path(value).is_absolute()
+        if relative and (key != "weights" or value.endswith(".safetensors")):
+            values[key] = str(path.parent / value)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not values.get("train"):
+        raise I3DError("no training data: set `train` in the config or pass --train")
+    return TrainConfig(**values)

@@ -1,0 +1,395 @@
+"""The training loop: one entry point for a single process and for ``torchrun`` (DistributedDataParallel).
+
+The samples form one endless stream: position ``j`` is item ``permutation(seed, epoch)[j % N]`` of epoch
+``j // N``. Optimiser step ``s`` takes positions ``s * B * A * W`` onwards (B clips per pass, A passes
+accumulated, W processes), process ``r`` the B after every ``r``-th. Which clips a step sees therefore
+depends on nothing but the step, so a resumed run continues exactly, and W processes with A = 1 see what
+one process with A = W sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from i3d.errors import I3DError
+from i3d.files import atomic_path
+from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
+from i3d.predict import load_stream_weights
+from i3d.train.config import TrainConfig, lr_at, lr_schedule
+from i3d.train.data import ClipDataset, ClipSpec, LabelledSet, read_labelled_set, span_frames, split_validation
+from i3d.train.objectives import charades_loss, mean_average_precision, top_k_correct
+from i3d.weights import save_weights
+
+METRICS = ["step", "epoch", "lr", "loss", "clips_per_s", "val_loss", "val_top1", "val_top5", "val_map"]
+
+
+@dataclass
+class Process:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_process_group() -> Process:
+    """torchrun's environment -> a process group (NCCL on GPUs, gloo on CPU); a plain run is one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Process()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Process(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class SampleStream(torch.utils.data.Dataset):
+    """Position j of the endless, epoch-by-epoch shuffled stream of training clips."""
+
+    def __init__(self, clips: ClipDataset, seed: int) -> None:
+        self.clips, self.seed = clips, seed
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def locate(self, position: int) -> tuple[int, int]:
+        epoch, offset = divmod(position, len(self.clips))
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.clips)))
+        return epoch, int(self._order[1][offset])
+
+    def __getitem__(self, position: int):
+        epoch, index = self.locate(position)
+        return self.clips.item(index, epoch)
+
+
+def stream_positions(first_step: int, steps: int, batch: int, accumulate: int, process: Process) -> Iterator[int]:
+    for step in range(first_step, steps):
+        for micro in range(accumulate):
+            start = ((step * accumulate + micro) * process.world + process.rank) * batch
+            yield from range(start, start + batch)
+
+
+def build_network(config: TrainConfig, classes: list[str]) -> tuple[InceptionI3d, str]:
+    """The starting weights with a new classifier for ``classes`` (kept if the classes are the same)."""
+    loaded = load_stream_weights(config.weights, config.stream)
+    model = InceptionI3d(len(loaded.labels), in_channels=loaded.in_channels, dropout=config.dropout)
+    model.load_state_dict(loaded.state_dict)
+    if loaded.labels != classes:
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(config.seed)  # the new classifier is the same in every process and every run
+        model.replace_logits(len(classes))
+        torch.set_rng_state(generator_state)
+    return model, loaded.metadata.get("name", str(config.weights))
+
+
+class TemporalLogits(torch.nn.Module):
+    """The network answering per time step, as its forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: InceptionI3d) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model.temporal_logits(clips)
+
+
+def frozen_modules(model: InceptionI3d, config: TrainConfig) -> list[torch.nn.Module]:
+    """The modules whose parameters and BatchNorm statistics stay as loaded."""
+    frozen = []
+    if config.freeze_until is not None:
+        names = ENDPOINTS[: ENDPOINTS.index(config.freeze_until) + 1]
+        frozen += [getattr(model, n) for n in names if hasattr(model, n)]
+    if config.freeze_bn:
+        frozen += [m for m in model.modules() if isinstance(m, BatchNormNoScale)]
+    return frozen
+
+
+def set_train_mode(model: torch.nn.Module, frozen: list[torch.nn.Module]) -> None:
+    model.train()
+    for module in frozen:
+        module.eval()
+
+
+def pick_device(config: TrainConfig, process: Process) -> torch.device:
+    if config.device == "auto":
+        return torch.device(f"cuda:{process.local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(config.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{process.local_rank}")
+    return device
+
+
+class MetricsLog:
+    """metrics.csv (truncated to the resumed step, so a killed run's extra rows go) and TensorBoard."""
+
+    def __init__(self, outdir: Path, resumed_step: int) -> None:
+        self.path = outdir / "metrics.csv"
+        kept = []
+        if resumed_step and self.path.is_file():
+            with open(self.path, newline="") as file:
+                kept = [row for row in csv.DictReader(file) if int(row["step"]) <= resumed_step]
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, METRICS)
+            writer.writeheader()
+            writer.writerows(kept)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(outdir / "tensorboard"), purge_step=resumed_step or None)
+        except ImportError:  # tensorboard is the optional extra i3d[train]
+            self.board = None
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as file:
+            csv.DictWriter(file, METRICS).writerow({k: ("" if v is None else v) for k, v in row.items()})
+        if self.board is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and value is not None:
+                    self.board.add_scalar(key, value, row["step"])
+            self.board.flush()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+
+def _rng_states(process: Process) -> list[torch.Tensor]:
+    state = torch.get_rng_state()
+    if process.world == 1:
+        return [state]
+    gathered: list = [None] * process.world
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def save_checkpoint(path: Path, model, optimizer, scaler, step: int, config: TrainConfig, classes, rng) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": config.to_json(), "classes": classes, "rng": rng,
+             "scaler": scaler.state_dict() if scaler is not None else None}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:  # weights_only: a checkpoint is tensors, numbers and strings; nothing is ever unpickled beyond that
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise I3DError(f"{path}: not a readable training checkpoint ({error})") from None
+
+
+def _data(config: TrainConfig, say: Callable[[str], None]) -> tuple[LabelledSet, list, list]:
+    classes = None
+    if config.classes_file:
+        classes = [line.strip() for line in Path(config.classes_file).read_text().splitlines() if line.strip()]
+    videos_dir = Path(config.videos_dir) if config.videos_dir else None
+    labelled = read_labelled_set(Path(config.train), videos_dir, classes)
+    train_videos, val_videos = labelled.videos, []
+    if config.val:
+        val_videos = read_labelled_set(Path(config.val), videos_dir, labelled.classes).videos
+    elif config.val_ratio:
+        train_videos, val_videos = split_validation(labelled.videos, config.val_ratio, config.seed)
+    return labelled, _readable(train_videos, say), _readable(val_videos, say)
+
+
+def _readable(videos: list, say: Callable[[str], None]) -> list:
+    """The videos that open; the others are reported once and left out, not allowed to stop the run."""
+    kept = []
+    for video in videos:
+        try:
+            span_frames(video)
+            kept.append(video)
+        except I3DError as error:
+            say(f"left out: {error}")
+    return kept
+
+
+@torch.no_grad()
+def validate(model, loader, multi_label: bool, device, autocast) -> dict:
+    model.eval()
+    loss_sum, count, top1, top5, scores, positives = 0.0, 0, 0, 0, [], []
+    for clips, targets, _ in loader:
+        clips, targets = clips.to(device), targets.to(device)
+        with autocast():
+            if multi_label:
+                temporal = model.temporal_logits(clips).float()
+                loss = charades_loss(temporal, targets)
+                scores.append(temporal.amax(dim=2).cpu().numpy())
+                positives.append(targets.amax(dim=2).cpu().numpy())
+            else:
+                logits = model(clips).float()
+                loss = F.cross_entropy(logits, targets)
+                top1 += top_k_correct(logits, targets, 1)
+                top5 += top_k_correct(logits, targets, 5)
+        loss_sum += float(loss) * len(clips)
+        count += len(clips)
+    if count == 0:
+        return {}
+    if multi_label:
+        return {"val_loss": loss_sum / count, "val_map": mean_average_precision(np.concatenate(scores),
+                                                                             np.concatenate(positives))}
+    return {"val_loss": loss_sum / count, "val_top1": top1 / count, "val_top5": top5 / count}
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_weights: Path
+    metrics: Path
+    last_validation: dict
+
+
+def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune (or train) one stream; checkpoints, metrics and the final weights go to ``config.output``."""
+    process = start_process_group()
+    say = say if process.main else (lambda message: None)
+    device = pick_device(config, process)
+    outdir = Path(config.output)
+    checkpoint_dir = outdir / "checkpoints"
+    last_path = checkpoint_dir / "last.pt"
+    labelled, train_videos, val_videos = _data(config, say)
+    if not train_videos:
+        raise I3DError(f"{config.train}: no readable training videos")
+    classes = labelled.classes
+    torch.manual_seed(config.seed + process.rank)  # dropout masks differ between processes, as batches do
+    model, origin = build_network(config, classes)
+    frozen = frozen_modules(model, config)
+    for module in frozen:
+        module.requires_grad_(False)
+    model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=lr_at(lr_schedule(config.schedule), 0), momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+
+    def autocast():
+        return torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
+
+    first_step = 0
+    if resume:
+        if not last_path.is_file():
+            raise I3DError(f"{last_path}: no checkpoint to resume from")
+        state = load_checkpoint(last_path)
+        if state["classes"] != classes:
+            raise I3DError(f"{last_path}: trained for other classes than {config.train} has")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        first_step = int(state["step"])
+        torch.set_rng_state(state["rng"][process.rank] if len(state["rng"]) == process.world else state["rng"][0])
+        say(f"resuming from step {first_step} ({last_path})")
+    elif last_path.exists():
+        raise I3DError(f"{outdir} holds an earlier run; pass --resume to continue it or choose another output")
+    network = TemporalLogits(model) if labelled.multi_label else model
+    if process.world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None)
+    spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method)
+    stream = SampleStream(ClipDataset(labelled, train_videos, spec, train=True, seed=config.seed), config.seed)
+    loader = torch.utils.data.DataLoader(
+        stream, batch_size=config.batch_size, num_workers=config.workers,
+        sampler=list(stream_positions(first_step, config.steps, config.batch_size, config.accumulate, process)),
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+    val_loader = torch.utils.data.DataLoader(ClipDataset(labelled, val_videos, spec, train=False),
+                                             batch_size=config.batch_size, num_workers=config.workers,
+                                             generator=torch.Generator().manual_seed(config.seed))
+    # (the loaders draw their worker seeds from their own generators, not from the global one that
+    # drives dropout: otherwise creating an iterator, or validating, would shift every later mask)
+    schedule = lr_schedule(config.schedule)
+    metrics = MetricsLog(outdir, first_step) if process.main else None
+    if process.main:
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / "config.json").write_text(config.to_json() + "\n")
+        (outdir / "classes.txt").write_text("\n".join(classes) + "\n")
+        say(f"{len(train_videos)} training and {len(val_videos)} validation videos, {len(classes)} classes "
+            f"({'multi-label' if labelled.multi_label else 'single-label'}); {config.stream} stream from "
+            f"{origin}; effective batch {config.batch_size * config.accumulate * process.world} clips of "
+            f"{config.clip_frames} frames; {config.steps} steps on {device}"
+            + (f" x {process.world} processes" if process.world > 1 else ""))
+    set_train_mode(model, frozen)
+    batches = iter(loader)
+    validation: dict = {}
+    tic, clips_seen, losses = time.perf_counter(), 0, []
+    for step in range(first_step, config.steps):
+        lr = lr_at(schedule, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(config.accumulate):
+            clips, targets, _ = next(batches)
+            clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            last_micro = micro == config.accumulate - 1
+            sync = nullcontext() if last_micro or process.world == 1 else network.no_sync()
+            with sync:
+                with autocast():
+                    outputs = network(clips).float()
+                    loss = charades_loss(outputs, targets) if labelled.multi_label else F.cross_entropy(
+                        outputs, targets)
+                scaled = loss / config.accumulate
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            step_loss += float(loss.detach()) / config.accumulate
+            clips_seen += len(clips)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        done = step + 1
+        periodic = config.eval_every and done % config.eval_every == 0
+        evaluate_now = bool(val_videos) and (done == config.steps or bool(periodic))
+        if evaluate_now:
+            validation = validate(model, val_loader, labelled.multi_label, device, autocast) if process.main else {}
+            set_train_mode(model, frozen)
+        if done % config.log_every == 0 or done == config.steps or evaluate_now:
+            mean_loss = _mean_over_processes(float(np.mean(losses)), process)
+            rate = clips_seen * process.world / (time.perf_counter() - tic)
+            if process.main:
+                row = {"step": done, "epoch": round(done * config.batch_size * config.accumulate * process.world
+                                                    / len(train_videos), 3),
+                       "lr": lr, "loss": round(mean_loss, 6), "clips_per_s": round(rate, 3),
+                       **({k: round(v, 6) for k, v in validation.items()} if evaluate_now else {})}
+                metrics.write(row)
+                say(" ".join(f"{k} {v}" for k, v in row.items()))
+            tic, clips_seen, losses = time.perf_counter(), 0, []
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            rng = _rng_states(process)
+            if process.main:
+                save_checkpoint(last_path, model, optimizer, scaler, done, config, classes, rng)
+                if done % config.checkpoint_every == 0:
+                    save_checkpoint(checkpoint_dir / f"step_{done:07d}.pt", model, optimizer, scaler, done, config,
+                                    classes, rng)
+    final = outdir / "model.safetensors"
+    if process.main:
+        save_weights(final, {k: v.detach().cpu() for k, v in model.state_dict().items()}, classes, config.stream,
+                     name=outdir.name, provenance=f"fine-tuned from {origin} by i3d train ({config.steps} steps)")
+        metrics.close()
+        say(f"weights written to {final} (use with --weights {final})")
+    if process.world > 1:
+        dist.barrier()
+    return TrainResult(config.steps, final, outdir / "metrics.csv", validation)
+
+
+def _mean_over_processes(value: float, process: Process) -> float:
+    if process.world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor) / process.world
