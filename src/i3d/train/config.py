@@ -50,7 +50,7 @@ class TrainConfig:
     # bookkeeping
     output: str = "runs/i3d"
     checkpoint_every: int = 100
-    eval_every: int = 0  # steps between validations (0: only at the end)
+    eval_every: int = 0  # steps between validations, and one before the first step (0: only at the end)
     log_every: int = 10
     workers: int = 2  # data-loading processes per training process
     seed: int = 0

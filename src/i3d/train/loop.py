@@ -10,6 +10,7 @@ one process with A = W sees.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -322,6 +323,10 @@ def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] 
             f"{origin}; effective batch {config.batch_size * config.accumulate * process.world} clips of "
             f"{config.clip_frames} frames; {config.steps} steps on {device}"
             + (f" x {process.world} processes" if process.world > 1 else ""))
+    if val_videos and config.eval_every and first_step == 0 and process.main:  # where fine-tuning starts from
+        start = validate(model, val_loader, labelled.multi_label, device, autocast)
+        metrics.write({"step": 0, "epoch": 0, "lr": lr_at(schedule, 0), **{k: round(v, 6) for k, v in start.items()}})
+        say(" ".join(f"{k} {round(v, 6)}" for k, v in {"step": 0, **start}.items()))
     set_train_mode(model, frozen)
     batches = iter(loader)
     validation: dict = {}
@@ -351,8 +356,11 @@ def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] 
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss)
         done = step + 1
+        if not math.isfinite(step_loss):  # nothing to gain from more steps; the last checkpoint stays intact
+            raise I3DError(f"the loss became {step_loss} at step {done} (learning rate {lr}); lower the learning "
+                           f"rate, or freeze more layers, and start again or resume from the last checkpoint")
+        losses.append(step_loss)
         periodic = config.eval_every and done % config.eval_every == 0
         evaluate_now = bool(val_videos) and (done == config.steps or bool(periodic))
         if evaluate_now:
