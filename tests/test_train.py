@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,10 +16,12 @@ from safetensors.torch import load_file
 from conftest import write_video
 from i3d.errors import I3DError
 from i3d.model import INCEPTION_CHANNELS, InceptionI3d
-from i3d.train import TrainConfig, load_config, train
+from i3d.train import TrainConfig, load_config, train, train_stream
 from i3d.train.config import lr_at, lr_schedule
 from i3d.train.data import Action, ClipDataset, ClipSpec, crop_and_flip, frame_targets, read_labelled_set
 from i3d.train.objectives import average_precision, charades_loss, mean_average_precision
+from i3d.weights import resolve_weights, save_weights
+from i3d.weights.cross_modal import flow_state_dict_from_rgb
 from i3d.weights.inflate import inflate_googlenet
 
 
@@ -83,7 +86,9 @@ def test_frame_targets_follow_the_action_spans():
 
 
 def _textured_video(path, speed: int, frames: int = 30, seed: int = 0):
-    texture = np.random.default_rng(seed).integers(0, 255, (64, 200, 3), dtype=np.uint8)
+    """A smooth random texture moving ``speed`` px a frame (smooth, so TV-L1 converges in a few iterations)."""
+    noise = np.random.default_rng(seed).uniform(0, 255, (64, 200, 3)).astype(np.float32)
+    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 2), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     return write_video(path, np.stack([np.roll(texture, speed * t, axis=1)[:, 40:120] for t in range(frames)]), 25)
 
 
@@ -141,11 +146,11 @@ def _small_run(folder, output, **overrides) -> TrainConfig:
 
 @pytest.mark.slow
 def test_a_resumed_run_equals_an_uninterrupted_one(class_folders, tmp_path, pretrained):
-    whole = train(_small_run(class_folders, tmp_path / "whole"), say=lambda _: None)
-    train(_small_run(class_folders, tmp_path / "parts", steps=2), say=lambda _: None)
+    whole = train_stream(_small_run(class_folders, tmp_path / "whole"), say=lambda _: None)
+    train_stream(_small_run(class_folders, tmp_path / "parts", steps=2), say=lambda _: None)
     with pytest.raises(I3DError, match="pass --resume"):
-        train(_small_run(class_folders, tmp_path / "parts"), say=lambda _: None)
-    parts = train(_small_run(class_folders, tmp_path / "parts"), resume=True, say=lambda _: None)
+        train_stream(_small_run(class_folders, tmp_path / "parts"), say=lambda _: None)
+    parts = train_stream(_small_run(class_folders, tmp_path / "parts"), resume=True, say=lambda _: None)
     expected, actual = load_file(whole.final_weights), load_file(parts.final_weights)
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
     rows = (tmp_path / "parts" / "metrics.csv").read_text().splitlines()
@@ -153,6 +158,21 @@ def test_a_resumed_run_equals_an_uninterrupted_one(class_folders, tmp_path, pret
     whole_rows = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[:4] for r in whole_rows] == [r.split(",")[:4] for r in rows]  # step, epoch, lr, loss
     assert set(whole.last_validation) == {"val_loss", "val_top1", "val_top5"}
+    assert list((tmp_path / "whole" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_both_streams_train_one_after_the_other(class_folders, tmp_path, pretrained):
+    flow_start = tmp_path / "flow_start.safetensors"
+    save_weights(flow_start, flow_state_dict_from_rgb(pretrained.state_dict), pretrained.labels, "flow",
+                 name="flow_start")
+    config = _small_run(class_folders, tmp_path / "run", stream="both", steps=1, flow_weights=str(flow_start),
+                        flow_method="opencv")
+    results = train(config, say=lambda _: None)
+    assert [resolve_weights(r.final_weights).modality for r in results] == ["rgb", "flow"]
+    assert results[1].final_weights == tmp_path / "run" / "flow" / "model.safetensors"
+    said = []
+    assert train(config, resume=True, say=said.append) == [] and len(said) == 2 and "finished" in said[0]
 
 
 @pytest.mark.slow
@@ -179,7 +199,7 @@ def test_multi_label_training_reports_map(tmp_path, pretrained):
         _textured_video(tmp_path / f"{name}.mp4", speed, frames=40)
     (tmp_path / "train.csv").write_text("id,actions\nAA,c1 0 1.0;c2 0.5 1.5\nBB,c2 0 1.6\n")
     (tmp_path / "val.csv").write_text("id,actions\nCC,c1 0.2 0.9\n")
-    result = train(TrainConfig(train=str(tmp_path / "train.csv"), val=str(tmp_path / "val.csv"), batch_size=2,
+    result = train_stream(TrainConfig(train=str(tmp_path / "train.csv"), val=str(tmp_path / "val.csv"), batch_size=2,
                                clip_frames=16, steps=1, workers=0, output=str(tmp_path / "run")), say=lambda _: None)
     assert set(result.last_validation) == {"val_loss", "val_map"} and result.last_validation["val_map"] == 1.0
 

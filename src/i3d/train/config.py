@@ -17,7 +17,8 @@ SCHEDULES = {
     "rgb": [(0, 0.1), (97_000, 0.01), (108_000, 0.001)],
     "flow": [(0, 0.1), (97_000, 0.01), (104_500, 0.001), (115_000, 0.1), (140_000, 0.01), (150_000, 0.001)],
 }
-PATH_FIELDS = ("train", "val", "videos_dir", "classes_file", "weights", "output")
+PATH_FIELDS = ("train", "val", "videos_dir", "classes_file", "weights", "flow_weights", "output")
+STREAMS = ("rgb", "flow", "both")
 
 
 @dataclass
@@ -29,12 +30,13 @@ class TrainConfig:
     videos_dir: str | None = None  # Charades: where <id>.mp4 are (default: beside the CSV)
     classes_file: str | None = None  # one class name per line (default: sorted labels of `train`)
     # clips
-    stream: str = "rgb"  # rgb or flow: the streams are trained separately, as the reference did
+    stream: str = "rgb"  # rgb, flow, or both: two runs, one after the other, into output/rgb and output/flow
     clip_frames: int = 64
     crop: int = 224
     flow_method: str = "torch"
     # model
-    weights: str | None = None  # registered name or .safetensors file (default: the stream's default)
+    weights: str | None = None  # RGB starting weights: registered name or .safetensors (default: Kinetics-400)
+    flow_weights: str | None = None  # flow starting weights (default: flow_imagenet, once converted)
     dropout: float = 0.5
     freeze_bn: bool = False  # keep BatchNorm statistics as loaded (small batches)
     freeze_until: str | None = None  # an endpoint: it and everything before it are not trained
@@ -56,8 +58,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.stream not in ("rgb", "flow"):
-            raise I3DError("stream must be rgb or flow (train the two streams separately)")
+        if self.stream not in STREAMS:
+            raise I3DError(f"stream must be one of {', '.join(STREAMS)}")
         if self.freeze_until is not None and self.freeze_until not in ENDPOINTS:
             raise I3DError(f"freeze_until must be an endpoint: {', '.join(ENDPOINTS)}")
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):
@@ -146,7 +148,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> T
     values = {name: parse_value(name, value) for name, value in values.items()}
     for key, value in values.items():  # paths in a config file are relative to the file
         relative = value and key in PATH_FIELDS and not Path(value).is_absolute()
-        if relative and (key != "weights" or value.endswith(".safetensors")):
+        if relative and (key not in ("weights", "flow_weights") or value.endswith(".safetensors")):
             values[key] = str(path.parent / value)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if not values.get("train"):

@@ -10,6 +10,7 @@ one process with A = W sees.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -86,7 +87,7 @@ def stream_positions(first_step: int, steps: int, batch: int, accumulate: int, p
 
 def build_network(config: TrainConfig, classes: list[str]) -> tuple[InceptionI3d, str]:
     """The starting weights with a new classifier for ``classes`` (kept if the classes are the same)."""
-    loaded = load_stream_weights(config.weights, config.stream)
+    loaded = load_stream_weights(config.weights if config.stream == "rgb" else config.flow_weights, config.stream)
     model = InceptionI3d(len(loaded.labels), in_channels=loaded.in_channels, dropout=config.dropout)
     model.load_state_dict(loaded.state_dict)
     if loaded.labels != classes:
@@ -253,7 +254,27 @@ class TrainResult:
     last_validation: dict
 
 
-def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> list[TrainResult]:
+    """Fine-tune (or train) the stream, or both streams one after the other, as the reference trained them.
+
+    With ``stream: both`` the runs go to ``output/rgb`` and ``output/flow``; ``--resume`` resumes whichever
+    is unfinished and skips a finished one.
+    """
+    if config.stream != "both":
+        return [train_stream(config, resume, say)]
+    results = []
+    for stream in ("rgb", "flow"):
+        single = dataclasses.replace(config, stream=stream, output=str(Path(config.output) / stream))
+        finished = (Path(single.output) / "model.safetensors").is_file()
+        if resume and finished:
+            say(f"{stream} stream: finished earlier ({single.output})")
+            continue
+        results.append(train_stream(single, resume and (Path(single.output) / "checkpoints" / "last.pt").is_file(),
+                                    say))
+    return results
+
+
+def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> TrainResult:
     """Fine-tune (or train) one stream; checkpoints, metrics and the final weights go to ``config.output``."""
     process = start_process_group()
     say = say if process.main else (lambda message: None)
