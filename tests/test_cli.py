@@ -55,6 +55,12 @@ def test_short_clips_are_loop_padded(tmp_path, pretrained):
         (["predict", "--top-k", "0"], "--top-k"),
         (["predict", "--start", "3", "--end", "1"], "must be after"),
         (["weights", "fetch", "unknown-weights"], "unknown weights"),
+        (["train"], "no training data"),
+        (["train", "--train", "/no/such/folder"], "no such folder or list file"),
+        (["train", "--train", "x", "--steps", "abc"], "steps: 'abc' is not an integer"),
+        (["train", "--train", "x", "--freeze-until", "Mixed_9z"], "freeze_until must be an endpoint"),
+        (["train", "--train", "x", "--schedule", "5:0.1"], "must start at step 0"),
+        (["weights", "inflate", "/no/such.pth", "-o", "/tmp/x.safetensors"], "no such file"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(args, message, capsys):

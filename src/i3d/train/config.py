@@ -113,7 +113,8 @@ def parse_value(name: str, text: Any) -> Any:
         if kind.startswith("float"):
             return float(text)
     except (TypeError, ValueError):
-        raise I3DError(f"{name}: {text!r} is not a {kind.split(' ')[0]}") from None
+        expected = {"bool": "true or false", "int": "an integer", "float": "a number"}[kind.split(" ")[0]]
+        raise I3DError(f"{name}: {text!r} is not {expected}") from None
     return str(text)
 
 

@@ -83,7 +83,8 @@ def inflate_file(source: Path, output: Path, labels_file: Path | None = None) ->
         else:
             state_2d = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many kinds; the file is the user's
-        raise I3DError(f"{source}: not a readable state dict ({str(error).splitlines()[0]})") from None
+        raise I3DError(f"{source}: not a readable state dict of tensors ({type(error).__name__}; other pickled "
+                       "objects are never loaded)") from None
     if isinstance(state_2d, dict) and isinstance(state_2d.get("state_dict"), dict):
         state_2d = state_2d["state_dict"]
     if not isinstance(state_2d, dict):
