@@ -221,9 +221,9 @@ class ClipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, labelled: LabelledSet, videos: list[LabelledVideo], spec: ClipSpec, train: bool,
-                 seed: int = 0) -> None:
+                 seed: int = 0, frames: list[int] | None = None) -> None:
         self.labelled, self.videos, self.spec, self.train, self.seed = labelled, videos, spec, train, seed
-        self._frames: dict[int, int] = {}
+        self._frames: dict[int, int] = dict(enumerate(frames or []))  # frames of each video's span, as known
         self._flow: FlowComputer | None = None
 
     def __len__(self) -> int:

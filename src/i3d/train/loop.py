@@ -29,7 +29,15 @@ from i3d.files import atomic_path
 from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
 from i3d.predict import load_stream_weights
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
-from i3d.train.data import ClipDataset, ClipSpec, LabelledSet, read_labelled_set, span_frames, split_validation
+from i3d.train.data import (
+    ClipDataset,
+    ClipSpec,
+    LabelledSet,
+    LabelledVideo,
+    read_labelled_set,
+    span_frames,
+    split_validation,
+)
 from i3d.train.objectives import charades_loss, mean_average_precision, top_k_correct
 from i3d.weights import save_weights
 
@@ -207,16 +215,20 @@ def _data(config: TrainConfig, say: Callable[[str], None]) -> tuple[LabelledSet,
     return labelled, _readable(train_videos, say), _readable(val_videos, say)
 
 
-def _readable(videos: list, say: Callable[[str], None]) -> list:
-    """The videos that open; the others are reported once and left out, not allowed to stop the run."""
+def _readable(videos: list, say: Callable[[str], None]) -> list[tuple[LabelledVideo, int]]:
+    """The videos that open, with their frame counts (so no clip opens a file again to count); the others
+    are reported once and left out, not allowed to stop the run."""
     kept = []
     for video in videos:
         try:
-            span_frames(video)
-            kept.append(video)
+            kept.append((video, span_frames(video)))
         except I3DError as error:
             say(f"left out: {error}")
     return kept
+
+
+def clip_dataset(labelled: LabelledSet, readable: list, spec: ClipSpec, train: bool, seed: int = 0) -> ClipDataset:
+    return ClipDataset(labelled, [video for video, _ in readable], spec, train, seed, [n for _, n in readable])
 
 
 @torch.no_grad()
@@ -323,12 +335,12 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
         network = torch.nn.parallel.DistributedDataParallel(
             network, device_ids=[device.index] if device.type == "cuda" else None)
     spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method)
-    stream = SampleStream(ClipDataset(labelled, train_videos, spec, train=True, seed=config.seed), config.seed)
+    stream = SampleStream(clip_dataset(labelled, train_videos, spec, train=True, seed=config.seed), config.seed)
     loader = torch.utils.data.DataLoader(
         stream, batch_size=config.batch_size, num_workers=config.workers,
         sampler=list(stream_positions(first_step, config.steps, config.batch_size, config.accumulate, process)),
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    val_loader = torch.utils.data.DataLoader(ClipDataset(labelled, val_videos, spec, train=False),
+    val_loader = torch.utils.data.DataLoader(clip_dataset(labelled, val_videos, spec, train=False),
                                              batch_size=config.batch_size, num_workers=config.workers,
                                              generator=torch.Generator().manual_seed(config.seed))
     # (the loaders draw their worker seeds from their own generators, not from the global one that
