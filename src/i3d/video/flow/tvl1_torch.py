@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 FLT_EPSILON = 1.1920929e-07
 CUBIC_A = -0.75
+CPU_CHUNK_PIXELS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,17 @@ def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
 
 
 def remap_cubic(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor) -> list[torch.Tensor]:
-    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0."""
+    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0.
+
+    The 16 taps are summed at the end rather than accumulated in place, which lets the compiled loop run
+    on all threads.
+    """
     batch, height, width = map_x.shape
     floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
     ix, iy = floor_x.long(), floor_y.long()
     wx, wy = _cubic_weights(map_x - floor_x), _cubic_weights(map_y - floor_y)
     flat = [img.reshape(batch, -1) for img in images]
-    outs = [torch.zeros_like(map_x) for _ in images]
+    taps: list[list[torch.Tensor]] = [[] for _ in images]
     for j in range(4):
         yy = iy + (j - 1)
         inside_y = (yy >= 0) & (yy < height)
@@ -87,9 +92,9 @@ def remap_cubic(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Te
             inside = inside_y & (xx >= 0) & (xx < width)
             index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(batch, -1)
             weight = torch.where(inside, wy[j] * wx[i], 0.0)
-            for out, source in zip(outs, flat):
-                out += weight * source.gather(1, index).reshape(batch, height, width)
-    return outs
+            for tap, source in zip(taps, flat):
+                tap.append(weight * source.gather(1, index).reshape(batch, height, width))
+    return [sum(tap[1:], tap[0]) for tap in taps]
 
 
 def _batcher_network(size: int) -> list[tuple[int, int]]:
@@ -125,117 +130,144 @@ def _median25_network() -> list[tuple[int, int]]:
 MEDIAN25 = _median25_network()
 
 
-def median_blur5(flow: torch.Tensor) -> torch.Tensor:
-    """5x5 median with replicated borders, as cv2.medianBlur on float images (exact)."""
-    _, height, width = flow.shape
-    padded = F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate")[:, 0]
+def median25(padded: torch.Tensor) -> torch.Tensor:
+    """The 5x5 median of a (B, H + 4, W + 4) padded image: 113 elementwise min/max of shifted views."""
+    height, width = padded.shape[1] - 4, padded.shape[2] - 4
     values = [padded[:, dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
     for a, b in MEDIAN25:
         values[a], values[b] = torch.minimum(values[a], values[b]), torch.maximum(values[a], values[b])
     return values[12]
 
 
-def _from_left(x: torch.Tensor) -> torch.Tensor:
-    """x[..., j - 1] at column j, 0 in the first column."""
-    return F.pad(x[..., :-1], (1, 0))
+def median_blur5(flow: torch.Tensor) -> torch.Tensor:
+    """5x5 median with replicated borders, as cv2.medianBlur on float images (exact).
+
+    The border is padded first, so that the (compiled) network reads plain shifted rows it can vectorise.
+    """
+    return _KERNELS["median"](F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate")[:, 0])
 
 
-def _from_above(x: torch.Tensor) -> torch.Tensor:
-    """x[..., i - 1, :] at row i, 0 in the first row."""
-    return F.pad(x[..., :-1, :], (0, 0, 1, 0))
+def divergence(p1: torch.Tensor, p2: torch.Tensor, not_first_row: torch.Tensor) -> torch.Tensor:
+    """Backward-difference divergence; the dual field is taken as 0 before the first row and column."""
+    return p1 - F.pad(p1[:, :-1], (1, 0)) + p2 - F.pad(p2[:-1], (0, 0, 1, 0)) * not_first_row
 
 
-def divergence(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
-    """Backward-difference divergence; the dual field is taken as 0 beyond the first row and column."""
-    return p1 - _from_left(p1) + p2 - _from_above(p2)
-
-
-def forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_gradient(u: torch.Tensor, not_last_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward differences, 0 on the last column (x) and last row (y)."""
-    return F.pad(u[..., 1:] - u[..., :-1], (0, 1)), F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    return F.pad(u[:, 1:] - u[:, :-1], (0, 1)), F.pad(u[1:] - u[:-1], (0, 0, 0, 1)) * not_last_row
 
 
-def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, grad, l_t: float, taut: float, theta: float):
+def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, grad, not_first_row, not_last_row,
+               l_t: float, taut: float, theta: float):
     """One primal-dual iteration: thresholding (v), primal update (u) with its error, dual update (p).
 
-    Written without in-place writes or stacking, so that a compiler can fuse it into one pass over memory.
+    The pairs' rows are stacked, (B * H, W), and the (B * H, 1) row masks keep differences from
+    crossing from one pair to the next: every size then gets the same loop, parallel over rows.
+    Written without in-place writes, so that a compiler fuses it into one pass; the error comes per row.
     """
     rho = rho_c + i1wx * u1 + i1wy * u2
     lt_grad = l_t * grad
     textured = grad > FLT_EPSILON
     step = torch.where(rho < -lt_grad, l_t, torch.where(
         rho > lt_grad, -l_t, torch.where(textured, -rho / torch.where(textured, grad, 1.0), 0.0)))
-    new_u1 = u1 + step * i1wx + theta * divergence(p11, p12)
-    new_u2 = u2 + step * i1wy + theta * divergence(p21, p22)
-    error = ((new_u1 - u1) ** 2 + (new_u2 - u2) ** 2).sum(dim=(1, 2))
-    u1x, u1y = forward_gradient(new_u1)
-    u2x, u2y = forward_gradient(new_u2)
-    ng1 = 1.0 + taut * torch.hypot(u1x, u1y)
-    ng2 = 1.0 + taut * torch.hypot(u2x, u2y)
+    new_u1 = u1 + step * i1wx + theta * divergence(p11, p12, not_first_row)
+    new_u2 = u2 + step * i1wy + theta * divergence(p21, p22, not_first_row)
+    row_error = ((new_u1 - u1) ** 2 + (new_u2 - u2) ** 2).sum(dim=1)
+    u1x, u1y = forward_gradient(new_u1, not_last_row)
+    u2x, u2y = forward_gradient(new_u2, not_last_row)
+    ng1 = 1.0 + taut * torch.sqrt(u1x * u1x + u1y * u1y)  # OpenCV's hypot, to float rounding; far cheaper
+    ng2 = 1.0 + taut * torch.sqrt(u2x * u2x + u2y * u2y)
     return (new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1, (p21 + taut * u2x) / ng2,
-            (p22 + taut * u2y) / ng2, error)
+            (p22 + taut * u2y) / ng2, row_error)
 
 
-_KERNELS = {"step": inner_step, "remap": remap_cubic}
+_EAGER = {"step": inner_step, "remap": remap_cubic, "median": median25}
+_KERNELS = dict(_EAGER)
 
 
 def use_compiled_kernels(enabled: bool = True) -> bool:
-    """Fuse the iteration and the warp with ``torch.compile`` (twice as fast on CPU); False if unavailable.
+    """Fuse the iteration, the median and the warp with ``torch.compile``; False if that is unavailable.
 
     The first call compiles (tens of seconds, then cached on disk by PyTorch); results agree to float
     rounding. Kernels are specialised to the default parameters; other parameters recompile once.
     """
+    _KERNELS.update(_EAGER)
     if not enabled:
-        _KERNELS.update(step=inner_step, remap=remap_cubic)
         return False
-    step, remap = torch.compile(inner_step, dynamic=True), torch.compile(remap_cubic, dynamic=True)
+    compiled = {name: torch.compile(kernel, dynamic=True) for name, kernel in _EAGER.items()}
+    # The median's 113 comparators must stay one loop: by default Inductor would store intermediates.
+    unlimited = 1 << 20
+    compiled["median"] = torch.compile(median25, dynamic=True, options={
+        "max_fusion_size": unlimited, "realize_opcount_threshold": unlimited, "realize_reads_threshold": unlimited,
+        "realize_acc_reads_threshold": unlimited})
     params = TVL1Params()
     constants = params.lam * params.theta, params.tau / params.theta, params.theta
     try:  # compile now, as used, on tiny inputs: then one kernel serves every size (a batch of 1 is its own)
         with torch.inference_mode():
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
-                tiny = [torch.rand(batch, 64, 72) for _ in range(10)]  # over 4096 pixels, as real frames
-                step(*tiny, *constants)
-                remap(tiny[:3], tiny[3], tiny[4])
+                tiny = [torch.rand(batch, 128, 160) for _ in range(6)]  # sizes hint whether to use threads
+                compiled["remap"](tiny[:3], tiny[3], tiny[4])
+                compiled["median"](tiny[5])
+            rows = [torch.rand(2 * 128, 160) for _ in range(10)]
+            compiled["step"](*rows, *_row_masks(2, 128), *constants)
     except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
-        _KERNELS.update(step=inner_step, remap=remap_cubic)
         return False
-    _KERNELS.update(step=step, remap=remap)
+    _KERNELS.update(compiled)
     return True
 
 
+def _row_masks(batch: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B * H, 1) masks of the stacked rows that are not the first, and not the last, of their pair."""
+    row = torch.arange(batch * height) % height
+    return (row != 0).float()[:, None], (row != height - 1).float()[:, None]
+
+
 def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
-    """Refine the flow u (2, B, H, W) at one pyramid level."""
+    """Refine the flow u (2, B, H, W) at one pyramid level.
+
+    On CPU the pairs go in chunks of about CPU_CHUNK_PIXELS: an iteration reads and writes 16 arrays,
+    and while they stay in the caches it runs several times faster than from main memory.
+    """
+    batch, height, width = i0.shape
+    chunk = max(1, CPU_CHUNK_PIXELS // (height * width)) if i0.device.type == "cpu" else batch
+    return torch.cat([_refine(i0[k : k + chunk], i1[k : k + chunk], u[:, k : k + chunk], params)
+                      for k in range(0, batch, chunk)], dim=1)
+
+
+def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
     batch, height, width = i0.shape
     scaled_epsilon = params.epsilon * params.epsilon * height * width
-    l_t, taut, theta = params.lam * params.theta, params.tau / params.theta, params.theta
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta
     i1x, i1y = centered_gradient(i1)
     grid_y, grid_x = torch.meshgrid(torch.arange(height, device=i0.device, dtype=torch.float32),
                                     torch.arange(width, device=i0.device, dtype=torch.float32), indexing="ij")
     state = torch.cat([u, torch.zeros(4, batch, height, width, device=i0.device)])  # u1, u2, p11, p12, p21, p22
     for _ in range(params.warps):
         i1w, i1wx, i1wy = _KERNELS["remap"]([i1, i1x, i1y], grid_x + state[0], grid_y + state[1])
-        grad = i1wx * i1wx + i1wy * i1wy
+        fixed = [i1w - i1wx * state[0] - i1wy * state[1] - i0, i1wx, i1wy, i1wx * i1wx + i1wy * i1wy]
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
         active = torch.arange(batch, device=i0.device)
-        work = [t.clone() for t in state]  # separate tensors, not views: fewer recompilation guards
-        fixed = [i1w - i1wx * state[0] - i1wy * state[1] - i0, i1wx, i1wy, grad]
+        work = [t.reshape(-1, width).clone() for t in state]  # stacked rows; separate tensors, not views
+        fixed = [f.reshape(-1, width) for f in fixed]
+        masks = [m.to(i0.device) for m in _row_masks(batch, height)]
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                work[0], work[1] = median_blur5(work[0]), median_blur5(work[1])
+                work[0], work[1] = (median_blur5(w.view(-1, height, width)).view(-1, width) for w in work[:2])
             for _ in range(params.inner_iterations):
-                *work, error = _KERNELS["step"](*work, *fixed, l_t, taut, theta)
-                going = error > scaled_epsilon
+                *work, row_error = _KERNELS["step"](*work, *fixed, *masks, *constants)
+                going = row_error.view(-1, height).sum(dim=1) > scaled_epsilon
                 if not going.all():
-                    state[:, active] = torch.stack(work)
+                    state[:, active] = torch.stack(work).view(6, -1, height, width)
                     active = active[going]
-                    work, fixed = [w[going] for w in work], [f[going] for f in fixed]
+                    work, fixed = ([t.view(-1, height, width)[going].view(-1, width) for t in ts]
+                                   for ts in (work, fixed))
+                    masks = [m.to(i0.device) for m in _row_masks(len(active), height)]
                     if not len(active):
                         break
             if not len(active):
                 break
         if len(active):
-            state[:, active] = torch.stack(work)
+            state[:, active] = torch.stack(work).view(6, -1, height, width)
     return state[:2]
 
 
