@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 FLT_EPSILON = 1.1920929e-07
-CUBIC_A = -0.75
 CPU_CHUNK_PIXELS = 1 << 17
 
 
@@ -65,7 +64,7 @@ def centered_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
-    a = CUBIC_A
+    a = -0.75  # Keys' kernel as OpenCV's INTER_CUBIC; a literal, so that a compiled kernel folds it in
     w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
     w1 = ((a + 2) * t - (a + 3)) * t * t + 1
     w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
@@ -158,13 +157,16 @@ def forward_gradient(u: torch.Tensor, not_last_row: torch.Tensor) -> tuple[torch
 
 
 def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, grad, not_first_row, not_last_row,
-               l_t: float, taut: float, theta: float):
-    """One primal-dual iteration: thresholding (v), primal update (u) with its error, dual update (p).
+               l_t: float, taut: float, theta: float, epsilon: float):
+    """One primal-dual iteration: thresholding (v), primal update (u), dual update (p), and for each pair
+    whether it goes on (its squared update above epsilon^2 per pixel).
 
-    The pairs' rows are stacked, (B * H, W), and the (B * H, 1) row masks keep differences from
+    The pairs' rows are stacked, (B * H, W), and the (B, H, 1) row masks keep differences from
     crossing from one pair to the next: every size then gets the same loop, parallel over rows.
-    Written without in-place writes, so that a compiler fuses it into one pass; the error comes per row.
+    Written without in-place writes, so that a compiler fuses it into one pass.
     """
+    batch, height, _ = not_first_row.shape
+    not_first_row, not_last_row = not_first_row.view(-1, 1), not_last_row.view(-1, 1)
     rho = rho_c + i1wx * u1 + i1wy * u2
     lt_grad = l_t * grad
     textured = grad > FLT_EPSILON
@@ -172,16 +174,28 @@ def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, grad, not_first_ro
         rho > lt_grad, -l_t, torch.where(textured, -rho / torch.where(textured, grad, 1.0), 0.0)))
     new_u1 = u1 + step * i1wx + theta * divergence(p11, p12, not_first_row)
     new_u2 = u2 + step * i1wy + theta * divergence(p21, p22, not_first_row)
-    row_error = ((new_u1 - u1) ** 2 + (new_u2 - u2) ** 2).sum(dim=1)
+    error = ((new_u1 - u1) ** 2 + (new_u2 - u2) ** 2).sum(dim=1).view(batch, height).sum(dim=1)
     u1x, u1y = forward_gradient(new_u1, not_last_row)
     u2x, u2y = forward_gradient(new_u2, not_last_row)
     ng1 = 1.0 + taut * torch.sqrt(u1x * u1x + u1y * u1y)  # OpenCV's hypot, to float rounding; far cheaper
     ng2 = 1.0 + taut * torch.sqrt(u2x * u2x + u2y * u2y)
     return (new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1, (p21 + taut * u2x) / ng2,
-            (p22 + taut * u2y) / ng2, row_error)
+            (p22 + taut * u2y) / ng2, error > epsilon * epsilon * height * u1.shape[1])
 
 
-_EAGER = {"step": inner_step, "remap": remap_cubic, "median": median25}
+def warp_terms(i0, i1, i1x, i1y, u1, u2) -> list[torch.Tensor]:
+    """The second image and its gradient warped by the flow u, as the iteration uses them (stacked rows):
+    rho_c = I1w - I1wx u1 - I1wy u2 - I0, I1wx, I1wy and |grad I1w|^2."""
+    batch, height, width = i0.shape
+    u1, u2 = u1.view(batch, height, width), u2.view(batch, height, width)
+    grid_x = torch.arange(width, device=i0.device, dtype=torch.float32)
+    grid_y = torch.arange(height, device=i0.device, dtype=torch.float32)[:, None]
+    i1w, i1wx, i1wy = remap_cubic([i1, i1x, i1y], grid_x + u1, grid_y + u2)
+    terms = i1w - i1wx * u1 - i1wy * u2 - i0, i1wx, i1wy, i1wx * i1wx + i1wy * i1wy
+    return [t.reshape(-1, width) for t in terms]
+
+
+_EAGER = {"step": inner_step, "warp": warp_terms, "median": median25}
 _KERNELS = dict(_EAGER)
 
 
@@ -201,25 +215,27 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
         "max_fusion_size": unlimited, "realize_opcount_threshold": unlimited, "realize_reads_threshold": unlimited,
         "realize_acc_reads_threshold": unlimited})
     params = TVL1Params()
-    constants = params.lam * params.theta, params.tau / params.theta, params.theta
-    try:  # compile now, as used, on tiny inputs: then one kernel serves every size (a batch of 1 is its own)
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
+    try:  # compile now, as used, on small inputs: then one kernel serves every size (a batch of 1 is its own)
         with torch.inference_mode():
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
-                tiny = [torch.rand(batch, 128, 160) for _ in range(6)]  # sizes hint whether to use threads
-                compiled["remap"](tiny[:3], tiny[3], tiny[4])
-                compiled["median"](tiny[5])
-            rows = [torch.rand(2 * 128, 160) for _ in range(10)]
-            compiled["step"](*rows, *_row_masks(2, 128), *constants)
+                images = [torch.rand(batch, 128, 160) for _ in range(4)]  # sizes hint whether to use threads
+                flow = [torch.rand(batch * 128, 160) for _ in range(2)]
+                compiled["warp"](*images, *flow)
+                compiled["median"](images[0])
+                rows = [torch.rand(batch * 128, 160) for _ in range(10)]
+                with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
+                    compiled["step"](*rows, *_row_masks(batch, 128), *constants)
     except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
         return False
     _KERNELS.update(compiled)
     return True
 
 
-def _row_masks(batch: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B * H, 1) masks of the stacked rows that are not the first, and not the last, of their pair."""
-    row = torch.arange(batch * height) % height
-    return (row != 0).float()[:, None], (row != height - 1).float()[:, None]
+def _row_masks(batch: int, height: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, 1) masks of the rows that are not the first, and not the last, of their pair."""
+    row = torch.arange(height, device=device)[:, None].expand(batch, height, 1)
+    return (row != 0).float(), (row != height - 1).float()
 
 
 def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
@@ -236,39 +252,44 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
 
 def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
     batch, height, width = i0.shape
-    scaled_epsilon = params.epsilon * params.epsilon * height * width
-    constants = params.lam * params.theta, params.tau / params.theta, params.theta
+    device = i0.device
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
     i1x, i1y = centered_gradient(i1)
-    grid_y, grid_x = torch.meshgrid(torch.arange(height, device=i0.device, dtype=torch.float32),
-                                    torch.arange(width, device=i0.device, dtype=torch.float32), indexing="ij")
-    state = torch.cat([u, torch.zeros(4, batch, height, width, device=i0.device)])  # u1, u2, p11, p12, p21, p22
+    # u1, u2, p11, p12, p21, p22 as stacked rows (B * H, W); kernels return new tensors, never write in place
+    state = [c.reshape(-1, width).clone() for c in u] + [torch.zeros(batch * height, width, device=device)
+                                                          for _ in range(4)]
     for _ in range(params.warps):
-        i1w, i1wx, i1wy = _KERNELS["remap"]([i1, i1x, i1y], grid_x + state[0], grid_y + state[1])
-        fixed = [i1w - i1wx * state[0] - i1wy * state[1] - i0, i1wx, i1wy, i1wx * i1wx + i1wy * i1wy]
+        fixed = _KERNELS["warp"](i0, i1, i1x, i1y, state[0], state[1])
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
-        active = torch.arange(batch, device=i0.device)
-        work = [t.reshape(-1, width).clone() for t in state]  # stacked rows; separate tensors, not views
-        fixed = [f.reshape(-1, width) for f in fixed]
-        masks = [m.to(i0.device) for m in _row_masks(batch, height)]
+        active = torch.arange(batch, device=device)
+        work, masks = state, _row_masks(batch, height, device)
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                work[0], work[1] = (median_blur5(w.view(-1, height, width)).view(-1, width) for w in work[:2])
+                work = [median_blur5(w.view(-1, height, width)).view(-1, width) for w in work[:2]] + work[2:]
             for _ in range(params.inner_iterations):
-                *work, row_error = _KERNELS["step"](*work, *fixed, *masks, *constants)
-                going = row_error.view(-1, height).sum(dim=1) > scaled_epsilon
-                if not going.all():
-                    state[:, active] = torch.stack(work).view(6, -1, height, width)
-                    active = active[going]
-                    work, fixed = ([t.view(-1, height, width)[going].view(-1, width) for t in ts]
-                                   for ts in (work, fixed))
-                    masks = [m.to(i0.device) for m in _row_masks(len(active), height)]
-                    if not len(active):
-                        break
+                *work, going = _KERNELS["step"](*work, *fixed, *masks, *constants)
+                if going.all():
+                    continue
+                state = _keep(state, work, active, height)
+                active = active[going]
+                if not len(active):
+                    break
+                work, fixed = ([t.view(-1, height, width)[going].view(-1, width) for t in ts] for ts in (work, fixed))
+                masks = _row_masks(len(active), height, device)
             if not len(active):
                 break
         if len(active):
-            state[:, active] = torch.stack(work).view(6, -1, height, width)
-    return state[:2]
+            state = _keep(state, work, active, height)
+    return torch.stack(state[:2]).view(2, batch, height, width)
+
+
+def _keep(state: list[torch.Tensor], work: list[torch.Tensor], active: torch.Tensor, height: int) -> list[torch.Tensor]:
+    """The state with the active pairs taken from work; work itself when it holds every pair."""
+    if len(work[0]) == len(state[0]):
+        return work
+    for kept, new in zip(state, work):
+        kept.view(-1, height, kept.shape[1])[active] = new.view(-1, height, new.shape[1])
+    return state
 
 
 @torch.inference_mode()
