@@ -72,27 +72,39 @@ def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
 
 
 def remap_cubic(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor) -> list[torch.Tensor]:
-    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0.
-
-    The 16 taps are summed at the end rather than accumulated in place, which lets the compiled loop run
-    on all threads.
-    """
+    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0."""
     batch, height, width = map_x.shape
+    rows = torch.arange(batch * height, device=map_x.device)[:, None]
+    sampled = sample_rows([image.reshape(-1, width) for image in images], map_x.reshape(-1, width),
+                          map_y.reshape(-1, width), rows - rows % height, height)
+    return [t.view(batch, height, width) for t in sampled]
+
+
+def sample_rows(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor, first_row: torch.Tensor,
+                height: int) -> list[torch.Tensor]:
+    """Bicubic sampling of images stacked as rows (N, W): the point in stacked row r is (map_x, map_y)
+    in the image of ``height`` rows that starts at stacked row first_row[r] (N, 1).
+
+    Indexing the flattened rows, never a batch dimension, lets a compiled kernel serve every batch size.
+    The 16 taps are summed at the end rather than accumulated in place, which keeps that kernel parallel.
+    """
+    width = map_x.shape[1]
     floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
     ix, iy = floor_x.long(), floor_y.long()
     wx, wy = _cubic_weights(map_x - floor_x), _cubic_weights(map_y - floor_y)
-    flat = [img.reshape(batch, -1) for img in images]
+    flat = [image.reshape(-1) for image in images]
     taps: list[list[torch.Tensor]] = [[] for _ in images]
     for j in range(4):
         yy = iy + (j - 1)
         inside_y = (yy >= 0) & (yy < height)
+        row_start = (first_row + yy.clamp(0, height - 1)) * width
         for i in range(4):
             xx = ix + (i - 1)
             inside = inside_y & (xx >= 0) & (xx < width)
-            index = (yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)).reshape(batch, -1)
+            index = row_start + xx.clamp(0, width - 1)
             weight = torch.where(inside, wy[j] * wx[i], 0.0)
             for tap, source in zip(taps, flat):
-                tap.append(weight * source.gather(1, index).reshape(batch, height, width))
+                tap.append(weight * source[index])
     return [sum(tap[1:], tap[0]) for tap in taps]
 
 
@@ -130,9 +142,13 @@ MEDIAN25 = _median25_network()
 
 
 def median25(padded: torch.Tensor) -> torch.Tensor:
-    """The 5x5 median of a (B, H + 4, W + 4) padded image: 113 elementwise min/max of shifted views."""
-    height, width = padded.shape[1] - 4, padded.shape[2] - 4
-    values = [padded[:, dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
+    """The 5x5 medians of (R + 4, W + 4) padded rows -> (R, W): 113 elementwise min/max of shifted views.
+
+    Pairs' padded images come stacked as rows (the outputs straddling two of them are dropped after),
+    so a compiled kernel sees one shape at every batch size and compiles once.
+    """
+    height, width = padded.shape[0] - 4, padded.shape[1] - 4
+    values = [padded[dy : dy + height, dx : dx + width] for dy in range(5) for dx in range(5)]
     for a, b in MEDIAN25:
         values[a], values[b] = torch.minimum(values[a], values[b]), torch.maximum(values[a], values[b])
     return values[12]
@@ -143,7 +159,10 @@ def median_blur5(flow: torch.Tensor) -> torch.Tensor:
 
     The border is padded first, so that the (compiled) network reads plain shifted rows it can vectorise.
     """
-    return _KERNELS["median"](F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate")[:, 0])
+    batch, height, width = flow.shape
+    padded = F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate").view(-1, width + 4)
+    rows = F.pad(_KERNELS["median"](padded), (0, 0, 0, 4))  # back to B * (H + 4) rows
+    return rows.view(batch, height + 4, width)[:, :height].contiguous()
 
 
 def divergence(p1: torch.Tensor, p2: torch.Tensor, not_first_row: torch.Tensor) -> torch.Tensor:
@@ -185,16 +204,19 @@ def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not
             (p22 + taut * u2y) / ng2, error > epsilon * epsilon * height * u1.shape[1])
 
 
-def warp_terms(i0, i1, i1x, i1y, u1, u2) -> list[torch.Tensor]:
-    """The second image and its gradient warped by the flow u, as the iteration uses them (stacked rows):
-    rho_c = I1w - I1wx u1 - I1wy u2 - I0, I1wx and I1wy."""
-    batch, height, width = i0.shape
-    u1, u2 = u1.view(batch, height, width), u2.view(batch, height, width)
+def warp_terms(i0, i1, i1x, i1y, u1, u2, grid_y) -> list[torch.Tensor]:
+    """The second image and its gradient warped by the flow u, as the iteration uses them:
+    rho_c = I1w - I1wx u1 - I1wy u2 - I0, I1wx and I1wy.
+
+    Everything comes as stacked rows (B * H, W), and grid_y, (H, 1), gives the pairs' height: a compiled
+    kernel then sees one shape at every batch size and compiles once.
+    """
+    height, width = grid_y.shape[0], i0.shape[1]
+    rows = torch.arange(i0.shape[0], device=i0.device)[:, None]
+    row_y = rows % height
     grid_x = torch.arange(width, device=i0.device, dtype=torch.float32)
-    grid_y = torch.arange(height, device=i0.device, dtype=torch.float32)[:, None]
-    i1w, i1wx, i1wy = remap_cubic([i1, i1x, i1y], grid_x + u1, grid_y + u2)
-    terms = i1w - i1wx * u1 - i1wy * u2 - i0, i1wx, i1wy
-    return [t.reshape(-1, width) for t in terms]
+    i1w, i1wx, i1wy = sample_rows([i1, i1x, i1y], grid_x + u1, row_y.float() + u2, rows - row_y, height)
+    return [i1w - i1wx * u1 - i1wy * u2 - i0, i1wx, i1wy]
 
 
 _EAGER = {"step": inner_step, "warp": warp_terms, "median": median25}
@@ -204,8 +226,9 @@ _KERNELS = dict(_EAGER)
 def use_compiled_kernels(enabled: bool = True) -> bool:
     """Fuse the iteration, the median and the warp with ``torch.compile``; False if that is unavailable.
 
-    The first call compiles (tens of seconds, then cached on disk by PyTorch); results agree to float
-    rounding. Kernels are specialised to the default parameters; other parameters recompile once.
+    The first call on a machine compiles (90 s on a 2-core CPU; then cached on disk by PyTorch, 12 s);
+    results agree to float rounding. The iteration is specialised to the default parameters; other
+    parameters recompile once.
     """
     _KERNELS.update(_EAGER)
     if not enabled:
@@ -218,14 +241,13 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
         "realize_acc_reads_threshold": unlimited})
     params = TVL1Params()
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
-    try:  # compile now, as used, on small inputs: then one kernel serves every size (a batch of 1 is its own)
+    try:  # compile now, as used, on small inputs: then one kernel serves every size
         with torch.inference_mode():
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
-                images = [torch.rand(batch, 128, 160) for _ in range(4)]  # sizes hint whether to use threads
-                flow = [torch.rand(batch * 128, 160) for _ in range(2)]
-                compiled["warp"](*images, *flow)
-                compiled["median"](images[0])
-                rows = [torch.rand(batch * 128, 160) for _ in range(9)]
+                rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
+                if batch == 2:  # the warp and the median see one shape at every batch size
+                    compiled["warp"](*rows[:6], torch.rand(128, 1))
+                    compiled["median"](rows[0])
                 with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
                     compiled["step"](*rows, *_row_masks(batch, 128), *constants)
     except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
@@ -257,12 +279,13 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
     batch, height, width = i0.shape
     device = i0.device
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
-    i1x, i1y = centered_gradient(i1)
+    images = [t.reshape(-1, width) for t in (i0, i1, *centered_gradient(i1))]
+    grid_y = torch.arange(height, device=device, dtype=torch.float32)[:, None]
     # u1, u2, p11, p12, p21, p22 as stacked rows (B * H, W); kernels return new tensors, never write in place
     state = [c.reshape(-1, width).clone() for c in u] + [torch.zeros(batch * height, width, device=device)
                                                           for _ in range(4)]
     for _ in range(params.warps):
-        fixed = _KERNELS["warp"](i0, i1, i1x, i1y, state[0], state[1])
+        fixed = _KERNELS["warp"](*images, state[0], state[1], grid_y)
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
         active = torch.arange(batch, device=device)
         work, masks = state, _row_masks(batch, height, device)
