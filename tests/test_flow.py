@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from i3d.video.flow import FlowComputer, flow_input_frames, opencv_tvl1, to_flow_input, to_grey
-from i3d.video.flow.tvl1_torch import median_blur5, remap_cubic, resize_linear, tvl1_flow
+from i3d.video.flow.tvl1_torch import median_blur5, resize_linear, sample_with_gradient, tvl1_flow
 from i3d.video.inputs import rgb_resized_frames
 
 
@@ -21,14 +21,23 @@ def test_pyramid_resize_is_opencvs_bilinear():
     np.testing.assert_allclose(ours_up.numpy(), up, atol=1e-3)
 
 
-def test_warp_is_opencvs_bicubic_remap_with_zero_outside():
+def test_warp_is_opencvs_bicubic_remap_of_the_image_and_its_centred_gradient():
     rng = np.random.default_rng(1)
-    image = rng.uniform(0, 255, (30, 40)).astype(np.float32)
-    map_x = (np.arange(40)[None] + rng.uniform(-3, 3, (30, 40))).astype(np.float32)
-    map_y = (np.arange(30)[:, None] + rng.uniform(-3, 3, (30, 40))).astype(np.float32)
-    expected = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    ours = remap_cubic([torch.from_numpy(image)[None]], torch.from_numpy(map_x)[None], torch.from_numpy(map_y)[None])
-    np.testing.assert_allclose(ours[0][0].numpy(), expected, atol=2e-3)
+    images = rng.uniform(0, 255, (2, 30, 40)).astype(np.float32)
+    map_x = (np.arange(40)[None] + rng.uniform(-4, 4, (2, 30, 40))).astype(np.float32)
+    map_y = (np.arange(30)[:, None] + rng.uniform(-4, 4, (2, 30, 40))).astype(np.float32)
+    map_x[0, 0, :3], map_y[0, 0, :3] = (-9, 45, 2.5), (3, 3, -7)  # windows wholly or partly outside
+    padded = F.pad(torch.from_numpy(images)[:, None], (4, 4, 4, 4), mode="replicate").reshape(-1, 48)
+    pair = torch.arange(60)[:, None] // 30
+    ours = sample_with_gradient(padded, torch.from_numpy(map_x).reshape(-1, 40),
+                                torch.from_numpy(map_y).reshape(-1, 40), pair, 30)
+    for k, image in enumerate(images):
+        edge = np.pad(image, 1, mode="edge")  # OpenCV's centeredGradient: one-sided halves on the borders
+        sources = image, 0.5 * (edge[1:-1, 2:] - edge[1:-1, :-2]), 0.5 * (edge[2:, 1:-1] - edge[:-2, 1:-1])
+        for sampled, source in zip(ours, sources):
+            expected = cv2.remap(source, map_x[k], map_y[k], cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=0)
+            np.testing.assert_allclose(sampled[30 * k : 30 * k + 30].numpy(), expected, atol=2e-3)
 
 
 def test_median_filter_is_exact():

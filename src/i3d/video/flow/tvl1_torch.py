@@ -50,19 +50,6 @@ def resize_linear(images: torch.Tensor, height: int, width: int, scale_y: float,
     return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
 
 
-def centered_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Central differences inside, one-sided halves on the borders (OpenCV's centeredGradient)."""
-    dx = torch.empty_like(image)
-    dy = torch.empty_like(image)
-    dx[:, :, 1:-1] = 0.5 * (image[:, :, 2:] - image[:, :, :-2])
-    dx[:, :, 0] = 0.5 * (image[:, :, 1] - image[:, :, 0])
-    dx[:, :, -1] = 0.5 * (image[:, :, -1] - image[:, :, -2])
-    dy[:, 1:-1] = 0.5 * (image[:, 2:] - image[:, :-2])
-    dy[:, 0] = 0.5 * (image[:, 1] - image[:, 0])
-    dy[:, -1] = 0.5 * (image[:, -1] - image[:, -2])
-    return dx, dy
-
-
 def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
     a = -0.75  # Keys' kernel as OpenCV's INTER_CUBIC; a literal, so that a compiled kernel folds it in
     w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
@@ -71,41 +58,43 @@ def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
     return [w0, w1, w2, 1 - w0 - w1 - w2]
 
 
-def remap_cubic(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor) -> list[torch.Tensor]:
-    """Bicubic sampling of several (B, H, W) images at the same points; taps outside the image count as 0."""
-    batch, height, width = map_x.shape
-    rows = torch.arange(batch * height, device=map_x.device)[:, None]
-    sampled = sample_rows([image.reshape(-1, width) for image in images], map_x.reshape(-1, width),
-                          map_y.reshape(-1, width), rows - rows % height, height)
-    return [t.view(batch, height, width) for t in sampled]
+def sample_with_gradient(padded: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor, pair: torch.Tensor,
+                         height: int) -> list[torch.Tensor]:
+    """Bicubic samples of an image and of its centred gradient, as OpenCV's remap of the image and of
+    centeredGradient's output (central differences, one-sided halves on the borders), taps outside the
+    image counting 0.
 
-
-def sample_rows(images: list[torch.Tensor], map_x: torch.Tensor, map_y: torch.Tensor, first_row: torch.Tensor,
-                height: int) -> list[torch.Tensor]:
-    """Bicubic sampling of images stacked as rows (N, W): the point in stacked row r is (map_x, map_y)
-    in the image of ``height`` rows that starts at stacked row first_row[r] (N, 1).
-
-    Indexing the flattened rows, never a batch dimension, lets a compiled kernel serve every batch size.
-    The 16 taps are summed at the end rather than accumulated in place, which keeps that kernel parallel.
+    Images come stacked as rows: ``padded`` holds each pair's image replicate-padded by 4, (B * (H + 8),
+    W + 8); the point in stacked row r is (map_x, map_y) in image pair[r] (N, 1) of ``height`` rows. With
+    the padding the gradient's differences are plain neighbours (the border ones replicate), and the 4x4
+    window plus its neighbours is 32 loads from one origin instead of 48 gathers from three images. No
+    batch dimension, so a compiled kernel serves every batch size.
     """
     width = map_x.shape[1]
+    stride = width + 8
     floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
     ix, iy = floor_x.long(), floor_y.long()
     wx, wy = _cubic_weights(map_x - floor_x), _cubic_weights(map_y - floor_y)
-    flat = [image.reshape(-1) for image in images]
-    taps: list[list[torch.Tensor]] = [[] for _ in images]
+    # Clamping the window keeps every load inside the padding; a window clamped is wholly outside, weight 0.
+    origin = (pair * (height + 8) + iy.clamp(-2, height) + 4) * stride + ix.clamp(-2, width) + 4
+    flat, loaded = padded.reshape(-1), {}
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        if (dy, dx) not in loaded:
+            loaded[dy, dx] = flat[origin + (dy * stride + dx)]
+        return loaded[dy, dx]
+
+    value, grad_x, grad_y = [], [], []
     for j in range(4):
         yy = iy + (j - 1)
         inside_y = (yy >= 0) & (yy < height)
-        row_start = (first_row + yy.clamp(0, height - 1)) * width
         for i in range(4):
             xx = ix + (i - 1)
-            inside = inside_y & (xx >= 0) & (xx < width)
-            index = row_start + xx.clamp(0, width - 1)
-            weight = torch.where(inside, wy[j] * wx[i], 0.0)
-            for tap, source in zip(taps, flat):
-                tap.append(weight * source[index])
-    return [sum(tap[1:], tap[0]) for tap in taps]
+            weight = torch.where(inside_y & (xx >= 0) & (xx < width), wy[j] * wx[i], 0.0)
+            value.append(weight * at(j - 1, i - 1))
+            grad_x.append(weight * (0.5 * (at(j - 1, i) - at(j - 1, i - 2))))
+            grad_y.append(weight * (0.5 * (at(j, i - 1) - at(j - 2, i - 1))))
+    return [sum(taps[1:], taps[0]) for taps in (value, grad_x, grad_y)]
 
 
 def _batcher_network(size: int) -> list[tuple[int, int]]:
@@ -204,18 +193,18 @@ def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not
             (p22 + taut * u2y) / ng2, error > epsilon * epsilon * height * u1.shape[1])
 
 
-def warp_terms(i0, i1, i1x, i1y, u1, u2, grid_y) -> list[torch.Tensor]:
+def warp_terms(i0, i1_padded, u1, u2, grid_y) -> list[torch.Tensor]:
     """The second image and its gradient warped by the flow u, as the iteration uses them:
     rho_c = I1w - I1wx u1 - I1wy u2 - I0, I1wx and I1wy.
 
-    Everything comes as stacked rows (B * H, W), and grid_y, (H, 1), gives the pairs' height: a compiled
-    kernel then sees one shape at every batch size and compiles once.
+    Everything comes as stacked rows (B * H, W; the second images padded, see sample_with_gradient), and
+    grid_y, (H, 1), gives the pairs' height: a compiled kernel sees one shape at every batch size.
     """
     height, width = grid_y.shape[0], i0.shape[1]
     rows = torch.arange(i0.shape[0], device=i0.device)[:, None]
     row_y = rows % height
     grid_x = torch.arange(width, device=i0.device, dtype=torch.float32)
-    i1w, i1wx, i1wy = sample_rows([i1, i1x, i1y], grid_x + u1, row_y.float() + u2, rows - row_y, height)
+    i1w, i1wx, i1wy = sample_with_gradient(i1_padded, grid_x + u1, row_y.float() + u2, rows // height, height)
     return [i1w - i1wx * u1 - i1wy * u2 - i0, i1wx, i1wy]
 
 
@@ -246,7 +235,7 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
                 rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
                 if batch == 2:  # the warp and the median see one shape at every batch size
-                    compiled["warp"](*rows[:6], torch.rand(128, 1))
+                    compiled["warp"](rows[0], torch.rand(batch * 136, 168), *rows[1:3], torch.rand(128, 1))
                     compiled["median"](rows[0])
                 with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
                     compiled["step"](*rows, *_row_masks(batch, 128), *constants)
@@ -279,7 +268,7 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
     batch, height, width = i0.shape
     device = i0.device
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
-    images = [t.reshape(-1, width) for t in (i0, i1, *centered_gradient(i1))]
+    images = [i0.reshape(-1, width), F.pad(i1[:, None], (4, 4, 4, 4), mode="replicate").reshape(-1, width + 8)]
     grid_y = torch.arange(height, device=device, dtype=torch.float32)[:, None]
     # u1, u2, p11, p12, p21, p22 as stacked rows (B * H, W); kernels return new tensors, never write in place
     state = [c.reshape(-1, width).clone() for c in u] + [torch.zeros(batch * height, width, device=device)
