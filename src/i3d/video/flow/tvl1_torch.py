@@ -193,14 +193,15 @@ def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not
             (p22 + taut * u2y) / ng2, error > epsilon * epsilon * height * u1.shape[1])
 
 
-def warp_terms(i0, i1_padded, u1, u2, grid_y) -> list[torch.Tensor]:
+def warp_terms(i0, i1_padded, u1, u2, pair_rows) -> list[torch.Tensor]:
     """The second image and its gradient warped by the flow u, as the iteration uses them:
     rho_c = I1w - I1wx u1 - I1wy u2 - I0, I1wx and I1wy.
 
-    Everything comes as stacked rows (B * H, W; the second images padded, see sample_with_gradient), and
-    grid_y, (H, 1), gives the pairs' height: a compiled kernel sees one shape at every batch size.
+    Everything comes as stacked rows (B * H, W; the second images padded, see sample_with_gradient); the
+    pairs' height comes as the length of pair_rows (any (H, 1) tensor), so that a compiled kernel treats
+    it as a size like the others and sees one shape at every batch size.
     """
-    height, width = grid_y.shape[0], i0.shape[1]
+    height, width = pair_rows.shape[0], i0.shape[1]
     rows = torch.arange(i0.shape[0], device=i0.device)[:, None]
     row_y = rows % height
     grid_x = torch.arange(width, device=i0.device, dtype=torch.float32)
@@ -222,12 +223,12 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
     _KERNELS.update(_EAGER)
     if not enabled:
         return False
-    compiled = {name: torch.compile(kernel, dynamic=True) for name, kernel in _EAGER.items()}
     # The median's 113 comparators must stay one loop: by default Inductor would store intermediates.
     unlimited = 1 << 20
-    compiled["median"] = torch.compile(median25, dynamic=True, options={
-        "max_fusion_size": unlimited, "realize_opcount_threshold": unlimited, "realize_reads_threshold": unlimited,
-        "realize_acc_reads_threshold": unlimited})
+    options = {"median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
+                          "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
+    compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
+                for name, kernel in _EAGER.items()}
     params = TVL1Params()
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
     try:  # compile now, as used, on small inputs: then one kernel serves every size
@@ -235,7 +236,8 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
                 rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
                 if batch == 2:  # the warp and the median see one shape at every batch size
-                    compiled["warp"](rows[0], torch.rand(batch * 136, 168), *rows[1:3], torch.rand(128, 1))
+                    padded = torch.rand(batch * (128 + 8), 160 + 8)
+                    compiled["warp"](rows[0], padded, *rows[1:3], torch.empty(128, 1))
                     compiled["median"](rows[0])
                 with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
                     compiled["step"](*rows, *_row_masks(batch, 128), *constants)
@@ -269,12 +271,12 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
     device = i0.device
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
     images = [i0.reshape(-1, width), F.pad(i1[:, None], (4, 4, 4, 4), mode="replicate").reshape(-1, width + 8)]
-    grid_y = torch.arange(height, device=device, dtype=torch.float32)[:, None]
+    pair_rows = torch.empty(height, 1, device=device)
     # u1, u2, p11, p12, p21, p22 as stacked rows (B * H, W); kernels return new tensors, never write in place
     state = [c.reshape(-1, width).clone() for c in u] + [torch.zeros(batch * height, width, device=device)
                                                           for _ in range(4)]
     for _ in range(params.warps):
-        fixed = _KERNELS["warp"](*images, state[0], state[1], grid_y)
+        fixed = _KERNELS["warp"](*images, state[0], state[1], pair_rows)
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
         active = torch.arange(batch, device=device)
         work, masks = state, _row_masks(batch, height, device)
