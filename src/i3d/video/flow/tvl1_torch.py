@@ -74,23 +74,24 @@ def sample_with_gradient(padded: torch.Tensor, map_x: torch.Tensor, map_y: torch
     stride = width + 8
     floor_x, floor_y = torch.floor(map_x), torch.floor(map_y)
     ix, iy = floor_x.long(), floor_y.long()
-    wx, wy = _cubic_weights(map_x - floor_x), _cubic_weights(map_y - floor_y)
+    # A tap outside the image weighs 0: floor + k - 1 in [0, size) compared in floats, as floor(x) >= 1 - k.
+    wx = [torch.where((floor_x >= 1 - k) & (floor_x < width + 1 - k), w, 0.0)
+          for k, w in enumerate(_cubic_weights(map_x - floor_x))]
+    wy = [torch.where((floor_y >= 1 - k) & (floor_y < height + 1 - k), w, 0.0)
+          for k, w in enumerate(_cubic_weights(map_y - floor_y))]
     # Clamping the window keeps every load inside the padding; a window clamped is wholly outside, weight 0.
     origin = (pair * (height + 8) + iy.clamp(-2, height) + 4) * stride + ix.clamp(-2, width) + 4
     flat, loaded = padded.reshape(-1), {}
 
     def at(dy: int, dx: int) -> torch.Tensor:
         if (dy, dx) not in loaded:
-            loaded[dy, dx] = flat[origin + (dy * stride + dx)]
+            loaded[dy, dx] = flat.gather(0, (origin + (dy * stride + dx)).view(-1)).view(origin.shape)
         return loaded[dy, dx]
 
     value, grad_x, grad_y = [], [], []
     for j in range(4):
-        yy = iy + (j - 1)
-        inside_y = (yy >= 0) & (yy < height)
         for i in range(4):
-            xx = ix + (i - 1)
-            weight = torch.where(inside_y & (xx >= 0) & (xx < width), wy[j] * wx[i], 0.0)
+            weight = wy[j] * wx[i]
             value.append(weight * at(j - 1, i - 1))
             grad_x.append(weight * (0.5 * (at(j - 1, i) - at(j - 1, i - 2))))
             grad_y.append(weight * (0.5 * (at(j, i - 1) - at(j - 2, i - 1))))
@@ -223,9 +224,12 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
     _KERNELS.update(_EAGER)
     if not enabled:
         return False
-    # The median's 113 comparators must stay one loop: by default Inductor would store intermediates.
+    # The warp's indices are clamped inside the padding, and gathered (no negative-index wrap-around):
+    # without a bounds check per load it runs 1.5x faster. The median's 113 comparators must stay one
+    # loop: by default Inductor would store intermediates.
     unlimited = 1 << 20
-    options = {"median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
+    options = {"warp": {"assert_indirect_indexing": False},
+               "median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
                           "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
     compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
                 for name, kernel in _EAGER.items()}
