@@ -148,11 +148,12 @@ def median_blur5(flow: torch.Tensor) -> torch.Tensor:
     """5x5 median with replicated borders, as cv2.medianBlur on float images (exact).
 
     The border is padded first, so that the (compiled) network reads plain shifted rows it can vectorise.
+    Returns a strided view: its one copy is left to the caller.
     """
     batch, height, width = flow.shape
     padded = F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate").view(-1, width + 4)
-    rows = F.pad(_KERNELS["median"](padded), (0, 0, 0, 4))  # back to B * (H + 4) rows
-    return rows.view(batch, height + 4, width)[:, :height].contiguous()
+    rows = _KERNELS["median"](padded)  # B * (H + 4) - 4 rows: each pair's H, then 4 straddling the next
+    return rows.as_strided((batch, height, width), ((height + 4) * width, width, 1))
 
 
 def divergence(p1: torch.Tensor, p2: torch.Tensor, not_first_row: torch.Tensor) -> torch.Tensor:
@@ -317,7 +318,7 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
         work, masks = state, _row_masks(batch, height, device)
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                work = [extended(median_blur5(_pairs(w, height, width)).view(-1, width)) for w in work[:2]] + work[2:]
+                work = [_extended_copy(median_blur5(_pairs(w, height, width))) for w in work[:2]] + work[2:]
             for _ in range(params.inner_iterations):
                 *work, going = _KERNELS["step"](*work, *fixed, *masks, *constants)
                 if going.all():
@@ -326,7 +327,7 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
                 active = active[going]
                 if not len(active):
                     break
-                work = [extended(_pairs(t, height, width)[going].view(-1, width)) for t in work[:2]] + [
+                work = [_extended_copy(_pairs(t, height, width)[going]) for t in work[:2]] + [
                     t.view(-1, height, width)[going].view(-1, width) for t in work[2:]]
                 fixed = [t.view(-1, height, width)[going].view(-1, width) for t in fixed]
                 masks = _row_masks(len(active), height, device)
@@ -335,6 +336,14 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
         if len(active):
             state = _keep(state, work, active, height, width)
     return torch.stack([_pairs(c, height, width) for c in state[:2]])
+
+
+def _extended_copy(pairs: torch.Tensor) -> torch.Tensor:
+    """extended(pairs.view(-1, W)) in one copy, from a view of any strides."""
+    flat = pairs.new_empty(pairs.numel() + pairs.shape[-1])
+    flat[pairs.numel() :] = 0
+    flat[: pairs.numel()].view(pairs.shape).copy_(pairs)
+    return flat
 
 
 def _pairs(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
