@@ -161,11 +161,6 @@ def divergence(p1: torch.Tensor, p2: torch.Tensor, not_first_row: torch.Tensor) 
     return p1 - F.pad(p1[:, :-1], (1, 0)) + p2 - F.pad(p2[:-1], (0, 0, 1, 0)) * not_first_row
 
 
-def forward_gradient(u: torch.Tensor, not_last_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences, 0 on the last column (x) and last row (y)."""
-    return F.pad(u[:, 1:] - u[:, :-1], (0, 1)), F.pad(u[1:] - u[:-1], (0, 0, 0, 1)) * not_last_row
-
-
 def inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not_last_row,
                l_t: float, taut: float, theta: float, epsilon: float):
     """One primal-dual iteration: thresholding (v), primal update (u), dual update (p), and for each pair
@@ -308,8 +303,7 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
     pair_rows = torch.empty(height, 1, device=device)
     # u1, u2 (flat, extended), p11, p12, p21, p22 (stacked rows, B * H x W), as inner_step takes them;
     # kernels return new tensors, never write in place
-    state = [extended(c.reshape(-1, width)) for c in u] + [torch.zeros(batch * height, width, device=device)
-                                                           for _ in range(4)]
+    state = [_extended_copy(c) for c in u] + [torch.zeros(batch * height, width, device=device) for _ in range(4)]
     for _ in range(params.warps):
         fixed = _KERNELS["warp"](*images, *(_pairs(c, height, width).view(-1, width) for c in state[:2]), pair_rows)
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
@@ -326,9 +320,9 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
                 active = active[going]
                 if not len(active):
                     break
-                work = [_extended_copy(_pairs(t, height, width)[going]) for t in work[:2]] + [
-                    t.view(-1, height, width)[going].view(-1, width) for t in work[2:]]
-                fixed = [t.view(-1, height, width)[going].view(-1, width) for t in fixed]
+                kept = [_pairs(t, height, width)[going] for t in (*work, *fixed)]
+                work = [_extended_copy(t) for t in kept[:2]] + [t.view(-1, width) for t in kept[2:6]]
+                fixed = [t.view(-1, width) for t in kept[6:]]
                 masks = _row_masks(len(active), height, device)
             if not len(active):
                 break
