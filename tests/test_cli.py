@@ -105,3 +105,10 @@ def test_long_videos_are_windowed_with_frame_weights(sample_video, pretrained):
     windowed = classifier.predict(sample_video, window_frames=50)
     assert windowed.windows == 3 and windowed.frames == 132
     assert np.corrcoef(whole.logits, windowed.logits)[0, 1] > 0.9
+
+
+def test_flow_of_a_span_past_the_end_is_one_line(sample_video, tmp_path, capsys):
+    output = tmp_path / "flow.npy"
+    assert main(["flow", str(sample_video), "--start", "100", "--method", "opencv", "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"i3d: error: {sample_video}: no frames in the requested span\n" and not output.exists()

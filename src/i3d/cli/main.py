@@ -87,7 +87,10 @@ def cmd_flow(args: argparse.Namespace) -> None:
     if args.input.suffix.lower() == ".npy":
         raise I3DError(f"{args.input}: give a video file or a frame folder; flow is computed from frames")
     computer = FlowComputer(args.method, args.device, args.batch_size)
-    frames = np.stack(list(flow_input_frames(args.input, args.start, args.end, computer)))
+    fields = list(flow_input_frames(args.input, args.start, args.end, computer))
+    if not fields:
+        raise I3DError(f"{args.input}: no frames in the requested span")
+    frames = np.stack(fields)
     with atomic_path(args.output) as tmp, open(tmp, "wb") as file:
         np.save(file, frames)
     print(f"wrote {args.output}: {frames.shape} float32 in [-1, 1] ({args.method} TV-L1, 25 fps)")
