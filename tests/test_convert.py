@@ -17,7 +17,7 @@ from i3d.weights.tf_checkpoint import read_checkpoint, read_index, torch_name
 from i3d.weights.torch_port import convert_torch_port
 from tf_bundle import write_checkpoint
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "deepmind_checkpoint_index"
+FIXTURES = Path(__file__).resolve().parent / "data" / "deepmind_checkpoint_index"
 CHECKPOINTS = {"rgb_imagenet": ("RGB", 3, 400), "rgb_scratch": ("RGB", 3, 400), "flow_imagenet": ("Flow", 2, 400),
                "flow_scratch": ("Flow", 2, 400), "rgb_scratch_kin600": ("", 3, 600)}
 
@@ -25,7 +25,7 @@ CHECKPOINTS = {"rgb_imagenet": ("RGB", 3, 400), "rgb_scratch": ("RGB", 3, 400), 
 def _fixture(name: str) -> Path:
     path = FIXTURES / f"{name}.index"
     if not path.is_file():
-        pytest.fail(f"{path} is missing: the DeepMind index fixtures live in ../shared beside the repository")
+        pytest.fail(f"{path} is missing: the real DeepMind index files are fixtures of this repository")
     return path
 
 

@@ -59,7 +59,7 @@ def test_list_takes_names_indices_spans_and_relative_paths(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a.mp4,swimming\nb.mp4,diving\n", "labels not in the weights' 4 classes: 'swimming' \\(line 1\\), 'diving'"),
+    ("a.mp4,swimming\nb.mp4,diving\n", "labels not among the 4 classes: 'swimming' \\(line 1\\), 'diving'"),
     ("a.mp4\n", "expected `path,label"),
     ("a.mp4,yawning,3,1\n", "end 1.0 is not after start 3.0"),
     ("a.mp4,yawning,x,1\n", "must be seconds"),

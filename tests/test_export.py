@@ -6,8 +6,8 @@ import torch
 
 from i3d.cli.main import main
 from i3d.export import ExportOptions, build_export_graph, export, run_exported
+from i3d.factory import build_model
 from i3d.model import InceptionI3d
-from i3d.predict import build_model
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.transforms import to_unit_range
 from i3d.weights import LoadedWeights

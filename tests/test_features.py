@@ -13,10 +13,10 @@ import torch
 from conftest import numbered_frames, write_video
 from i3d.cli.main import main
 from i3d.errors import I3DError
+from i3d.factory import build_model
 from i3d.features import ExtractionConfig, WindowSpec, extract_features, plan_windows
 from i3d.features.jobs import collect_jobs
 from i3d.features.windows import iter_windows
-from i3d.predict import build_model
 from i3d.video.inputs import rgb_input_frames
 
 

@@ -6,6 +6,7 @@ import torch
 
 from i3d.cli.main import main
 from i3d.errors import I3DError
+from i3d.factory import build_model
 from i3d.fvd import (
     GaussianStats,
     VideoEmbedder,
@@ -15,7 +16,6 @@ from i3d.fvd import (
     fvd_preprocess,
     tf1_bilinear_matrix,
 )
-from i3d.predict import build_model
 
 
 def test_tf1_bilinear_samples_at_i_times_scale_without_half_pixel_shift():

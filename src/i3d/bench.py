@@ -64,7 +64,7 @@ def _network(config: BenchConfig):
         if config.weights is not None:
             raise
         return InceptionI3d().eval(), "random (default weights not installed)", None
-    from i3d.predict import build_model
+    from i3d.factory import build_model
 
     return build_model(loaded), loaded.metadata.get("name", str(config.weights)), loaded
 

@@ -9,7 +9,6 @@ average score. One video's frames are held at a time (short side 256, uint8: 0.3
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -19,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.architecture import MIN_FRAMES
 from i3d.download import sha256_of
 from i3d.errors import I3DError
-from i3d.model import MIN_FRAMES
+from i3d.lists import label_indices
+from i3d.lists import read_list as read_rows
 from i3d.predict import Classifier
 from i3d.versions import software_versions
 from i3d.video.inputs import rgb_resized_frames
@@ -86,53 +87,10 @@ class LabelledVideo:
 
 
 def read_list(path: Path, labels: Sequence[str]) -> list[LabelledVideo]:
-    """A CSV of ``path,label[,start_s,end_s]``: label a class name or index, an optional span in seconds
-    (trimmed clips of long videos, as Kinetics lists them), a header row allowed, paths relative to the
-    list's folder. Every row is checked before anything runs."""
-    if not path.is_file():
-        raise I3DError(f"{path}: no such list file")
-    by_name = {name.lower(): index for index, name in enumerate(labels)}
-    by_name.update({name.lower().replace(" ", "_"): index for index, name in enumerate(labels)})
-    videos, unknown = [], []
-    with open(path, newline="") as file:
-        for number, row in enumerate(csv.reader(file), start=1):
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-                continue
-            row = [cell.strip() for cell in row]
-            if len(row) not in (2, 4):
-                raise I3DError(f"{path}:{number}: expected `path,label[,start_s,end_s]`, got {','.join(row)!r}")
-            video, label = row[:2]
-            if number == 1 and video.lower() == "path" and label.lower() == "label":
-                continue
-            span = parse_span(row[2:], f"{path}:{number}")
-            if label.isdigit() and int(label) < len(labels):
-                index = int(label)
-            else:
-                index = by_name.get(label.lower(), by_name.get(label.lower().replace(" ", "_")))
-            if index is None:
-                unknown.append(f"{label!r} (line {number})")
-                continue
-            video_path = Path(video)
-            video_path = video_path if video_path.is_absolute() else path.parent / video_path
-            videos.append(LabelledVideo(video_path, index, *span))
-    if unknown:
-        raise I3DError(f"{path}: labels not in the weights' {len(labels)} classes: {', '.join(unknown[:5])}"
-                       + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""))
-    if not videos:
-        raise I3DError(f"{path}: lists no videos")
-    return videos
-
-
-def parse_span(cells: list[str], where: str) -> tuple[float | None, float | None]:
-    if not cells or not any(cells):
-        return None, None
-    try:
-        start_s, end_s = (float(c) if c else None for c in cells)
-    except ValueError:
-        raise I3DError(f"{where}: start and end must be seconds, got {','.join(cells)!r}") from None
-    if start_s is not None and end_s is not None and end_s <= start_s:
-        raise I3DError(f"{where}: end {end_s} is not after start {start_s}")
-    return start_s, end_s
+    """The labelled videos of a list (``i3d.lists`` format), labels as class names or indices."""
+    rows = read_rows(path)
+    return [LabelledVideo(row.path, index, row.start_s, row.end_s)
+            for row, index in zip(rows, label_indices(path, rows, labels))]
 
 
 @dataclass

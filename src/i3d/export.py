@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from i3d.errors import I3DError
+from i3d.factory import build_model
 from i3d.files import atomic_path
 from i3d.model import MIN_FRAMES, InceptionI3d
-from i3d.predict import build_model
 from i3d.video.transforms import CROP
 from i3d.weights import LoadedWeights
 

@@ -135,7 +135,7 @@ class VideoEmbedder:
     """I3D logits of uint8 videos, in batches, on any device."""
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", batch_size: int = 8) -> None:
-        from i3d.predict import build_model
+        from i3d.factory import build_model
         from i3d.weights import resolve_weights
 
         loaded = resolve_weights(weights)

@@ -10,30 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.architecture import MIN_FRAMES
 from i3d.errors import I3DError
-from i3d.inference import optimize_for_inference
-from i3d.model import MIN_FRAMES, InceptionI3d
-from i3d.video.inputs import is_array_file, load_clip_array, rgb_input_frames
+from i3d.factory import DEFAULT_FLOW_WEIGHTS, build_model, load_model, load_stream_weights
+from i3d.streams import canonical_stream, stream_modalities
+from i3d.video.inputs import is_array_file, load_clip_array
 from i3d.video.samples import sample_path
-from i3d.video.transforms import loop_pad, to_unit_range
-from i3d.weights import LoadedWeights, resolve_weights
+from i3d.video.transforms import loop_pad
+
+# Kept importable from here, where earlier releases defined them.
+__all__ = ["DEFAULT_FLOW_WEIGHTS", "Classifier", "Prediction", "build_model", "load_model", "load_stream_weights"]
 
 WINDOW_FRAMES = 250  # 10 s at 25 fps: bounds memory on long videos; the reference sample is 79 frames
-
-
-def load_model(name: str | Path | None = None, optimize: bool = False) -> torch.nn.Module:
-    """Pretrained I3D in eval mode, (B, C, T, H, W) in [-1, 1] -> logits (B, num_classes).
-
-    ``optimize=True`` returns the faster inference-only form (same outputs, no training).
-    """
-    return build_model(resolve_weights(name), optimize)
-
-
-def build_model(weights: LoadedWeights, optimize: bool = False) -> torch.nn.Module:
-    model = InceptionI3d(weights.num_classes, weights.in_channels)
-    model.load_state_dict(weights.state_dict)
-    model.eval()
-    return optimize_for_inference(model) if optimize else model
 
 
 @dataclass
@@ -85,26 +73,6 @@ def windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(held)
 
 
-STREAMS = ("rgb", "flow", "joint")
-DEFAULT_FLOW_WEIGHTS = "flow_imagenet"
-
-
-def load_stream_weights(weights: str | Path | None, modality: str) -> LoadedWeights:
-    if modality == "flow" and weights is None:
-        from i3d.weights import REGISTRY, installed_path
-
-        if not installed_path(DEFAULT_FLOW_WEIGHTS).exists():
-            raise I3DError(
-                "no flow weights installed: convert DeepMind's flow checkpoint with `i3d weights convert "
-                f".../flow_imagenet/model.ckpt.index --name {DEFAULT_FLOW_WEIGHTS}`, or give --flow-weights FILE "
-                f"({REGISTRY[DEFAULT_FLOW_WEIGHTS].provenance})")
-        weights = DEFAULT_FLOW_WEIGHTS
-    loaded = resolve_weights(weights)
-    if loaded.modality != modality:
-        raise I3DError(f"weights {weights or 'default'} are for the {loaded.modality} stream, not {modality}")
-    return loaded
-
-
 class Classifier:
     """Pretrained weights plus the matching preprocessing; ``predict`` takes a path (or the sample).
 
@@ -120,15 +88,14 @@ class Classifier:
         flow_weights: str | Path | None = None,
         flow_method: str = "torch",
     ) -> None:
-        if stream not in STREAMS:
-            raise I3DError(f"stream must be one of {', '.join(STREAMS)}, not {stream!r}")
+        stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, torch.device(device), flow_method
-        modalities = ["rgb", "flow"] if stream == "joint" else [stream]
-        loaded = {m: load_stream_weights(weights if m == "rgb" else flow_weights, m) for m in modalities}
+        loaded = {m: load_stream_weights(weights if m == "rgb" else flow_weights, m) for m in stream_modalities(stream)}
         if len({tuple(w.labels) for w in loaded.values()}) > 1:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
         self.labels = next(iter(loaded.values())).labels
         self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in loaded.items()}
+        self.transforms = {m: w.transforms(flow_method, str(self.device)) for m, w in loaded.items()}
 
     @torch.inference_mode()
     def clip_logits(self, clip: np.ndarray, modality: str = "rgb") -> np.ndarray:
@@ -141,12 +108,7 @@ class Classifier:
         if is_array_file(path):  # windowed like a video, so a saved flow file predicts what computing it does
             clip = load_clip_array(path, channels=3 if modality == "rgb" else 2)
             return (clip[i : i + window_frames] for i in range(0, len(clip), window_frames))
-        if modality == "rgb":
-            return (to_unit_range(w) for w in windows(rgb_input_frames(path, start_s, end_s), window_frames))
-        from i3d.video.flow import FlowComputer, flow_input_frames
-
-        computer = FlowComputer(self.flow_method, str(self.device))
-        return windows(flow_input_frames(path, start_s, end_s, computer), window_frames)
+        return windows(self.transforms[modality].frames(path, start_s, end_s), window_frames)
 
     def _stream_logits(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> tuple:
         total, frames, count = None, 0, 0

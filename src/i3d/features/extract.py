@@ -301,8 +301,8 @@ def extract_features(
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video and the manifest."""
     from i3d.download import sha256_of
+    from i3d.factory import DEFAULT_FLOW_WEIGHTS, load_stream_weights
     from i3d.features.network import FeatureNetwork
-    from i3d.predict import DEFAULT_FLOW_WEIGHTS, load_stream_weights
     from i3d.weights import weights_file
 
     config = config or ExtractionConfig()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from i3d.errors import I3DError
+from i3d.lists import read_list
 from i3d.video.decode import VIDEO_SUFFIXES
 
 LIST_SUFFIXES = {".txt", ".csv", ".lst"}
@@ -18,20 +18,6 @@ class Job:
     index: int
     path: Path
     name: str  # output name relative to the output folder, without suffix ("sub/video")
-
-
-def _read_list(path: Path) -> list[Path]:
-    """One path per line, or the first column of a CSV (a ``path`` header allowed); relative to the list."""
-    paths = []
-    with open(path, newline="") as file:
-        for number, row in enumerate(csv.reader(file), start=1):
-            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-                continue
-            cell = row[0].strip()
-            if number == 1 and cell.lower() in ("path", "video", "filename"):
-                continue
-            paths.append(Path(cell) if Path(cell).is_absolute() else path.parent / cell)
-    return paths
 
 
 def _hidden(relative: Path) -> bool:
@@ -52,7 +38,7 @@ def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
         elif given.suffix.lower() in LIST_SUFFIXES:
             if not given.is_file():
                 raise I3DError(f"{given}: no such list file")
-            named += [(p, p.stem) for p in _read_list(given)]
+            named += [(row.path, row.path.stem) for row in read_list(given, labelled=False)]
         else:
             named.append((given, given.stem))  # a missing or broken file fails on its own, in the manifest
     seen: dict[Path, str] = {}

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from i3d.factory import build_model
 from i3d.model import MIN_FRAMES
-from i3d.predict import build_model
 from i3d.video.transforms import loop_pad, to_unit_range
 from i3d.weights import LoadedWeights
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from i3d.errors import I3DError
-from i3d.evaluate import parse_span
+from i3d.lists import label_indices, read_list
 from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES
 from i3d.video.flow import FLOW_BOUND, FlowComputer, to_grey
 from i3d.video.inputs import rgb_resized_frames
@@ -51,11 +51,6 @@ class LabelledSet:
     multi_label: bool
 
 
-def _resolve(path: str, base: Path) -> Path:
-    given = Path(path)
-    return given if given.is_absolute() else base / given
-
-
 def read_class_folders(folder: Path) -> LabelledSet:
     """``folder/<class>/<video>``: class names sorted, videos searched recursively within each class."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -68,26 +63,11 @@ def read_class_folders(folder: Path) -> LabelledSet:
 
 
 def read_label_csv(path: Path, classes: list[str] | None = None) -> LabelledSet:
-    """``path,label[,start_s,end_s]`` rows; the classes are the sorted labels seen unless given."""
-    rows = []
-    with open(path, newline="") as file:
-        for number, row in enumerate(csv.reader(file), start=1):
-            row = [cell.strip() for cell in row]
-            if not row or not "".join(row) or row[0].startswith("#"):
-                continue
-            if len(row) not in (2, 4):
-                raise I3DError(f"{path}:{number}: expected `path,label[,start_s,end_s]`, got {','.join(row)!r}")
-            if number == 1 and row[0].lower() == "path" and row[1].lower() == "label":
-                continue
-            rows.append((_resolve(row[0], path.parent), row[1], parse_span(row[2:], f"{path}:{number}")))
-    if not rows:
-        raise I3DError(f"{path}: lists no videos")
-    classes = classes or sorted({label for _, label, _ in rows})
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted({label for _, label, _ in rows if label not in index})
-    if unknown:
-        raise I3DError(f"{path}: labels not among the {len(classes)} classes: {', '.join(unknown[:5])}")
-    videos = [LabelledVideo(video, index[label], (), *span) for video, label, span in rows]
+    """A ``path,label[,start_s,end_s]`` list (``i3d.lists``); the classes are the sorted labels seen unless given."""
+    rows = read_list(path)
+    classes = classes or sorted({row.label for row in rows})
+    videos = [LabelledVideo(row.path, index, (), row.start_s, row.end_s)
+              for row, index in zip(rows, label_indices(path, rows, classes))]
     return LabelledSet(videos, classes, multi_label=False)
 
 
@@ -96,7 +76,7 @@ def read_charades_csv(path: Path, videos_dir: Path, classes: list[str] | None = 
 
     Videos are ``videos_dir/<id>.<any video suffix>``; classes are the sorted action codes seen unless given.
     """
-    with open(path, newline="") as file:
+    with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)
         if not reader.fieldnames or not {"id", "actions"} <= set(reader.fieldnames):
             raise I3DError(f"{path}: a Charades list needs `id` and `actions` columns")
@@ -132,8 +112,11 @@ def read_labelled_set(source: Path, videos_dir: Path | None = None, classes: lis
         return read_class_folders(source)
     if not source.is_file():
         raise I3DError(f"{source}: no such folder or list file")
-    with open(source, newline="") as file:
-        header = next(csv.reader(file), [])
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as file:
+            header = next(csv.reader(file), [])
+    except UnicodeDecodeError:
+        raise I3DError(f"{source}: not UTF-8 text; save the list as UTF-8 CSV") from None
     if "actions" in [cell.strip() for cell in header]:
         return read_charades_csv(source, videos_dir or source.parent, classes)
     return read_label_csv(source, classes)

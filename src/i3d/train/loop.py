@@ -25,9 +25,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from i3d.errors import I3DError
+from i3d.factory import load_stream_weights
 from i3d.files import atomic_path
+from i3d.lists import read_classes_file
 from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
-from i3d.predict import load_stream_weights
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
 from i3d.train.data import (
     ClipDataset,
@@ -202,9 +203,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _data(config: TrainConfig, say: Callable[[str], None]) -> tuple[LabelledSet, list, list]:
-    classes = None
-    if config.classes_file:
-        classes = [line.strip() for line in Path(config.classes_file).read_text().splitlines() if line.strip()]
+    classes = read_classes_file(Path(config.classes_file)) if config.classes_file else None
     videos_dir = Path(config.videos_dir) if config.videos_dir else None
     labelled = read_labelled_set(Path(config.train), videos_dir, classes)
     train_videos, val_videos = labelled.videos, []

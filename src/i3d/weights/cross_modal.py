@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-FIRST_CONV = "Conv3d_1a_7x7.conv3d.weight"
+from i3d.architecture import FIRST_CONV_WEIGHT
 
 
 def flow_state_dict_from_rgb(rgb: dict[str, torch.Tensor], flow_channels: int = 2) -> dict[str, torch.Tensor]:
     state = {name: tensor.clone() for name, tensor in rgb.items()}
-    kernel = rgb[FIRST_CONV]
+    kernel = rgb[FIRST_CONV_WEIGHT]
     summed = kernel.double().sum(dim=1, keepdim=True)
-    state[FIRST_CONV] = (summed / flow_channels).repeat(1, flow_channels, 1, 1, 1).to(kernel.dtype)
+    state[FIRST_CONV_WEIGHT] = (summed / flow_channels).repeat(1, flow_channels, 1, 1, 1).to(kernel.dtype)
     return state

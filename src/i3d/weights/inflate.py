@@ -14,8 +14,14 @@ from pathlib import Path
 
 import torch
 
+from i3d.architecture import (
+    BATCH_NORM_EPS,
+    CLASSIFIER_BIAS,
+    CLASSIFIER_WEIGHT,
+    FIRST_CONV,
+    INCEPTION_CHANNELS,
+)
 from i3d.errors import I3DError
-from i3d.model import BATCH_NORM_EPS, INCEPTION_CHANNELS
 
 _BLOCKS_2D = ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
               "inception4e", "inception5a", "inception5b")
@@ -31,7 +37,7 @@ _BRANCHES = {  # torchvision name -> (I3D name, temporal kernel size)
 
 def googlenet_units() -> dict[str, tuple[str, int]]:
     """torchvision's conv units -> (I3D unit name, temporal kernel size)."""
-    units = {"conv1": ("Conv3d_1a_7x7", 7), "conv2": ("Conv3d_2b_1x1", 1), "conv3": ("Conv3d_2c_3x3", 3)}
+    units = {"conv1": (FIRST_CONV, 7), "conv2": ("Conv3d_2b_1x1", 1), "conv3": ("Conv3d_2c_3x3", 3)}
     for block_2d, block_3d in zip(_BLOCKS_2D, INCEPTION_CHANNELS):
         for branch_2d, (branch_3d, time) in _BRANCHES.items():
             units[f"{block_2d}.{branch_2d}"] = (f"{block_3d}.{branch_3d}", time)
@@ -62,8 +68,8 @@ def inflate_googlenet(state_2d: dict[str, torch.Tensor], eps_2d: float = 1e-3) -
         state[f"{name_3d}.batch_norm.bias"] = beta.float()
         state[f"{name_3d}.batch_norm.running_mean"] = (mean * scale).float()
         state[f"{name_3d}.batch_norm.running_var"] = torch.full_like(beta, 1 - BATCH_NORM_EPS).float()
-    state["Logits.Conv3d_0c_1x1.conv3d.weight"] = state_2d["fc.weight"].float()[:, :, None, None, None].clone()
-    state["Logits.Conv3d_0c_1x1.conv3d.bias"] = state_2d["fc.bias"].float().clone()
+    state[CLASSIFIER_WEIGHT] = state_2d["fc.weight"].float()[:, :, None, None, None].clone()
+    state[CLASSIFIER_BIAS] = state_2d["fc.bias"].float().clone()
     return state
 
 
@@ -90,7 +96,7 @@ def inflate_file(source: Path, output: Path, labels_file: Path | None = None) ->
     if not isinstance(state_2d, dict):
         raise I3DError(f"{source}: holds a {type(state_2d).__name__}, not a state dict")
     state = inflate_googlenet(state_2d)
-    classes = state["Logits.Conv3d_0c_1x1.conv3d.bias"].shape[0]
+    classes = state[CLASSIFIER_BIAS].shape[0]
     labels = read_labels(labels_file, classes) if labels_file else [f"class_{i:03d}" for i in range(classes)]
     save_weights(output, state, labels, "rgb", name=output.stem,
                  provenance=f"ImageNet inflation of {source.name} (2D filters repeated over time, divided by N)")

@@ -13,10 +13,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from i3d.architecture import FIRST_CONV_WEIGHT
 from i3d.download import cache_dir
 from i3d.errors import I3DError
 from i3d.files import atomic_path
 from i3d.model import InceptionI3d
+from i3d.weights.registry import Preprocessing, recipe_for
 
 FORMAT_VERSION = "1"
 
@@ -30,11 +32,25 @@ class LoadedWeights:
 
     @property
     def in_channels(self) -> int:
-        return self.state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1]
+        return self.state_dict[FIRST_CONV_WEIGHT].shape[1]
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name", "")
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return recipe_for(self.modality)
+
+    def transforms(self, flow_method: str = "torch", device: str = "cpu"):
+        """The exact preprocessing callable these weights were trained with (what ``i3d predict`` applies)."""
+        from i3d.video.recipe import VideoTransform
+
+        return VideoTransform(self.preprocessing, flow_method, device)
 
 
 def weights_dir() -> Path:
@@ -62,7 +78,7 @@ def save_weights(
     path: Path, state_dict: dict[str, torch.Tensor], labels: list[str], modality: str, **metadata: str
 ) -> None:
     """Check, then write atomically: a reader never sees a half-written file."""
-    in_channels = state_dict["Conv3d_1a_7x7.conv3d.weight"].shape[1]
+    in_channels = state_dict[FIRST_CONV_WEIGHT].shape[1]
     check_state_dict(state_dict, len(labels), in_channels)
     if modality not in ("rgb", "flow"):
         raise I3DError(f"modality must be rgb or flow, not {modality!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.architecture import FIRST_CONV_WEIGHT
 from i3d.errors import I3DError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -215,6 +216,6 @@ def convert_tf_arrays(arrays: dict[str, np.ndarray], scope: str | None = None) -
     if scope not in by_scope:
         raise I3DError(f"no {scope}/inception_i3d variables in this checkpoint (it has {', '.join(by_scope)})")
     state_dict = by_scope[scope]
-    first = state_dict.get("Conv3d_1a_7x7.conv3d.weight")
+    first = state_dict.get(FIRST_CONV_WEIGHT)
     in_channels = first.shape[1] if first is not None else 3
     return ("flow" if in_channels == 2 else "rgb"), state_dict

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from i3d.architecture import BATCH_NORM_EPS, CLASSIFIER
 from i3d.errors import I3DError
-from i3d.model import BATCH_NORM_EPS
 
 _BRANCHES = {"b0": "Branch_0.Conv3d_0a_1x1", "b1a": "Branch_1.Conv3d_0a_1x1", "b1b": "Branch_1.Conv3d_0b_3x3",
              "b2a": "Branch_2.Conv3d_0a_1x1", "b2b": "Branch_2.Conv3d_0b_3x3", "b3b": "Branch_3.Conv3d_0b_1x1"}
@@ -42,7 +42,7 @@ def our_name(port_name: str) -> str | None:
     match = re.fullmatch(r"(\w+?)\.(?:(b0|b1a|b1b|b2a|b2b|b3b)\.)?(conv3d\.weight|conv3d\.bias|bn\.\w+)", port_name)
     if match is None or match[3] not in _PARAMS:
         return None
-    layer = "Logits.Conv3d_0c_1x1" if match[1] == "logits" else match[1]
+    layer = CLASSIFIER if match[1] == "logits" else match[1]
     branch = f".{_BRANCHES[match[2]]}" if match[2] else ""
     return f"{layer}{branch}.{_PARAMS[match[3]]}"
 

