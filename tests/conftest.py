@@ -45,3 +45,35 @@ def sample_video() -> Path:
     from i3d.video.samples import sample_path
 
     return sample_path("bigbuckbunny.mp4")
+
+
+def _weights_available() -> tuple[bool, str]:
+    """Installed, or fetched now; a machine that cannot fetch them skips the tests that need them."""
+    from i3d.errors import I3DError
+    from i3d.weights.registry import DEFAULT_WEIGHTS
+    from i3d.weights.resolve import fetch_weights
+    from i3d.weights.store import installed_path
+
+    if installed_path(DEFAULT_WEIGHTS).exists():
+        return True, ""
+    try:
+        fetch_weights(DEFAULT_WEIGHTS)
+    except I3DError as error:
+        return False, f"the pretrained weights cannot be fetched here ({error})"
+    return True, ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the pretrained weights (their fixture, or a ``slow`` real-weights test) are
+    ``needs_weights``; they are skipped, with the reason, where the weights cannot be had."""
+    needing = []
+    for item in items:
+        if "pretrained" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.needs_weights)
+        if item.get_closest_marker("needs_weights"):
+            needing.append(item)
+    if needing:
+        available, reason = _weights_available()
+        if not available:
+            for item in needing:
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -155,15 +155,15 @@ def test_features_of_both_streams_are_the_rgb_and_flow_features_side_by_side(sma
     spec = WindowSpec(12, 12, "repeat")
     common = dict(spec=spec, workers=0, extras=("logits",), flow_weights=str(flow_weights), flow_dir=flows)
     outputs = {}
-    for stream in ("rgb", "flow", "both"):
+    for stream in ("rgb", "flow", "joint"):
         summary = extract_features([small_video], tmp_path / stream, ExtractionConfig(stream=stream, **common))
         assert summary.failed == 0, summary.rows
         with np.load(tmp_path / stream / "slide.npz") as data:
             outputs[stream] = {key: data[key] for key in ("features", "logits")}
-    assert outputs["both"]["features"].shape == (1, 2048)
-    np.testing.assert_allclose(outputs["both"]["features"][:, :1024], outputs["rgb"]["features"], atol=1e-5)
-    np.testing.assert_allclose(outputs["both"]["features"][:, 1024:], outputs["flow"]["features"], atol=1e-5)
-    np.testing.assert_allclose(outputs["both"]["logits"], outputs["rgb"]["logits"] + outputs["flow"]["logits"],
+    assert outputs["joint"]["features"].shape == (1, 2048)
+    np.testing.assert_allclose(outputs["joint"]["features"][:, :1024], outputs["rgb"]["features"], atol=1e-5)
+    np.testing.assert_allclose(outputs["joint"]["features"][:, 1024:], outputs["flow"]["features"], atol=1e-5)
+    np.testing.assert_allclose(outputs["joint"]["logits"], outputs["rgb"]["logits"] + outputs["flow"]["logits"],
                                atol=1e-4)
 
 
@@ -171,10 +171,12 @@ def test_a_saved_flow_of_another_length_fails_that_video_only(small_video, flow_
     flows = tmp_path / "flows"
     flows.mkdir()
     np.save(flows / "slide.npy", np.zeros((7, 224, 224, 2), np.float32))
-    config = ExtractionConfig(spec=WindowSpec(12, 12, "repeat"), workers=0, stream="both",
+    config = ExtractionConfig(spec=WindowSpec(12, 12, "repeat"), workers=0, stream="joint",
                               flow_weights=str(flow_weights), flow_dir=flows)
     summary = extract_features([small_video, tmp_path / "absent.mp4"], tmp_path / "out", config)
     assert summary.failed == 2
     assert "fewer frames than the video" in summary.rows[0].error
-    with pytest.raises(I3DError, match="--stream must be one of"):
-        ExtractionConfig(stream="joint")
+    with pytest.raises(I3DError, match="stream must be one of rgb, flow, joint"):
+        ExtractionConfig(stream="rgb+flow")
+    with pytest.warns(FutureWarning, match="'both' is now called 'joint'"):
+        assert ExtractionConfig(stream="both").stream == "joint"

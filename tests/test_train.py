@@ -166,7 +166,7 @@ def test_both_streams_train_one_after_the_other(class_folders, tmp_path, pretrai
     flow_start = tmp_path / "flow_start.safetensors"
     save_weights(flow_start, flow_state_dict_from_rgb(pretrained.state_dict), pretrained.labels, "flow",
                  name="flow_start")
-    config = _small_run(class_folders, tmp_path / "run", stream="both", steps=1, flow_weights=str(flow_start),
+    config = _small_run(class_folders, tmp_path / "run", stream="joint", steps=1, flow_weights=str(flow_start),
                         flow_method="opencv")
     results = train(config, say=lambda _: None)
     assert [resolve_weights(r.final_weights).modality for r in results] == ["rgb", "flow"]

@@ -18,17 +18,9 @@ import torch
 
 from i3d.errors import I3DError
 from i3d.inference import gflops_per_clip
+from i3d.settings import BENCH_PATHS, BenchConfig
 
-PATHS = ("eager", "optimized", "torchscript", "onnxruntime", "cuda")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    frames: int = 79
-    size: int = 224
-    batch_size: int = 1
-    repeats: int = 3
-    weights: str | None = None
+PATHS = BENCH_PATHS
 
 
 @dataclass

@@ -24,31 +24,12 @@ from i3d.errors import I3DError
 from i3d.lists import label_indices
 from i3d.lists import read_list as read_rows
 from i3d.predict import Classifier
+from i3d.settings import EvaluationProtocol
 from i3d.versions import software_versions
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, loop_pad, to_unit_range
 from i3d.weights import weights_file
 from i3d.weights.registry import DEFAULT_WEIGHTS
-
-AVERAGES = ("softmax", "logits")
-
-
-@dataclass(frozen=True)
-class EvaluationProtocol:
-    clips: int = 1
-    clip_frames: int = 250  # 10 s at 25 fps: a whole Kinetics clip in one pass
-    crops: int = 1  # 1: centre; 3: start, centre and end of the long side
-    average: str = "softmax"
-
-    def __post_init__(self) -> None:
-        if self.clips < 1:
-            raise I3DError("--clips must be at least 1")
-        if self.clip_frames < MIN_FRAMES:
-            raise I3DError(f"--clip-frames must be at least {MIN_FRAMES}")
-        if self.crops not in (1, 3):
-            raise I3DError("--crops must be 1 (centre) or 3 (along the long side)")
-        if self.average not in AVERAGES:
-            raise I3DError(f"--average must be one of {', '.join(AVERAGES)}")
 
 
 def clip_starts(total_frames: int, protocol: EvaluationProtocol) -> list[tuple[int, int]]:

@@ -24,37 +24,12 @@ from i3d.errors import I3DError
 from i3d.factory import build_model
 from i3d.files import atomic_path
 from i3d.model import MIN_FRAMES, InceptionI3d
+from i3d.settings import EXPORT_FORMATS, ExportOptions
 from i3d.video.transforms import CROP
 from i3d.weights import LoadedWeights
 
-FORMATS = ("onnx", "torchscript")
-LAYOUTS = ("NCTHW", "NTHWC")  # NTHWC is the layout of DeepMind's TensorFlow graph
-STREAMS = ("rgb", "flow", "joint")
+FORMATS, STREAMS = EXPORT_FORMATS, ("rgb", "flow", "joint")
 PIXEL_MEAN = PIXEL_SCALE = 127.5  # uint8 [0, 255] -> [-1, 1]
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    stream: str = "rgb"
-    layout: str = "NCTHW"
-    softmax: bool = False
-    uint8_input: bool = False  # RGB input as uint8 [0, 255], scaled inside the graph
-
-    def __post_init__(self) -> None:
-        if self.stream not in STREAMS:
-            raise I3DError(f"stream must be one of {', '.join(STREAMS)}, not {self.stream!r}")
-        if self.layout not in LAYOUTS:
-            raise I3DError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
-        if self.uint8_input and self.stream == "flow":
-            raise I3DError("uint8 input applies to RGB; flow input is float in [-1, 1]")
-
-    @property
-    def input_names(self) -> list[str]:
-        return ["rgb", "flow"] if self.stream == "joint" else [self.stream]
-
-    @property
-    def output_name(self) -> str:
-        return "probabilities" if self.softmax else "logits"
 
 
 class ExportGraph(nn.Module):

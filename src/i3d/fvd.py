@@ -19,6 +19,7 @@ import torch
 from i3d.errors import I3DError
 from i3d.files import atomic_path
 from i3d.model import MIN_FRAMES
+from i3d.settings import FVD_PROTOCOLS, FvdProtocol
 from i3d.versions import software_versions
 from i3d.video.decode import image_files, iter_image_folder, iter_video_file
 
@@ -107,28 +108,15 @@ def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, 
     middle = root_a @ cov_b @ root_a
     trace_root = np.sqrt(_drop_rounding_noise(np.linalg.eigvalsh((middle + middle.T) / 2))).sum()
     diff = mean_a - mean_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+    distance = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+    return max(distance, 0.0)  # a squared distance: below 0 only by rounding (-1e-14 between near-equal sets)
 
 
 def fvd_from_stats(a: GaussianStats, b: GaussianStats) -> float:
     return frechet_distance(a.mean, a.covariance, b.mean, b.covariance)
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """How clips are taken from a set of videos; recorded in every report."""
-
-    frames: int = 16
-    max_clips: int | None = None  # None: every video
-    sampling: str = "first"  # "first" frames of each video, or a "random" window (seeded)
-    seed: int = 0
-
-
-PROTOCOLS = {
-    "16f-all": Protocol(16, None, "first"),
-    "16f-2048-random": Protocol(16, 2048, "random"),
-    "128f-all": Protocol(128, None, "first"),
-}
+Protocol, PROTOCOLS = FvdProtocol, FVD_PROTOCOLS  # earlier names
 
 
 class VideoEmbedder:
@@ -174,7 +162,7 @@ def fvd(
     return fvd_from_stats(embedder.stats([np.asarray(real)]), embedder.stats([np.asarray(fake)]))
 
 
-def _clip(frames: np.ndarray, protocol: Protocol, rng: np.random.Generator, name: str) -> np.ndarray:
+def _clip(frames: np.ndarray, protocol: FvdProtocol, rng: np.random.Generator, name: str) -> np.ndarray:
     if len(frames) < protocol.frames:
         raise I3DError(f"{name}: {len(frames)} frames, the protocol takes {protocol.frames}")
     start = 0 if protocol.sampling == "first" else int(rng.integers(0, len(frames) - protocol.frames + 1))
@@ -191,7 +179,7 @@ def _read_video(path: Path, limit: int | None) -> np.ndarray:
     return np.stack(held)
 
 
-def iter_clip_batches(source: Path, protocol: Protocol, batch_size: int = 16) -> Iterator[np.ndarray]:
+def iter_clip_batches(source: Path, protocol: FvdProtocol, batch_size: int = 16) -> Iterator[np.ndarray]:
     """Clips of a set, batch by batch: an .npy/.npz array (N, T, H, W, 3), or a folder of videos or frame folders."""
     rng = np.random.default_rng(protocol.seed)
     if not source.exists():
@@ -241,7 +229,7 @@ class FvdReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def set_stats(embedder: VideoEmbedder, source: Path, protocol: Protocol) -> GaussianStats:
+def set_stats(embedder: VideoEmbedder, source: Path, protocol: FvdProtocol) -> GaussianStats:
     if source.suffix == ".stats" or source.name.endswith(".stats.npz"):
         return GaussianStats.load(source)
     return embedder.stats(iter_clip_batches(source, protocol, embedder.batch_size))

@@ -12,9 +12,7 @@ import numpy as np
 
 from i3d.errors import I3DError
 from i3d.files import atomic_path
-
-FLOW_STYLES = ("reference", "wheel")
-ANIMATION_FORMATS = ("gif", "mp4")
+from i3d.settings import ANIMATION_FORMATS, FLOW_STYLES
 
 
 def rgb_pictures(clip: np.ndarray) -> np.ndarray:

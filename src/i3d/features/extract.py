@@ -31,11 +31,11 @@ from i3d.features.outputs import (
 from i3d.features.windows import Window, WindowSpec, iter_windows, plan_windows
 from i3d.files import remove_stale_temporaries
 from i3d.model import FEATURE_DIM
+from i3d.settings import ENGINES
+from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.decode import TARGET_FPS, source_fps
 from i3d.video.inputs import rgb_input_frames
 
-ENGINES = ("local", "ray")
-STREAMS = ("rgb", "flow", "both")
 Outcome = tuple[Job, "VideoFeatures | str"]
 
 
@@ -48,7 +48,7 @@ class ExtractionConfig:
     weights: str | None = None
     device: str = "cpu"
     workers: int = 1  # decoding processes beside the network; 0 decodes in the network's process
-    stream: str = "rgb"  # rgb, flow or both
+    stream: str = "rgb"  # rgb, flow or joint (both side by side)
     flow_weights: str | None = None
     flow_method: str = "torch"
     flow_dir: Path | None = None  # saved flow inputs (`i3d flow`), <flow_dir>/<output name>.npy
@@ -60,12 +60,11 @@ class ExtractionConfig:
             raise I3DError("--format npy holds the features only; use npz for logits or Mixed_5c maps")
         if self.batch_size < 1 or self.workers < 0:
             raise I3DError("--batch-size must be at least 1 and --workers at least 0")
-        if self.stream not in STREAMS:
-            raise I3DError(f"--stream must be one of {', '.join(STREAMS)}")
+        object.__setattr__(self, "stream", canonical_stream(self.stream))
 
     @property
     def modalities(self) -> list[str]:
-        return ["rgb", "flow"] if self.stream == "both" else [self.stream]
+        return stream_modalities(self.stream)
 
     def settings(self, weights_sha256: list[str]) -> dict:
         """What an output depends on; a rerun with other settings redoes the video."""

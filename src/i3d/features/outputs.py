@@ -18,9 +18,10 @@ import numpy as np
 
 from i3d.features.jobs import Job
 from i3d.files import atomic_path
+from i3d.settings import FEATURE_FORMATS
 from i3d.video.decode import TARGET_FPS
 
-FORMATS = ("npz", "npy")
+FORMATS = FEATURE_FORMATS
 MANIFEST = "manifest.jsonl"
 
 

@@ -16,25 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.settings import DEFAULT_CLIP_LEN, DEFAULT_STEP, LAST_WINDOW_POLICIES, WindowSpec
 
-LAST_WINDOW_POLICIES = ("keep", "repeat", "drop")
-DEFAULT_CLIP_LEN = 64  # the reference's training clip length: 2.56 s at 25 fps
-DEFAULT_STEP = 64  # non-overlapping windows, one feature per 2.56 s
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    clip_len: int = DEFAULT_CLIP_LEN
-    step: int = DEFAULT_STEP
-    last: str = "keep"
-
-    def __post_init__(self) -> None:
-        if self.clip_len < 1 or self.step < 1:
-            raise I3DError("--clip-len and --step must be at least 1")
-        if self.last not in LAST_WINDOW_POLICIES:
-            raise I3DError(f"--last-window must be one of {', '.join(LAST_WINDOW_POLICIES)}")
-
+__all__ = ["DEFAULT_CLIP_LEN", "DEFAULT_STEP", "LAST_WINDOW_POLICIES", "Window", "WindowSpec", "iter_windows",
+           "plan_windows"]
 
 @dataclass
 class Window:

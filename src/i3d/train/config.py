@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from i3d.architecture import ENDPOINTS
 from i3d.errors import I3DError
-from i3d.model import ENDPOINTS
+from i3d.settings import FLOW_METHODS, setting
+from i3d.streams import canonical_stream
 
 # DeepMind's published schedules (steps, learning rate from that step on), minibatch 6 per replica.
 # The flow stream was trained again after 115k steps, hence its second descent.
@@ -18,48 +20,51 @@ SCHEDULES = {
     "flow": [(0, 0.1), (97_000, 0.01), (104_500, 0.001), (115_000, 0.1), (140_000, 0.01), (150_000, 0.001)],
 }
 PATH_FIELDS = ("train", "val", "videos_dir", "classes_file", "weights", "flow_weights", "output")
-STREAMS = ("rgb", "flow", "both")
 
 
 @dataclass
 class TrainConfig:
+    """One training run; every field is a key of the config file and an option of ``i3d train``."""
+
     # data
-    train: str = ""  # class folders, a `path,label[,start_s,end_s]` CSV, or a Charades CSV
-    val: str | None = None  # the same forms; or held out of `train` by val_ratio
-    val_ratio: float = 0.0
-    videos_dir: str | None = None  # Charades: where <id>.mp4 are (default: beside the CSV)
-    classes_file: str | None = None  # one class name per line (default: sorted labels of `train`)
+    train: str = setting("", "class folders, a `path,label[,start_s,end_s]` CSV, or a Charades CSV")
+    val: str | None = setting(None, "validation data in the same forms (default: held out of train by val_ratio)")
+    val_ratio: float = setting(0.0, "fraction of each class held out for validation when val is not given")
+    videos_dir: str | None = setting(None, "Charades: the folder of <id>.mp4 (default: beside the CSV)")
+    classes_file: str | None = setting(None, "class names, one per line, in logit order (default: sorted labels)")
     # clips
-    stream: str = "rgb"  # rgb, flow, or both: two runs, one after the other, into output/rgb and output/flow
-    clip_frames: int = 64
-    crop: int = 224
-    flow_method: str = "torch"
+    stream: str = setting("rgb", "rgb, flow, or joint: the two streams one after the other, into output/rgb "
+                          "and output/flow", ("rgb", "flow", "joint", "both"))
+    clip_frames: int = setting(64, "frames per training clip (25 fps)")
+    crop: int = setting(224, "side of the square crop")
+    flow_method: str = setting("torch", "TV-L1 backend for the flow stream", FLOW_METHODS)
     # model
-    weights: str | None = None  # RGB starting weights: registered name or .safetensors (default: Kinetics-400)
-    flow_weights: str | None = None  # flow starting weights (default: flow_imagenet, once converted)
-    dropout: float = 0.5
-    freeze_bn: bool = False  # keep BatchNorm statistics as loaded (small batches)
-    freeze_until: str | None = None  # an endpoint: it and everything before it are not trained
+    weights: str | None = setting(None, "RGB starting weights: registry name or .safetensors (default: Kinetics-400)")
+    flow_weights: str | None = setting(None, "flow starting weights (default: flow_imagenet, once converted)")
+    dropout: float = setting(0.5, "dropout before the classifier")
+    freeze_bn: bool = setting(False, "keep BatchNorm statistics as loaded (for small batches)")
+    freeze_until: str | None = setting(None, "an endpoint: it and every layer before it are not trained", ENDPOINTS,
+                                      metavar="ENDPOINT")
     # optimisation
-    steps: int = 1000  # optimiser steps
-    batch_size: int = 6  # clips per forward pass per process
-    accumulate: int = 1  # forward passes per optimiser step: effective batch = batch_size x accumulate x processes
-    schedule: str = "0:0.01"  # `rgb`, `flow` (the reference's) or `step:lr,step:lr,...`
-    momentum: float = 0.9
-    weight_decay: float = 1e-7
-    amp: bool = True  # mixed precision where the device has it (CUDA)
-    device: str = "auto"  # auto: cuda if available, else cpu
+    steps: int = setting(1000, "optimiser steps")
+    batch_size: int = setting(6, "clips per forward pass per process")
+    accumulate: int = setting(1, "forward passes per optimiser step (effective batch: batch_size x accumulate "
+                              "x processes)")
+    schedule: str = setting("0:0.01", "learning rates: `rgb`, `flow` (the reference's) or `step:lr,step:lr,...`")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-7, "SGD weight decay")
+    amp: bool = setting(True, "mixed precision where the device has it (CUDA)")
+    device: str = setting("auto", "auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
     # bookkeeping
-    output: str = "runs/i3d"
-    checkpoint_every: int = 100
-    eval_every: int = 0  # steps between validations, and one before the first step (0: only at the end)
-    log_every: int = 10
-    workers: int = 2  # data-loading processes per training process
-    seed: int = 0
+    output: str = setting("runs/i3d", "folder for checkpoints, metrics and the final weights")
+    checkpoint_every: int = setting(100, "steps between checkpoints")
+    eval_every: int = setting(0, "steps between validations, and one before the first step (0: only at the end)")
+    log_every: int = setting(10, "steps between metric lines")
+    workers: int = setting(2, "data-loading processes per training process")
+    seed: int = setting(0, "seed of every random choice (clips, crops, flips, new classifier, dropout)")
 
     def __post_init__(self) -> None:
-        if self.stream not in STREAMS:
-            raise I3DError(f"stream must be one of {', '.join(STREAMS)}")
+        self.stream = canonical_stream(self.stream)
         if self.freeze_until is not None and self.freeze_until not in ENDPOINTS:
             raise I3DError(f"freeze_until must be an endpoint: {', '.join(ENDPOINTS)}")
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):

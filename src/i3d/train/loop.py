@@ -268,10 +268,10 @@ class TrainResult:
 def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> list[TrainResult]:
     """Fine-tune (or train) the stream, or both streams one after the other, as the reference trained them.
 
-    With ``stream: both`` the runs go to ``output/rgb`` and ``output/flow``; ``--resume`` resumes whichever
+    With ``stream: joint`` the runs go to ``output/rgb`` and ``output/flow``; ``--resume`` resumes whichever
     is unfinished and skips a finished one.
     """
-    if config.stream != "both":
+    if config.stream != "joint":
         return [train_stream(config, resume, say)]
     results = []
     for stream in ("rgb", "flow"):

@@ -8,12 +8,11 @@ from pathlib import Path
 from i3d.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
 from i3d.download import sha256_of
 from i3d.errors import I3DError
+from i3d.settings import SOURCE_FORMATS
 from i3d.weights.registry import LABEL_SETS, REGISTRY
 from i3d.weights.store import installed_path, save_weights
 from i3d.weights.tf_checkpoint import checkpoint_prefix, convert_tf_arrays, read_checkpoint
 from i3d.weights.torch_port import convert_torch_port, load_torch_file
-
-SOURCE_FORMATS = ("tf", "torch-port")
 
 
 def detect_format(path: Path) -> str:

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from i3d.errors import I3DError
+from i3d.settings import FLOW_METHODS
 from i3d.video.decode import TARGET_FPS
 from i3d.video.flow.tvl1_torch import TVL1Params, tvl1_flow, use_compiled_kernels
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, SHORT_SIDE, center_crop
 
-METHODS = ("torch", "opencv")
+METHODS = FLOW_METHODS
 FLOW_BOUND = 20.0  # pixels
 DEFAULT_BATCH = 8
 

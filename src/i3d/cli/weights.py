@@ -1,0 +1,105 @@
+"""``i3d weights``: list, fetch, convert, and derive pretrained weights."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from i3d.errors import I3DError
+
+
+def add_parser(commands) -> None:
+    from i3d.settings import SOURCE_FORMATS
+    from i3d.weights.registry import DEFAULT_WEIGHTS
+
+    actions = commands.add_parser("weights", help="list, fetch or convert pretrained weights",
+                                  description="Pretrained weights: the registry, downloads and converters."
+                                  ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="known weights and whether installed").set_defaults(run=run_list)
+
+    fetch = actions.add_parser("fetch", help="download, verify and convert weights")
+    fetch.add_argument("name", nargs="?", default=DEFAULT_WEIGHTS, help=f"registry name (default: {DEFAULT_WEIGHTS})")
+    fetch.add_argument("--source", type=Path, default=None, help="an already downloaded source file (offline)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
+    fetch.set_defaults(run=run_fetch)
+
+    convert = actions.add_parser("convert", help="convert a DeepMind TF checkpoint or a PyTorch-port state dict")
+    convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, or a .pt of the PyTorch port")
+    convert.add_argument("-o", "--output", type=Path, default=None,
+                         help="the .safetensors to write (default: installed under --name)")
+    convert.add_argument("--name", default=None, help="a registry name (rgb_imagenet, flow_imagenet, ...): "
+                         "installs it so `--weights NAME` finds it")
+    convert.add_argument("--labels", type=Path, default=None, help="class names, one per line, in logit order")
+    convert.add_argument("--scope", choices=("RGB", "Flow"), default=None,
+                         help="the stream, if the checkpoint holds both (default: the only one)")
+    convert.add_argument("--source-format", choices=SOURCE_FORMATS, default=None,
+                         help="default: recognised from the file")
+    convert.set_defaults(run=run_convert)
+
+    cross = actions.add_parser("flow-from-rgb", help="a flow network initialised from RGB weights (cross-modal)")
+    cross.add_argument("rgb", nargs="?", default=None, help=f"RGB weights (default: {DEFAULT_WEIGHTS})")
+    cross.add_argument("-o", "--output", type=Path, required=True, help="the flow .safetensors to write")
+    cross.set_defaults(run=run_flow_from_rgb)
+
+    inflate = actions.add_parser("inflate", help="I3D weights from a 2D Inception-v1 (torchvision GoogLeNet)")
+    inflate.add_argument("source", type=Path, help="GoogLeNet state dict (.pth, .pt or .safetensors)")
+    inflate.add_argument("-o", "--output", type=Path, required=True, help="I3D weights (.safetensors)")
+    inflate.add_argument("--labels", type=Path, default=None, help="class names of its classifier, one per line")
+    inflate.set_defaults(run=run_inflate)
+
+
+def run_list(args: argparse.Namespace) -> None:
+    from i3d.weights.registry import REGISTRY
+    from i3d.weights.store import installed_path
+
+    for name, info in REGISTRY.items():
+        path = installed_path(name)
+        state = f"installed at {path}" if path.exists() else "not installed"
+        print(f"{name}  [{info.modality}, {info.num_classes} classes]  {state}")
+        print(f"    {info.description}; trained on {info.trained_on}")
+        print(f"    source: {info.source}; sha256 {info.source_sha256 or '-'}; licence: {info.license}")
+        for dataset, scores in info.metrics.items():
+            if dataset != "source":
+                print(f"    published: {dataset} top-1 {scores['top1']}%, top-5 {scores['top5']}% "
+                      f"({info.metrics['source']})")
+
+
+def run_fetch(args: argparse.Namespace) -> None:
+    from i3d.weights.resolve import fetch_weights
+    from i3d.weights.store import installed_path
+
+    path = installed_path(args.name)
+    if path.exists() and not args.force and args.source is None:
+        print(f"{args.name} already installed at {path}")
+        return
+    print(f"{args.name} installed at {fetch_weights(args.name, args.source)}")
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    from i3d.weights.convert import convert_weights
+
+    converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format)
+    if converted.labels_note:
+        print(f"note: {converted.labels_note}")
+    print(f"{converted.modality} I3D, {converted.num_classes} classes, written to {converted.path}")
+
+
+def run_flow_from_rgb(args: argparse.Namespace) -> None:
+    from i3d.weights.cross_modal import flow_state_dict_from_rgb
+    from i3d.weights.resolve import resolve_weights
+    from i3d.weights.store import save_weights
+
+    rgb = resolve_weights(args.rgb)
+    if rgb.modality != "rgb":
+        raise I3DError(f"{args.rgb} holds {rgb.modality} weights; cross-modal initialisation starts from RGB")
+    origin = rgb.metadata.get("name", str(args.rgb))
+    save_weights(args.output, flow_state_dict_from_rgb(rgb.state_dict), rgb.labels, "flow",
+                 name=args.output.stem, provenance=f"cross-modal initialisation from {origin}")
+    print(f"flow I3D initialised from {args.rgb or 'the default RGB weights'}, written to {args.output}")
+
+
+def run_inflate(args: argparse.Namespace) -> None:
+    from i3d.weights.inflate import inflate_file
+
+    classes = inflate_file(args.source, args.output, args.labels)
+    print(f"I3D inflated from 2D Inception-v1 ({classes} classes), written to {args.output}")
