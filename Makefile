@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup assets bench lint
+.PHONY: demo test test-fast setup assets bench lint
 
 $(BIN)/i3d: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ demo: assets
 	$(BIN)/i3d predict
 
 test: assets
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: setup  # unit tests only: no pretrained weights, no real-video runs (about 30 s)
+	$(BIN)/python -m pytest -q -m "not slow and not needs_weights"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from i3d.features import ExtractionConfig, WindowSpec, extract_features
-from i3d.features.extract import DecodedVideo
+from i3d.features.core import DecodedVideo
 from i3d.features.network import FeatureNetwork
 from i3d.video.samples import fetch_samples
 from i3d.weights import resolve_weights

@@ -42,8 +42,10 @@ def pretrained():
 
 @pytest.fixture(scope="session")
 def sample_video() -> Path:
-    from i3d.video.samples import sample_path
+    from i3d.video.samples import fetch_samples, sample_path, samples_dir
 
+    if not (samples_dir() / "bigbuckbunny.mp4").exists():
+        fetch_samples()
     return sample_path("bigbuckbunny.mp4")
 
 

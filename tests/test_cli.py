@@ -113,3 +113,50 @@ def test_flow_of_a_span_past_the_end_is_one_line(sample_video, tmp_path, capsys)
     assert main(["flow", str(sample_video), "--start", "100", "--method", "opencv", "-o", str(output)]) == 2
     err = capsys.readouterr().err
     assert err == f"i3d: error: {sample_video}: no frames in the requested span\n" and not output.exists()
+
+
+def _all_parsers():
+    import argparse
+
+    from i3d.cli.main import build_parser
+
+    pending = [build_parser()]
+    while pending:
+        parser = pending.pop()
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"{parser.prog} {action.option_strings or action.dest}" for parser in _all_parsers()
+               for action in parser._actions if not action.help]
+    assert missing == []
+
+
+def test_help_and_argument_errors_import_no_torch():
+    code = ("import sys; from i3d.cli.main import main; "
+            "assert main(['features', '--help']) == 0; assert main(['predict', '--top-k', 'x']) == 2; "
+            "heavy = [m for m in ('torch', 'numpy', 'cv2', 'av') if m in sys.modules]; print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    expected = "i3d: error: predict: argument --top-k: expected an integer, not 'x' (see `i3d predict --help`)\n"
+    assert done.stderr == expected
+
+
+@pytest.mark.parametrize("args", [["predict", "--start", "-1"], ["predict", "--start", "nan"],
+                                  ["flow", "x.mp4", "-o", "y.npy", "--batch-size", "0"]])
+def test_bad_numbers_are_refused_before_any_work(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("i3d: error: ") and err.count("\n") == 1 and args[-2] in err
+
+
+def test_old_stream_name_is_accepted_with_one_note(tmp_path, capsys):
+    assert main(["features", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "out"), "--stream", "both",
+                 "--flow-weights", str(tmp_path / "missing.safetensors"), "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "i3d: note: stream 'both' is now called 'joint'; 'both' will be removed"
+    assert err[1].startswith("i3d: error: ") and len(err) == 2

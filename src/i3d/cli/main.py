@@ -30,7 +30,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="i3d", description="I3D video action recognition.", formatter_class=HelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
+                                     help="one of:")
     for name in COMMANDS:
         importlib.import_module(f"i3d.cli.{name}").add_parser(commands)
     return parser

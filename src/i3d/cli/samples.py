@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(commands) -> None:
     actions = commands.add_parser("samples", help="the sample videos").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION", help="one of:")
     fetch = actions.add_parser("fetch", help="download and verify the sample videos")
     fetch.add_argument("--force", action="store_true", help="fetch again even if present")
     fetch.set_defaults(run=run_fetch)

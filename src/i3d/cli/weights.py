@@ -14,7 +14,8 @@ def add_parser(commands) -> None:
 
     actions = commands.add_parser("weights", help="list, fetch or convert pretrained weights",
                                   description="Pretrained weights: the registry, downloads and converters."
-                                  ).add_subparsers(dest="action", required=True, metavar="ACTION")
+                                  ).add_subparsers(dest="action", required=True, metavar="ACTION",
+                                                                            help="one of:")
     actions.add_parser("list", help="known weights and whether installed").set_defaults(run=run_list)
 
     fetch = actions.add_parser("fetch", help="download, verify and convert weights")

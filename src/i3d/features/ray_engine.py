@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from i3d.errors import I3DError
-from i3d.features.extract import ExtractionConfig, Outcome, describe_error, extract_video
+from i3d.features.core import ExtractionConfig, Outcome, describe_error, extract_video
 from i3d.features.jobs import Job
 from i3d.weights import LoadedWeights
 

@@ -285,20 +285,48 @@ def train(config: TrainConfig, resume: bool = False, say: Callable[[str], None] 
     return results
 
 
-def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> TrainResult:
-    """Fine-tune (or train) one stream; checkpoints, metrics and the final weights go to ``config.output``."""
+@dataclass
+class Run:
+    """Everything one stream's training holds, set up once (``setup``), used by the parts below."""
+
+    config: TrainConfig
+    process: Process
+    device: torch.device
+    say: Callable[[str], None]
+    labelled: LabelledSet
+    train_videos: list
+    val_videos: list
+    model: InceptionI3d
+    network: torch.nn.Module  # the model as stepped: per-time logits for multi-label, DDP across processes
+    frozen: list[torch.nn.Module]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    origin: str
+    first_step: int = 0
+
+    @property
+    def outdir(self) -> Path:
+        return Path(self.config.output)
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.outdir / "checkpoints" / "last.pt"
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+
+
+def setup(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> Run:
+    """Process group, data, network, optimiser; the state of the last checkpoint when resuming."""
     process = start_process_group()
     say = say if process.main else (lambda message: None)
     device = pick_device(config, process)
-    outdir = Path(config.output)
-    checkpoint_dir = outdir / "checkpoints"
-    last_path = checkpoint_dir / "last.pt"
     labelled, train_videos, val_videos = _data(config, say)
     if not train_videos:
         raise I3DError(f"{config.train}: no readable training videos")
-    classes = labelled.classes
     torch.manual_seed(config.seed + process.rank)  # dropout masks differ between processes, as batches do
-    model, origin = build_network(config, classes)
+    model, origin = build_network(config, labelled.classes)
     frozen = frozen_modules(model, config)
     for module in frozen:
         module.requires_grad_(False)
@@ -307,124 +335,168 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
     optimizer = torch.optim.SGD(trainable, lr=lr_at(lr_schedule(config.schedule), 0), momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-
-    def autocast():
-        return torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
-
-    first_step = 0
-    if resume:
-        if not last_path.is_file():
-            raise I3DError(f"{last_path}: no checkpoint to resume from")
-        state = load_checkpoint(last_path)
-        if state["classes"] != classes:
-            raise I3DError(f"{last_path}: trained for other classes than {config.train} has")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state["scaler"] is not None:
-            scaler.load_state_dict(state["scaler"])
-        first_step = int(state["step"])
-        torch.set_rng_state(state["rng"][process.rank] if len(state["rng"]) == process.world else state["rng"][0])
-        say(f"resuming from step {first_step} ({last_path})")
-    elif last_path.exists():
-        raise I3DError(f"{outdir} holds an earlier run; pass --resume to continue it or choose another output")
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     network = TemporalLogits(model) if labelled.multi_label else model
+    run = Run(config, process, device, say, labelled, train_videos, val_videos, model, network, frozen, optimizer,
+              scaler, amp_dtype, origin)
+    if resume:
+        restore(run)
+    elif run.last_checkpoint.exists():
+        raise I3DError(f"{run.outdir} holds an earlier run; pass --resume to continue it or choose another output")
     if process.world > 1:
-        network = torch.nn.parallel.DistributedDataParallel(
+        run.network = torch.nn.parallel.DistributedDataParallel(
             network, device_ids=[device.index] if device.type == "cuda" else None)
+    return run
+
+
+def restore(run: Run) -> None:
+    """Model, optimiser, loss scaler, step and random state of the last checkpoint."""
+    if not run.last_checkpoint.is_file():
+        raise I3DError(f"{run.last_checkpoint}: no checkpoint to resume from")
+    state = load_checkpoint(run.last_checkpoint)
+    if state["classes"] != run.labelled.classes:
+        raise I3DError(f"{run.last_checkpoint}: trained for other classes than {run.config.train} has")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and state["scaler"] is not None:
+        run.scaler.load_state_dict(state["scaler"])
+    run.first_step = int(state["step"])
+    rng = state["rng"]
+    torch.set_rng_state(rng[run.process.rank] if len(rng) == run.process.world else rng[0])
+    run.say(f"resuming from step {run.first_step} ({run.last_checkpoint})")
+
+
+def loaders(run: Run) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """The training stream from the run's first step, and the validation clips.
+
+    The loaders draw their worker seeds from their own generators, not from the global one that drives
+    dropout: otherwise creating an iterator, or validating, would shift every later mask.
+    """
+    config = run.config
     spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method)
-    stream = SampleStream(clip_dataset(labelled, train_videos, spec, train=True, seed=config.seed), config.seed)
-    loader = torch.utils.data.DataLoader(
+    stream = SampleStream(clip_dataset(run.labelled, run.train_videos, spec, train=True, seed=config.seed),
+                          config.seed)
+    train_loader = torch.utils.data.DataLoader(
         stream, batch_size=config.batch_size, num_workers=config.workers,
-        sampler=list(stream_positions(first_step, config.steps, config.batch_size, config.accumulate, process)),
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    val_loader = torch.utils.data.DataLoader(clip_dataset(labelled, val_videos, spec, train=False),
+        sampler=list(stream_positions(run.first_step, config.steps, config.batch_size, config.accumulate,
+                                      run.process)),
+        pin_memory=run.device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+    val_loader = torch.utils.data.DataLoader(clip_dataset(run.labelled, run.val_videos, spec, train=False),
                                              batch_size=config.batch_size, num_workers=config.workers,
                                              generator=torch.Generator().manual_seed(config.seed))
-    # (the loaders draw their worker seeds from their own generators, not from the global one that
-    # drives dropout: otherwise creating an iterator, or validating, would shift every later mask)
+    return train_loader, val_loader
+
+
+def training_step(run: Run, batches: Iterator, lr: float) -> float:
+    """One optimiser step over ``accumulate`` forward passes; the mean loss of its passes."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    accumulate, step_loss = run.config.accumulate, 0.0
+    for micro in range(accumulate):
+        clips, targets, _ = next(batches)
+        clips, targets = clips.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
+        last_micro = micro == accumulate - 1
+        sync = nullcontext() if last_micro or run.process.world == 1 else run.network.no_sync()
+        with sync:
+            with run.autocast():
+                outputs = run.network(clips).float()
+                loss = charades_loss(outputs, targets) if run.labelled.multi_label else F.cross_entropy(
+                    outputs, targets)
+            scaled = loss / accumulate
+            (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+        step_loss += float(loss.detach()) / accumulate
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def write_checkpoints(run: Run, done: int) -> None:
+    """``last.pt`` at every checkpoint and at the end; ``step_NNNNNNN.pt`` kept at every checkpoint."""
+    rng = _rng_states(run.process)
+    if not run.process.main:
+        return
+    args = (run.model, run.optimizer, run.scaler, done, run.config, run.labelled.classes, rng)
+    save_checkpoint(run.last_checkpoint, *args)
+    if done % run.config.checkpoint_every == 0:
+        save_checkpoint(run.last_checkpoint.parent / f"step_{done:07d}.pt", *args)
+
+
+def write_start(run: Run) -> None:
+    """The run's config and classes, and a line saying what is trained on what."""
+    config, process = run.config, run.process
+    run.outdir.mkdir(parents=True, exist_ok=True)
+    (run.outdir / "config.json").write_text(config.to_json() + "\n")
+    (run.outdir / "classes.txt").write_text("\n".join(run.labelled.classes) + "\n")
+    run.say(f"{len(run.train_videos)} training and {len(run.val_videos)} validation videos, "
+            f"{len(run.labelled.classes)} classes ({'multi-label' if run.labelled.multi_label else 'single-label'});"
+            f" {config.stream} stream from {run.origin}; effective batch "
+            f"{config.batch_size * config.accumulate * process.world} clips of {config.clip_frames} frames; "
+            f"{config.steps} steps on {run.device}" + (f" x {process.world} processes" if process.world > 1 else ""))
+
+
+def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune (or train) one stream; checkpoints, metrics and the final weights go to ``config.output``."""
+    run = setup(config, resume, say)
+    process, model = run.process, run.model
+    train_loader, val_loader = loaders(run)
     schedule = lr_schedule(config.schedule)
-    metrics = MetricsLog(outdir, first_step) if process.main else None
+    metrics = MetricsLog(run.outdir, run.first_step) if process.main else None
+
+    def validation() -> dict:
+        return validate(model, val_loader, run.labelled.multi_label, run.device, run.autocast)
+
     if process.main:
-        outdir.mkdir(parents=True, exist_ok=True)
-        (outdir / "config.json").write_text(config.to_json() + "\n")
-        (outdir / "classes.txt").write_text("\n".join(classes) + "\n")
-        say(f"{len(train_videos)} training and {len(val_videos)} validation videos, {len(classes)} classes "
-            f"({'multi-label' if labelled.multi_label else 'single-label'}); {config.stream} stream from "
-            f"{origin}; effective batch {config.batch_size * config.accumulate * process.world} clips of "
-            f"{config.clip_frames} frames; {config.steps} steps on {device}"
-            + (f" x {process.world} processes" if process.world > 1 else ""))
-    if val_videos and config.eval_every and first_step == 0 and process.main:  # where fine-tuning starts from
-        start = validate(model, val_loader, labelled.multi_label, device, autocast)
+        write_start(run)
+    if run.val_videos and config.eval_every and run.first_step == 0 and process.main:  # where fine-tuning starts
+        start = validation()
         metrics.write({"step": 0, "epoch": 0, "lr": lr_at(schedule, 0), **{k: round(v, 6) for k, v in start.items()}})
         say(" ".join(f"{k} {round(v, 6)}" for k, v in {"step": 0, **start}.items()))
-    set_train_mode(model, frozen)
-    batches = iter(loader)
-    validation: dict = {}
+    set_train_mode(model, run.frozen)
+    batches = iter(train_loader)
+    last_validation: dict = {}
     tic, clips_seen, losses = time.perf_counter(), 0, []
-    for step in range(first_step, config.steps):
+    for step in range(run.first_step, config.steps):
         lr = lr_at(schedule, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss = 0.0
-        for micro in range(config.accumulate):
-            clips, targets, _ = next(batches)
-            clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            last_micro = micro == config.accumulate - 1
-            sync = nullcontext() if last_micro or process.world == 1 else network.no_sync()
-            with sync:
-                with autocast():
-                    outputs = network(clips).float()
-                    loss = charades_loss(outputs, targets) if labelled.multi_label else F.cross_entropy(
-                        outputs, targets)
-                scaled = loss / config.accumulate
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            step_loss += float(loss.detach()) / config.accumulate
-            clips_seen += len(clips)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step_loss = training_step(run, batches, lr)
+        clips_seen += config.batch_size * config.accumulate
         done = step + 1
         if not math.isfinite(step_loss):  # nothing to gain from more steps; the last checkpoint stays intact
             raise I3DError(f"the loss became {step_loss} at step {done} (learning rate {lr}); lower the learning "
                            f"rate, or freeze more layers, and start again or resume from the last checkpoint")
         losses.append(step_loss)
         periodic = config.eval_every and done % config.eval_every == 0
-        evaluate_now = bool(val_videos) and (done == config.steps or bool(periodic))
+        evaluate_now = bool(run.val_videos) and (done == config.steps or bool(periodic))
         if evaluate_now:
-            validation = validate(model, val_loader, labelled.multi_label, device, autocast) if process.main else {}
-            set_train_mode(model, frozen)
+            last_validation = validation() if process.main else {}
+            set_train_mode(model, run.frozen)
         if done % config.log_every == 0 or done == config.steps or evaluate_now:
             mean_loss = _mean_over_processes(float(np.mean(losses)), process)
             rate = clips_seen * process.world / (time.perf_counter() - tic)
             if process.main:
                 row = {"step": done, "epoch": round(done * config.batch_size * config.accumulate * process.world
-                                                    / len(train_videos), 3),
+                                                    / len(run.train_videos), 3),
                        "lr": lr, "loss": round(mean_loss, 6), "clips_per_s": round(rate, 3),
-                       **({k: round(v, 6) for k, v in validation.items()} if evaluate_now else {})}
+                       **({k: round(v, 6) for k, v in last_validation.items()} if evaluate_now else {})}
                 metrics.write(row)
                 say(" ".join(f"{k} {v}" for k, v in row.items()))
             tic, clips_seen, losses = time.perf_counter(), 0, []
         if done % config.checkpoint_every == 0 or done == config.steps:
-            rng = _rng_states(process)
-            if process.main:
-                save_checkpoint(last_path, model, optimizer, scaler, done, config, classes, rng)
-                if done % config.checkpoint_every == 0:
-                    save_checkpoint(checkpoint_dir / f"step_{done:07d}.pt", model, optimizer, scaler, done, config,
-                                    classes, rng)
-    final = outdir / "model.safetensors"
+            write_checkpoints(run, done)
+    final = run.outdir / "model.safetensors"
     if process.main:
-        save_weights(final, {k: v.detach().cpu() for k, v in model.state_dict().items()}, classes, config.stream,
-                     name=outdir.name, provenance=f"fine-tuned from {origin} by i3d train ({config.steps} steps)")
+        save_weights(final, {k: v.detach().cpu() for k, v in model.state_dict().items()}, run.labelled.classes,
+                     config.stream, name=run.outdir.name,
+                     provenance=f"fine-tuned from {run.origin} by i3d train ({config.steps} steps)")
         metrics.close()
         say(f"weights written to {final} (use with --weights {final})")
     if process.world > 1:
         dist.barrier()
-    return TrainResult(config.steps, final, outdir / "metrics.csv", validation)
+    return TrainResult(config.steps, final, run.outdir / "metrics.csv", last_validation)
 
 
 def _mean_over_processes(value: float, process: Process) -> float:
