@@ -1,21 +1,37 @@
-import json
+"""FVD: each preset's clip selection, resize and distance against direct computations; the streaming
+metric, also under torchrun; the command's report, saved statistics and hostile inputs."""
 
+import json
+import os
+import subprocess
+import sys
+
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from conftest import write_video
 from i3d.cli.main import main
 from i3d.errors import I3DError
 from i3d.factory import build_model
 from i3d.fvd import (
+    FrechetVideoDistance,
     GaussianStats,
+    Selection,
     VideoEmbedder,
+    compute_fvd,
     frechet_distance,
     fvd,
     fvd_from_stats,
-    fvd_preprocess,
+    get_protocol,
+    iter_clips,
+    kernel_distance,
+    list_videos,
+    preprocess,
     tf1_bilinear_matrix,
 )
+from i3d.fvd.distance import trace_sqrt_eigh, trace_sqrt_scipy, trace_sqrt_tfgan
 
 
 def test_tf1_bilinear_samples_at_i_times_scale_without_half_pixel_shift():
@@ -26,61 +42,173 @@ def test_tf1_bilinear_samples_at_i_times_scale_without_half_pixel_shift():
     assert (tf1_bilinear_matrix(4, 2) @ torch.arange(4.0, dtype=torch.float64)).tolist() == [0, 2]
 
 
-def test_preprocess_maps_0_255_to_unit_range():
+def _half_pixel_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Bilinear with half-pixel centres, written out: output i samples (i + 0.5) * in / out - 0.5, clamped at 0."""
+    weights = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        source = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        low = min(int(np.floor(source)), n_in - 1)
+        high, frac = min(low + 1, n_in - 1), source - np.floor(source)
+        weights[i, low] += 1 - frac
+        weights[i, high] += frac
+    return weights
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 48), (256, 320), (224, 224)])
+def test_stylegan_v_resize_is_half_pixel_bilinear_per_frame_without_antialias(height, width):
+    videos = np.random.default_rng(0).integers(0, 256, (2, 3, height, width, 3), np.uint8)
+    out = preprocess(torch.from_numpy(videos), "half-pixel")
+    assert out.shape == (2, 3, 3, 224, 224) and out.dtype == torch.float32
+    scaled = videos[1, 2].astype(np.float64) / 255 * 2 - 1
+    expected = np.einsum("oh,hwc,pw->opc", _half_pixel_weights(height, 224), scaled, _half_pixel_weights(width, 224),
+                         optimize=True)
+    # PyTorch finds source positions in float32 (up to ~5e-5 off here); TF1's convention is ~1e-1 off
+    np.testing.assert_allclose(out[1, :, 2].permute(1, 2, 0).numpy(), expected, atol=1e-4)
+    if (height, width) != (224, 224):
+        tf1 = preprocess(torch.from_numpy(videos), "tf1")[1, :, 2].permute(1, 2, 0).numpy()
+        assert np.abs(tf1 - expected).max() > 1e-2
+    # the same rule as OpenCV's INTER_LINEAR (whose float weights are coarser)
+    cv = cv2.resize(scaled.astype(np.float32), (224, 224), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(cv, expected, atol=1e-4)
+
+
+def test_google_research_resize_and_values():
     videos = torch.stack([torch.zeros(2, 8, 6, 3), torch.full((2, 8, 6, 3), 255.0)])
-    out = fvd_preprocess(videos)
+    out = preprocess(videos, "tf1")
     assert out.shape == (2, 3, 2, 224, 224)
     assert torch.all(out[0] == -1) and torch.allclose(out[1], torch.ones(()))
+    ramp = torch.arange(6.0).repeat(1, 1, 4, 1)[..., None].expand(1, 1, 4, 6, 3) * 51  # 0, 51, ..., 255
+    row = preprocess(ramp, "tf1")[0, 0, 0, 0]
+    source = torch.arange(224) * 6 / 224  # TF1: output i samples input i * in / out
+    expected = 2 * (51 * source.clamp(max=5)) / 255 - 1
+    torch.testing.assert_close(row, expected.float(), atol=1e-5, rtol=0)
 
 
-def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
-    a, b = np.array([1.0, 4.0, 0.0]), np.array([9.0, 1.0, 2.0])
+def test_float_inputs_are_mapped_from_their_stated_range():
+    videos = np.random.default_rng(1).integers(0, 256, (1, 2, 16, 16, 3), np.uint8)
+    as_unit = torch.from_numpy(videos.astype(np.float32) / 255)
+    torch.testing.assert_close(preprocess(as_unit, value_range=(0, 1)), preprocess(torch.from_numpy(videos)),
+                               atol=1e-6, rtol=0)
+
+
+def _frame_folder(folder, count, level=0, names=None):
+    folder.mkdir(parents=True)
+    for i, name in enumerate(names or [f"{k:04d}.png" for k in range(count)]):
+        cv2.imwrite(str(folder / name), np.full((8, 8, 3), (level + 7 * i) % 256, np.uint8))
+
+
+def test_videos_in_plain_string_order_and_frames_in_string_order_for_stylegan_v(tmp_path):
+    for name in ("v10", "v2", "a", "B"):
+        _frame_folder(tmp_path / "set" / name, 20)
+    (tmp_path / "set" / ".hidden").mkdir()
+    protocol = get_protocol("stylegan-v-16f")
+    assert [v.name.split("/")[-1] for v in list_videos(tmp_path / "set", protocol)] == ["B", "a", "v10", "v2"]
+    _frame_folder(tmp_path / "frames" / "x", 3, names=["1.png", "10.png", "2.png"])
+    video = list_videos(tmp_path / "frames", protocol)[0]
+    assert [int(f[0, 0, 0]) // 7 for f in video.frames([0, 1, 2])] == [0, 1, 2]  # written in that order
+    natural = list_videos(tmp_path / "frames", get_protocol("google-research"))[0]
+    assert [int(f[0, 0, 0]) // 7 for f in natural.frames([0, 1, 2])] == [0, 2, 1]  # 1, 2, 10
+
+
+def _stylegan_v_starts(lengths, frames, stride, seed, run=0, limit=2048):
+    """The rule of src/training/dataset.py:323-324 and 402-406, written out: short videos dropped first,
+    then the first `limit`; offset uniform in [0, n - frames * stride + stride - 1], in video order."""
+    rng = np.random.default_rng([seed, run])
+    kept = [i for i, n in enumerate(lengths) if n >= frames * stride][:limit]
+    return [(i, int(rng.integers(0, lengths[i] - frames * stride + stride))) for i in kept]
+
+
+@pytest.mark.parametrize("preset", ["stylegan-v-16f", "stylegan-v-128f-subsample8f"])
+def test_real_clip_selection_of_stylegan_v_presets_for_a_seed(tmp_path, preset):
+    lengths = [130, 12, 200, 128, 300]
+    data = np.zeros((5, 300, 4, 4, 3), np.uint16)  # frame k holds k (only the selection runs, no embedding)
+    data[:] = np.arange(300, dtype=np.uint16)[None, :, None, None, None]
+    for v, n in enumerate(lengths):
+        data[v, n:] = 0
+    protocol = get_protocol(preset, seed=7, max_videos=3)
+    from i3d.fvd.clips import VideoSource
+
+    # videos of different lengths (an array holds equal ones): the sources are given directly
+    sources = [VideoSource(f"v{i}", array=data[i, :n]) for i, n in enumerate(lengths)]
+    import i3d.fvd.clips as clips
+
+    original = clips.list_videos
+    clips.list_videos = lambda source, protocol: sources
+    try:
+        selection = Selection("set")
+        taken = list(iter_clips(tmp_path, protocol, real=True, selection=selection))
+    finally:
+        clips.list_videos = original
+    expected = _stylegan_v_starts(lengths, protocol.frames, protocol.stride, seed=7, limit=3)
+    assert [(name, int(clip[0, 0, 0, 0])) for name, clip in taken] == [(f"v{i}", s) for i, s in expected]
+    for (_, clip), (_, start) in zip(taken, expected):
+        assert clip[:, 0, 0, 0].tolist() == [start + protocol.stride * k for k in range(protocol.frames)]
+    short = [f"v{i}" for i, n in enumerate(lengths) if n < protocol.span]
+    assert selection.dropped == [s for s in short if int(s[1:]) < expected[-1][0]]
+    pinned = {"stylegan-v-16f": [(0, 108), (2, 115), (3, 77)],
+              "stylegan-v-128f-subsample8f": [(0, 9), (2, 50), (3, 5)]}
+    assert expected == pinned[preset]  # the draws of numpy's generator for seed 7, fixed here
+
+
+def test_generated_clips_start_at_frame_zero_and_short_ones_are_an_error(tmp_path):
+    data = np.broadcast_to(np.arange(20, dtype=np.uint8)[None, :, None, None, None], (3, 20, 4, 4, 3)).copy()
+    np.save(tmp_path / "fake.npy", data)
+    protocol = get_protocol("stylegan-v-16f", stride=1)
+    clips = [clip for _, clip in iter_clips(tmp_path / "fake.npy", protocol, real=False)]
+    assert all(clip[:, 0, 0, 0].tolist() == list(range(16)) for clip in clips)
+    skipped = [c for _, c in iter_clips(tmp_path / "fake.npy", get_protocol("stylegan-v-16f", skip_first=4), False)]
+    assert skipped[0][:, 0, 0, 0].tolist() == list(range(4, 20))
+    with pytest.raises(I3DError, match=r"fake.npy\[0\]: 20 frames, the protocol takes 128 \(a generated video"):
+        list(iter_clips(tmp_path / "fake.npy", get_protocol("stylegan-v-128f"), real=False))
+
+
+def test_covariance_normalisation_follows_the_protocol():
+    x = np.random.default_rng(2).normal(size=(37, 8))
+    stats = GaussianStats()
+    for start in range(0, 37, 10):
+        stats.add(x[start : start + 10])
+    np.testing.assert_allclose(stats.covariance("n"), np.cov(x, rowvar=False, ddof=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(stats.covariance("n-1"), np.cov(x, rowvar=False, ddof=1), rtol=1e-12, atol=1e-14)
+
+
+def test_the_three_square_roots_agree_at_full_rank_and_match_the_closed_form():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    cov_a, cov_b = a @ a.T + np.eye(6), b @ b.T + 0.5 * np.eye(6)
+    values = [trace_sqrt_eigh(cov_a, cov_b), trace_sqrt_scipy(cov_b, cov_a), trace_sqrt_tfgan(cov_a, cov_b)]
+    np.testing.assert_allclose(values, values[0], rtol=1e-9)
+    d_a, d_b = np.array([1.0, 4.0, 0.0]), np.array([9.0, 1.0, 2.0])
     mu_a, mu_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    expected = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    assert frechet_distance(mu_a, np.diag(a), mu_b, np.diag(b)) == pytest.approx(expected, rel=1e-12)
-
-
-def test_frechet_distance_is_symmetric_and_zero_on_itself():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(50, 6)), rng.normal(1, 2, size=(40, 6)) @ rng.normal(size=(6, 6))
-    sx, sy = GaussianStats(), GaussianStats()
-    sx.add(x)
-    sy.add(y)
-    assert fvd_from_stats(sx, sy) == pytest.approx(fvd_from_stats(sy, sx), rel=1e-9)
-    assert abs(fvd_from_stats(sx, sx)) < 1e-9
+    expected = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(d_a) - np.sqrt(d_b)) ** 2)
+    for method in ("eigh", "scipy", "tfgan"):
+        assert frechet_distance(mu_a, np.diag(d_a), mu_b, np.diag(d_b), method) == pytest.approx(expected, rel=1e-9)
 
 
 def test_near_singular_covariances_stay_real_and_non_negative():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(5, 20))  # 5 samples in 20 dimensions: rank-4 covariances
+    x = np.random.default_rng(1).normal(size=(5, 20))  # 5 samples in 20 dimensions: rank-4 covariances
     sx, sy = GaussianStats(), GaussianStats()
     sx.add(x)
     sy.add(x + 1e-9)
     assert 0 <= fvd_from_stats(sx, sy) < 1e-6
 
 
-def test_batched_statistics_equal_statistics_at_once():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(37, 8))
-    once, batched = GaussianStats(), GaussianStats()
-    once.add(x)
-    for start in range(0, 37, 10):
-        batched.add(x[start : start + 10])
-    np.testing.assert_allclose(batched.mean, once.mean, rtol=1e-13)
-    np.testing.assert_allclose(batched.covariance, once.covariance, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(once.covariance, np.cov(x, rowvar=False), rtol=1e-12, atol=1e-14)
+def test_kvd_with_one_subset_of_everything_is_the_unbiased_mmd():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 5)), rng.normal(0.3, 1.2, size=(30, 5))
 
+    def k(p, q):
+        return (p @ q.T / 5 + 1) ** 3
 
-def test_a_single_video_has_no_covariance():
-    stats = GaussianStats()
-    stats.add(np.zeros((1, 4)))
-    with pytest.raises(I3DError, match="at least 2"):
-        _ = stats.covariance
+    m = 30
+    unbiased = ((k(x, x).sum() - np.trace(k(x, x))) / (m * (m - 1)) + (k(y, y).sum() - np.trace(k(y, y)))
+                / (m * (m - 1)) - 2 * k(x, y).mean())
+    value, size = kernel_distance(x, y, subsets=3, subset_size=1000)
+    assert size == 30 and value == pytest.approx(unbiased, rel=1e-10)
 
 
 @pytest.fixture(scope="module")
 def embedder(pretrained):
-    return VideoEmbedder(batch_size=8)
+    return VideoEmbedder(batch_size=8, resize="tf1")
 
 
 @pytest.mark.slow
@@ -101,62 +229,140 @@ def test_reference_sanity_case_zeros_against_255(embedder, pretrained):
 
 
 def test_identical_sets_give_zero(embedder):
-    rng = np.random.default_rng(3)
-    videos = rng.integers(0, 256, (4, 9, 32, 32, 3), dtype=np.uint8)
+    videos = np.random.default_rng(3).integers(0, 256, (4, 9, 32, 32, 3), dtype=np.uint8)
     assert abs(fvd(videos, videos, embedder)) < 1e-6
 
 
-@pytest.mark.parametrize(
-    ("shape", "message"),
-    [((4, 9, 32, 32), r"\(N, T, H, W, 3\)"), ((4, 5, 32, 32, 3), "at least 9")],
-)
-def test_bad_video_arrays_are_refused(embedder, shape, message):
+@pytest.mark.parametrize(("videos", "message"), [
+    (np.zeros((4, 9, 32, 32), np.uint8), r"\(N, T, H, W, 3\)"),
+    (np.zeros((4, 5, 32, 32, 3), np.uint8), "at least 9"),
+    (np.zeros((2, 9, 8, 8, 3), np.complex64), "dtype complex64"),
+    (np.zeros((2, 9, 8, 8, 3), bool), "dtype bool"),
+    (np.full((2, 9, 8, 8, 3), -3, np.int16), r"integer values span \[-3, -3\]"),
+    (np.full((2, 9, 8, 8, 3), 300.0, np.float32), r"outside the stated range \[0, 255\]"),
+    (np.full((2, 9, 8, 8, 3), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((0, 9, 8, 8, 3), np.uint8), "holds no pixels"),
+    (np.zeros((2, 9, 0, 8, 3), np.uint8), "holds no pixels"),
+    (np.array([[[[["a", "b", "c"]]]]]), "dtype <U1"),
+])
+def test_videos_that_would_give_a_silently_wrong_number_are_refused(embedder, videos, message):
     with pytest.raises(I3DError, match=message):
-        embedder.embed(np.zeros(shape, np.uint8))
+        embedder.embed(videos)
 
 
-def test_cli_on_arrays_writes_a_reproducible_report(tmp_path, capsys, pretrained):
-    rng = np.random.default_rng(4)
-    np.save(tmp_path / "real.npy", rng.integers(0, 256, (3, 10, 24, 24, 3), dtype=np.uint8))
-    np.save(tmp_path / "fake.npy", rng.integers(0, 128, (3, 12, 24, 24, 3), dtype=np.uint8))
-    report = tmp_path / "report.json"
-    args = ["fvd", str(tmp_path / "real.npy"), str(tmp_path / "fake.npy"), "--frames", "9", "-o", str(report),
-            "--save-stats", str(tmp_path / "real.stats.npz")]
+def _sets(tmp_path, real_frames=20, fake_frames=16, count=4):
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "real.npy", rng.integers(0, 256, (count, real_frames, 24, 32, 3), dtype=np.uint8))
+    np.save(tmp_path / "fake.npy", rng.integers(0, 160, (count, fake_frames, 24, 32, 3), dtype=np.uint8))
+    return tmp_path / "real.npy", tmp_path / "fake.npy"
+
+
+def test_streaming_metric_equals_the_batch_computation(tmp_path, pretrained):
+    real, fake = _sets(tmp_path, real_frames=16)
+    report = compute_fvd(real, fake, "stylegan-v-16f", kvd=False)
+    metric = FrechetVideoDistance("stylegan-v-16f", batch_size=3)
+    videos_real, videos_fake = np.load(real), np.load(fake)
+    for start in range(0, 4, 3):
+        metric.update(torch.from_numpy(videos_real[start : start + 3]), real=True)
+        metric.update(videos_fake[start : start + 3], real=False)
+    # the same sums added in another order; scipy's sqrtm of this singular product (4 videos, 400-d) amplifies
+    # the rounding to ~1e-7
+    assert metric.compute() == pytest.approx(report.fvd, rel=1e-6)
+    assert metric.real.outer.nbytes == 400 * 400 * 8  # running sums only
+    metric.reset()
+    with pytest.raises(I3DError, match="needs at least 2"):
+        metric.compute()
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_give_the_single_process_number(tmp_path, pretrained):
+    real, fake = _sets(tmp_path, real_frames=16, count=5)
+    single = FrechetVideoDistance("google-research", batch_size=2)  # TF-GAN's square root: stable when singular
+    single.update(np.load(real), real=True)
+    single.update(np.load(fake), real=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = os.path.join(os.path.dirname(__file__), "fvd_distributed.py")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29523", script, str(real), str(fake), str(tmp_path / "value.txt")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float((tmp_path / "value.txt").read_text()) == pytest.approx(single.compute(), rel=1e-6)
+
+
+def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, capsys, pretrained):
+    real, fake = _sets(tmp_path)
+    report_path, stats = tmp_path / "out" / "report.json", tmp_path / "real.stats.npz"
+    args = ["fvd", str(real), str(fake), "--clips", "4", "--seed", "3", "-o", str(report_path), "--save-stats",
+            str(stats), "--quiet"]
     assert main(args) == 0
-    first = json.loads(report.read_text())
-    assert first["protocol"]["frames"] == 9 and first["real_count"] == 3 and first["fvd"] > 0
-    assert first["weights_sha256"].startswith("2e8e4b79") and "torch" in first["software"]
-    assert main(["fvd", str(tmp_path / "real.stats.npz"), str(tmp_path / "fake.npy"), "--frames", "9",
-                 "-o", str(report)]) == 0
-    assert json.loads(report.read_text())["fvd"] == pytest.approx(first["fvd"], rel=1e-9)
-    assert "FVD: " in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["protocol"]["name"] == "stylegan-v-16f" and report["protocol"]["max_videos"] == 4
+    assert report["protocol"]["covariance"] == "n" and report["seed"] == 3
+    assert report["real"]["clips_used"] == 4 and report["fake"]["videos_found"] == 4
+    assert len(report["weights"]["sha256"]) == 64 and report["weights"]["source_sha256"].startswith("2e8e4b79")
+    assert report["kvd"] is not None and report["kvd_subset_size"] == 4 and "universome/stylegan-v" in \
+        report["protocol"]["source"]
+    assert any("singular" in w for w in report["warnings"])
+    assert main(["fvd", str(stats), str(fake), "--clips", "4", "--seed", "3", "-o", str(report_path), "--quiet"]) == 0
+    assert json.loads(report_path.read_text())["fvd"] == pytest.approx(report["fvd"], rel=1e-9)
+    capsys.readouterr()
+    assert main(["fvd", str(stats), str(fake), "--clips", "4", "--seed", "4", "--quiet"]) == 2
+    assert "statistics of another protocol (differs in seed)" in capsys.readouterr().err
 
 
-def test_cli_refuses_mismatched_shapes_and_short_videos(tmp_path, capsys, pretrained):
-    np.save(tmp_path / "flat.npy", np.zeros((3, 10, 24, 24), np.uint8))
-    np.save(tmp_path / "short.npy", np.zeros((3, 10, 24, 24, 3), np.uint8))
-    assert main(["fvd", str(tmp_path / "flat.npy"), str(tmp_path / "short.npy")]) == 2
-    assert "expected (N, T, H, W, 3)" in capsys.readouterr().err
-    assert main(["fvd", str(tmp_path / "short.npy"), str(tmp_path / "short.npy")]) == 2  # 10 frames, protocol 16
-    assert "the protocol takes 16" in capsys.readouterr().err
+def test_runs_report_mean_and_spread(tmp_path, capsys, pretrained):
+    real, fake = _sets(tmp_path, real_frames=24)
+    assert main(["fvd", str(real), str(fake), "--runs", "2", "--no-kvd", "--quiet", "-o",
+                 str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["runs"]) == 2 and report["runs"][0] != report["runs"][1]
+    assert report["fvd"] == pytest.approx(np.mean(report["runs"])) and report["fvd_std"] > 0
+    assert "+- " in capsys.readouterr().out
 
 
-def test_folders_of_videos_and_of_frame_folders_give_the_same_clips(tmp_path):
-    import cv2
+@pytest.mark.parametrize(("args", "message"), [
+    (["--frames", "-5"], "--frames: must be at least 1"),
+    (["--clips", "0"], "--clips: must be at least 1"),
+    (["--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["--range", "1,0"], "LOW must be below HIGH"),
+])
+def test_bad_options_are_one_line(tmp_path, capsys, args, message):
+    assert main(["fvd", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
-    from conftest import numbered_frames, write_video
-    from i3d.fvd import Protocol, iter_clip_batches
 
-    (tmp_path / "videos").mkdir()
-    (tmp_path / "frames").mkdir()
+def test_bad_sets_are_one_clear_error(tmp_path, capsys, pretrained):
+    real, fake = _sets(tmp_path, real_frames=10)
+    np.savez(tmp_path / "empty.npz")
+    (tmp_path / "corrupt.stats.npz").write_bytes(b"not a zip")
+    (tmp_path / "empty_folder").mkdir()
+    cases = [
+        ([str(tmp_path / "empty.npz"), str(fake)], "an empty .npz"),
+        ([str(tmp_path / "corrupt.stats.npz"), str(fake)], "not a statistics file"),
+        ([str(tmp_path / "empty_folder"), str(fake)], "holds no videos"),
+        ([str(real), str(fake)], "0 clip(s) to compare; FVD needs at least 2 per set (4 videos shorter"),
+        ([str(fake), str(real), "--protocol", "google-research", "--frames", "16"], "10 frames, the protocol takes 16"),
+        ([str(real), str(fake), "-o", str(tmp_path)], "is a folder"),
+    ]
+    for args, message in cases:
+        assert main(["fvd", *args, "--quiet"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("i3d: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_a_folder_of_videos_and_of_frame_folders_give_the_same_clips(tmp_path):
+    from conftest import numbered_frames
+
     for v in range(3):
         frames = numbered_frames(20, 32, 32)
-        write_video(tmp_path / "videos" / f"v{v}.mp4", frames, 25)
-        (tmp_path / "frames" / f"v{v}").mkdir()
+        write_video(tmp_path / "videos" / f"v{v}.mp4", frames, 25) if (tmp_path / "videos").mkdir(
+            exist_ok=True) is None else None
+        (tmp_path / "frames" / f"v{v}").mkdir(parents=True)
         for i, image in enumerate(frames):
             cv2.imwrite(str(tmp_path / "frames" / f"v{v}" / f"{i:03d}.png"), image)
-    protocol = Protocol(frames=16, max_clips=2)
-    from_videos = np.concatenate(list(iter_clip_batches(tmp_path / "videos", protocol, batch_size=1)))
-    from_frames = np.concatenate(list(iter_clip_batches(tmp_path / "frames", protocol, batch_size=1)))
+    protocol = get_protocol("stylegan-v-16f", max_videos=2, seed=1)
+    from_videos = np.stack([c for _, c in iter_clips(tmp_path / "videos", protocol, real=True)])
+    from_frames = np.stack([c for _, c in iter_clips(tmp_path / "frames", protocol, real=True)])
     assert from_videos.shape == from_frames.shape == (2, 16, 32, 32, 3)
     assert np.abs(from_videos.astype(int) - from_frames.astype(int)).max() <= 3  # x264 at crf 0, yuv420p

@@ -39,6 +39,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def check_writable(path: Path) -> None:
+    """Before any work: the output's folder exists (created if missing) and takes a new file, and the path
+    is not a folder; a long job must not find out only at its end."""
+    from i3d.errors import I3DError
+
+    if path.is_dir():
+        raise I3DError(f"{path}: is a folder; give the file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{os.getpid()}.tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise I3DError(f"{path}: cannot write there ({error.strerror or error})") from None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

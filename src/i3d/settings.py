@@ -107,18 +107,66 @@ class ExportOptions:
         return "probabilities" if self.softmax else "logits"
 
 
+FVD_RESIZES = ("half-pixel", "tf1")
+FVD_COVARIANCES = ("n", "n-1")
+FVD_SQRTMS = ("scipy", "tfgan")
+
+
 @dataclass(frozen=True)
 class FvdProtocol:
-    """How clips are taken from a set of videos for FVD; recorded in every report."""
+    """Which clips an FVD takes from each set and how it computes the distance; recorded in every report.
 
-    frames: int = 16
-    max_clips: int | None = None  # None: every video
-    sampling: str = "first"  # "first" frames of each video, or a "random" window (seeded)
-    seed: int = 0
+    Each preset follows one published implementation step by step; ``source`` names the file and lines.
+    """
 
+    name: str
+    frames: int | None  # frames per clip; None: every frame of each video (all must be equally long)
+    stride: int = 1  # take every stride-th frame (StyleGAN-V's subsample_factor)
+    max_videos: int | None = None  # the first min(N, max_videos) videos, in plain string order of their names
+    real_start: str = "random"  # real clips: "random" (uniform, seeded) or "first" frame
+    fake_start: str = "first"  # generated clips start at their first frame
+    short_real: str = "drop"  # a real video shorter than the clip: "drop" it (before counting) or "error"
+    resize: str = "half-pixel"  # to 224x224, aspect not kept: PyTorch trilinear, or TF1 resize_bilinear
+    covariance: str = "n"  # divide by n (StyleGAN-V) or n - 1 (google-research, TF-GAN)
+    sqrtm: str = "scipy"  # Tr sqrt(S_fake S_real): scipy.linalg.sqrtm, or TF-GAN's symmetric SVD roots
+    frame_order: str = "string"  # frame files of a folder: plain string order of their names, or "natural"
+    skip_first: int = 0  # frames dropped from the start of every video first (conditioning frames)
+    seed: int = 0  # the random starts of real clips (StyleGAN-V never seeds them)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.frames is not None and self.frames < 1:
+            raise I3DError(f"--frames must be at least 1, not {self.frames}")
+        if self.stride < 1 or self.skip_first < 0:
+            raise I3DError("--stride must be at least 1 and --skip-first at least 0")
+        if self.max_videos is not None and self.max_videos < 2:
+            raise I3DError(f"--clips must be at least 2 (a covariance needs two), not {self.max_videos}")
+        check_choice(self.resize, FVD_RESIZES, "resize")
+        check_choice(self.covariance, FVD_COVARIANCES, "covariance")
+        check_choice(self.sqrtm, FVD_SQRTMS, "sqrtm")
+        check_choice(self.real_start, ("random", "first"), "real_start")
+        check_choice(self.short_real, ("drop", "error"), "short_real")
+
+    @property
+    def span(self) -> int | None:
+        """Frames a clip covers in the source video (after skip_first)."""
+        return None if self.frames is None else self.frames * self.stride
+
+
+_STYLEGAN_V = ("universome/stylegan-v src/metrics/frechet_video_distance.py:18-57 (compute_fvd), "
+               "src/metrics/metric_main.py:115-131 (presets), src/training/dataset.py:283-324 and 397-406 "
+               "(videos, frames, clip starts), src/metrics/metric_utils.py:122-127 (covariance / n)")
+_GOOGLE = ("google-research/google-research frechet_video_distance/frechet_video_distance.py (preprocess: "
+           "tf.image.resize_bilinear, 2 * x / 255 - 1; embedding RGB/inception_i3d/Mean:0), "
+           "tensorflow/gan tensorflow_gan/python/eval/classifier_metrics.py (covariance / (n - 1), "
+           "trace_sqrt_product)")
 
 FVD_PROTOCOLS = {
-    "16f-all": FvdProtocol(16, None, "first"),
-    "16f-2048-random": FvdProtocol(16, 2048, "random"),
-    "128f-all": FvdProtocol(128, None, "first"),
+    "stylegan-v-16f": FvdProtocol("stylegan-v-16f", 16, max_videos=2048, source=_STYLEGAN_V),
+    "stylegan-v-128f": FvdProtocol("stylegan-v-128f", 128, max_videos=2048, source=_STYLEGAN_V),
+    "stylegan-v-128f-subsample8f": FvdProtocol("stylegan-v-128f-subsample8f", 16, stride=8, max_videos=2048,
+                                               source=_STYLEGAN_V),
+    "google-research": FvdProtocol("google-research", None, real_start="first", short_real="error", resize="tf1",
+                                   covariance="n-1", sqrtm="tfgan", frame_order="natural", source=_GOOGLE),
 }
+DEFAULT_FVD_PROTOCOL = "stylegan-v-16f"

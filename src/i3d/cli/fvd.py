@@ -1,51 +1,94 @@
-"""``i3d fvd``: Fréchet Video Distance between two sets of videos."""
+"""``i3d fvd``: Fréchet Video Distance (and KVD) between two sets of videos, by a published protocol."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from i3d.cli.options import add_device, add_weights, positive_int
+from i3d.errors import I3DError
+
+
+def _value_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 0,1 or -1,1), not {text!r}") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"LOW must be below HIGH, not {text!r}")
+    return low, high
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def add_parser(commands) -> None:
-    from i3d.settings import FVD_PROTOCOLS
+    from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS
 
-    parser = commands.add_parser("fvd", help="Frechet Video Distance between two sets of videos")
-    parser.add_argument("real", help="folder of videos or frame folders, (N, T, H, W, 3) .npy/.npz, or .stats.npz")
-    parser.add_argument("fake", help="the same forms as REAL")
-    parser.add_argument("--protocol", choices=sorted(FVD_PROTOCOLS), default="16f-all",
-                        help="how clips are taken (default: 16f-all)")
-    parser.add_argument("--frames", type=positive_int, default=None, help="override the protocol's frames per clip")
-    parser.add_argument("--clips", type=positive_int, default=None, help="override the protocol's number of clips")
+    parser = commands.add_parser(
+        "fvd", help="Frechet Video Distance (and KVD) between two sets of videos, by a published protocol",
+        description="Presets reproduce published FVD code step by step (see `--protocol`); the report states every "
+        "setting, the clips used, the weights' sha256 and the seed.")
+    parser.add_argument("real", type=Path, help="folder of videos or frame folders, (N, T, H, W, 3) .npy/.npz, "
+                        "or a .stats.npz from --save-stats")
+    parser.add_argument("fake", type=Path, help="the generated set, in the same forms (not a .stats.npz)")
+    parser.add_argument("--protocol", choices=list(FVD_PROTOCOLS), default=DEFAULT_FVD_PROTOCOL,
+                        help="stylegan-v-*: StyleGAN-V's fvd2048_16f, fvd2048_128f, fvd2048_128f_subsample8f; "
+                        f"google-research: the original frechet_video_distance (default: {DEFAULT_FVD_PROTOCOL})")
+    parser.add_argument("--clips", type=positive_int, default=None,
+                        help="videos taken from each set, keeping the protocol's rule (default: the protocol's)")
+    parser.add_argument("--frames", type=positive_int, default=None,
+                        help="frames per clip (default: the protocol's; google-research: every frame)")
+    parser.add_argument("--stride", type=positive_int, default=None, help="take every K-th frame (default: the "
+                        "protocol's)")
+    parser.add_argument("--skip-first", type=_non_negative, default=None,
+                        help="drop K conditioning frames from the start of every video (default: 0)")
+    parser.add_argument("--seed", type=_non_negative, default=None, help="seed of the real clips' random starts "
+                        "(default: 0)")
+    parser.add_argument("--runs", type=positive_int, default=1,
+                        help="draws of the real clips (seeds seed, seed+1, ...): mean and standard deviation "
+                        "(default: 1)")
+    parser.add_argument("--range", type=_value_range, default=(0.0, 255.0), dest="value_range", metavar="LOW,HIGH",
+                        help="value range of float arrays (uint8 is always 0-255) (default: 0,255)")
+    parser.add_argument("--no-kvd", action="store_true", help="skip the kernel distance")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per network call (default: 8)")
     add_device(parser)
-    add_weights(parser)
-    parser.add_argument("--save-stats", type=Path, default=None, help="write REAL's statistics (.stats.npz) for reuse")
+    add_weights(parser, "weights (the TF-Hub I3D every FVD uses)")
+    parser.add_argument("--save-stats", type=Path, default=None,
+                        help="write REAL's statistics (.stats.npz) for reuse with the same protocol")
     parser.add_argument("-o", "--output", type=Path, default=None, help="JSON report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from dataclasses import asdict, replace
+    from tqdm import tqdm
 
-    from i3d.files import atomic_path
-    from i3d.fvd import FvdReport, VideoEmbedder, fvd_from_stats, set_stats
-    from i3d.settings import FVD_PROTOCOLS
+    from i3d.files import atomic_path, check_writable
+    from i3d.fvd import VideoEmbedder, compute_fvd, get_protocol
 
-    protocol = FVD_PROTOCOLS[args.protocol]
-    if args.frames is not None:
-        protocol = replace(protocol, frames=args.frames)
-    if args.clips is not None:
-        protocol = replace(protocol, max_clips=args.clips)
-    embedder = VideoEmbedder(args.weights, args.device, args.batch_size)
-    real = set_stats(embedder, Path(args.real), protocol)
-    if args.save_stats is not None:
-        real.save(args.save_stats, source=str(args.real), protocol=str(asdict(protocol)))
-    fake = set_stats(embedder, Path(args.fake), protocol)
-    report = FvdReport(fvd_from_stats(real, fake), str(args.real), str(args.fake), real.count, fake.count,
-                       asdict(protocol), embedder.weights_sha256)
+    for path in (args.output, args.save_stats):
+        if path is not None:
+            check_writable(path)
+    if args.save_stats is not None and not args.save_stats.name.endswith(".stats.npz"):
+        raise I3DError(f"{args.save_stats}: statistics files are named *.stats.npz")
+    if args.fake.name.endswith(".stats.npz"):
+        raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
+    protocol = get_protocol(args.protocol, max_videos=args.clips, frames=args.frames, stride=args.stride,
+                            skip_first=args.skip_first, seed=args.seed)
+    embedder = VideoEmbedder(args.weights, args.device, args.batch_size, protocol.resize)
+    with tqdm(unit="clip", disable=args.quiet, file=sys.stderr) as bar:
+        report = compute_fvd(args.real, args.fake, protocol, embedder, args.runs, args.value_range,
+                             not args.no_kvd, save_stats=args.save_stats, progress=bar.update)
     if args.output is not None:
         with atomic_path(args.output) as tmp:
             tmp.write_text(report.to_json() + "\n")
-    print(f"FVD: {report.fvd:.4f}  ({real.count} real, {fake.count} fake, protocol {args.protocol})")
+    print(report.to_text())
