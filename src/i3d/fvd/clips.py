@@ -27,7 +27,7 @@ import numpy as np
 
 from i3d.errors import I3DError
 from i3d.settings import FvdProtocol
-from i3d.video.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from i3d.video.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, upright_rgb
 
 
 def _natural_key(name: str) -> list:
@@ -83,7 +83,7 @@ class VideoSource:
         with av.open(str(self.path)) as container:
             for position, frame in enumerate(container.decode(video=0)):
                 if position in wanted:
-                    images.append(frame.to_ndarray(format="rgb24"))
+                    images.append(upright_rgb(frame))
                 if position >= indices[-1]:
                     break
         return _stack(images, self.name)

@@ -20,6 +20,18 @@ _EPS_S = 1e-6
 Frame = tuple[float, np.ndarray]  # (time in seconds, H x W x 3 uint8 RGB)
 
 
+def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as players and ffmpeg show it: RGB, turned by the stream's display matrix.
+
+    ``frame.rotation`` is the matrix's counter-clockwise rotation (``av_display_rotation_get``); ffmpeg's
+    command line turns the picture by it (a phone's portrait video says -90: shown turned 90 degrees
+    clockwise), rounded to a multiple of 90 degrees as ffmpeg's autorotation does.
+    """
+    image = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def iter_video_file(path: Path, start_s: float | None = None, end_s: float | None = None) -> Iterator[Frame]:
     """Decode one video stream as it plays; only the current frame is held."""
     try:
@@ -39,7 +51,7 @@ def iter_video_file(path: Path, start_s: float | None = None, end_s: float | Non
             for frame in container.decode(stream):
                 time_s = frame.time if frame.time is not None else decoded / rate
                 decoded += 1
-                yield time_s, frame.to_ndarray(format="rgb24")
+                yield time_s, upright_rgb(frame)
                 if end_s is not None and time_s >= end_s:
                     break
         except av.error.FFmpegError as error:
