@@ -85,7 +85,10 @@ def extracted(videos, tmp_path_factory):
 
 def test_manifest_has_one_row_per_input_and_records_the_broken_one(extracted, videos):
     summary, outdir = extracted
-    rows = [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
+    assert lines[0]["run"]["settings"]["clip_len"] == 12 and lines[0]["run"]["format"] == "npz"
+    assert len(lines[0]["run"]["weights"][0]["sha256"]) == 64 and "torch" in lines[0]["run"]["software"]
+    rows = lines[1:]
     assert [Path(r["input"]).name for r in rows] == ["a_30fps.mp4", "b_25fps.mp4", "c_12fps.mp4", "d_broken.mp4"]
     assert [r["status"] for r in rows] == ["done", "done", "done", "failed"] and summary.failed == 1
     assert "d_broken.mp4" in rows[3]["error"] and rows[3]["output"] is None
@@ -137,11 +140,15 @@ def test_rerun_skips_done_videos_and_retries_failed_ones(extracted, videos):
     assert [r.frames for r in again.rows] == [r.frames for r in summary.rows]
 
 
-def test_changed_settings_redo_the_video(videos, tmp_path):
+def test_a_rerun_with_other_settings_is_refused_naming_the_setting(videos, tmp_path):
     one = videos / "b_25fps.mp4"
     extract_features([one], tmp_path, ExtractionConfig(SPEC, workers=0))
-    redone = extract_features([one], tmp_path, ExtractionConfig(WindowSpec(10, 10, "drop"), workers=0))
-    assert not redone.rows[0].reused and redone.rows[0].windows == 2 and redone.rows[0].dropped_frames == 1
+    before = (tmp_path / "b_25fps.npz").read_bytes()
+    with pytest.raises(I3DError, match="other settings \\(last 'keep' -> 'drop'\\)"):
+        extract_features([one], tmp_path, ExtractionConfig(WindowSpec(12, 12, "drop"), workers=0))
+    with pytest.raises(I3DError, match="format 'npz' -> 'h5'"):
+        extract_features([one], tmp_path, ExtractionConfig(SPEC, fmt="h5", workers=0))
+    assert (tmp_path / "b_25fps.npz").read_bytes() == before
 
 
 def test_decoding_in_worker_processes_equals_decoding_inline(extracted, videos, tmp_path):
@@ -199,7 +206,7 @@ def test_killed_run_resumes_to_complete_and_correct_outputs(videos, tmp_path):
         for i in range(6):
             with np.load(tmp_path / "out" / f"v{i}.npz") as actual:
                 np.testing.assert_allclose(actual["features"], expected["features"], atol=1e-5)
-    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()][1:]
     assert len(rows) == 6 and all(r["status"] == "done" for r in rows)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import warnings
@@ -66,6 +67,9 @@ def entry_point() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         print("i3d: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader (`| head`) left: nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

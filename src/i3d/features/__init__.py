@@ -1,6 +1,20 @@
-"""Per-window I3D features of whole datasets: resumable, failures recorded, locally or on a Ray cluster."""
+"""Per-window I3D features of whole datasets: resumable, failures recorded, locally or on a Ray cluster.
 
-from i3d.features.extract import ExtractionConfig, ExtractionSummary, extract_features
-from i3d.features.windows import WindowSpec, plan_windows
+Names load on first use, so the command-line parser can read the presets without torch.
+"""
 
-__all__ = ["ExtractionConfig", "ExtractionSummary", "WindowSpec", "extract_features", "plan_windows"]
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["PRESETS", "ExtractionConfig", "ExtractionSummary", "WindowSpec", "extract_features", "plan_windows"]
+
+_HOMES = {"ExtractionConfig": "i3d.features.core", "ExtractionSummary": "i3d.features.extract",
+          "extract_features": "i3d.features.extract", "WindowSpec": "i3d.settings",
+          "plan_windows": "i3d.features.windows", "PRESETS": "i3d.features.presets"}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'i3d.features' has no attribute {name!r}")

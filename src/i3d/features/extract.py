@@ -25,9 +25,18 @@ from i3d.features.core import (
     describe_error,
     extract_video,
 )
+from i3d.features.h5store import H5_NAME, H5Store
 from i3d.features.jobs import Job, collect_jobs
-from i3d.features.outputs import Manifest, ManifestRow, VideoFeatures, output_path, reusable_output, write_features
-from i3d.files import remove_stale_temporaries
+from i3d.features.outputs import (
+    MANIFEST,
+    Manifest,
+    ManifestRow,
+    VideoFeatures,
+    output_path,
+    reusable_output,
+    write_features,
+)
+from i3d.files import check_writable, remove_stale_temporaries
 from i3d.settings import ENGINES
 
 __all__ = ["ExtractionConfig", "ExtractionSummary", "extract_features", "local_engine"]
@@ -59,7 +68,7 @@ def _decode_worker(
             video = DecodedVideo(path, config.spec, config, name)
             for window in video.windows():
                 put(("window", index, window))
-            put(("end", index, (video.frames, video.source_fps, video.dropped_frames)))
+            put(("end", index, video.summary()))
         except Exception as error:  # one bad video must not stop the others
             put(("error", index, describe_error(error)))
 
@@ -117,7 +126,7 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
                 accumulator = accumulators.pop(index)
                 remaining -= 1
                 try:
-                    yield by_index[index], accumulator.result(*payload) if kind == "end" else payload
+                    yield by_index[index], accumulator.result(payload) if kind == "end" else payload
                 except Exception as error:
                     yield by_index[index], describe_error(error)
     finally:
@@ -146,6 +155,16 @@ class ExtractionSummary:
                 f"manifest {self.manifest}")
 
 
+def run_record(config: ExtractionConfig, settings: dict, weights: dict[str, tuple[str, str]]) -> dict:
+    """What the manifest's first line says about the run: enough to redo it or to tell its features apart."""
+    from i3d.versions import software_versions
+
+    return {"settings": settings, "format": config.fmt, "npy_layout": config.npy_layout, "preset": config.preset,
+            "overrides": list(config.overrides),
+            "weights": [{"stream": m, "name": n, "sha256": d} for m, (n, d) in weights.items()],
+            "software": software_versions()}
+
+
 def extract_features(
     inputs: Sequence[str | Path],
     outdir: Path,
@@ -155,7 +174,7 @@ def extract_features(
     ray_workers: int = 2,
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
 ) -> ExtractionSummary:
-    """Extract every input not already done; write one file per video and the manifest."""
+    """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
     from i3d.download import sha256_of
     from i3d.factory import DEFAULT_FLOW_WEIGHTS, load_stream_weights
     from i3d.features.network import FeatureNetwork
@@ -164,23 +183,30 @@ def extract_features(
     config = config or ExtractionConfig()
     if engine not in ENGINES:
         raise I3DError(f"--engine must be one of {', '.join(ENGINES)}")
+    if outdir.exists() and not outdir.is_dir():
+        raise I3DError(f"{outdir}: is a file; --output is the folder for the features")
     jobs = collect_jobs(inputs)
-    weights, digests = {}, []
+    weights, named = {}, {}
     for modality in config.modalities:
         name = config.weights if modality == "rgb" else config.flow_weights
         if modality == "flow" and name is None:
             name = DEFAULT_FLOW_WEIGHTS
         weights[modality] = load_stream_weights(name, modality)
-        digests.append(sha256_of(weights_file(name)))
-    settings = config.settings(digests)
-    outdir.mkdir(parents=True, exist_ok=True)
+        named[modality] = (weights[modality].name or str(name), sha256_of(weights_file(name)))
+    settings = config.settings([digest for _, digest in named.values()])
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        check_writable(outdir / MANIFEST)
+    except OSError as error:
+        raise I3DError(f"{outdir}: cannot write there ({error.strerror or error})") from None
     remove_stale_temporaries(outdir)
-    manifest = Manifest(outdir)
+    manifest = Manifest(outdir, run_record(config, settings, named))
+    store = H5Store(outdir / H5_NAME) if config.fmt == "h5" else None
+    dim = FEATURE_DIM * len(config.modalities)
     rows: list[ManifestRow | None] = [None] * len(jobs)
     todo = []
     for job in jobs:
-        reused = reusable_output(output_path(outdir, job, config.fmt), config.fmt, settings,
-                                 FEATURE_DIM * len(config.modalities))
+        reused = _reusable(outdir, job, config, settings, dim, store)
         if reused is None:
             todo.append(job)
             continue
@@ -188,30 +214,86 @@ def extract_features(
         for key in ("frames", "source_fps", "duration_s", "dropped_frames"):
             if getattr(reused, key) is None and earlier.get(key) is not None:
                 setattr(reused, key, earlier[key])
-        reused.input, reused.output = str(job.path), f"{job.name}.{config.fmt}"
+        reused.input, reused.output = str(job.path), _output_name(job, config)
         rows[job.index] = reused
     started = time.perf_counter()
+    committing: dict[str, tuple[Job, ManifestRow]] = {}
+
+    def commit() -> None:
+        try:
+            done = store.commit()
+        except OSError as error:  # e.g. a full disk: these videos are failed, the committed file is intact
+            done, reason = [], f"cannot write {store.path} ({error.strerror or error})"
+            for job, row in committing.values():
+                failed = ManifestRow(row.input, "failed", error=reason)
+                manifest.append(failed)
+                rows[job.index] = failed
+            store.pending.clear()
+            committing.clear()
+        for name in done:
+            job, row = committing.pop(name)
+            manifest.append(row)
+            rows[job.index] = row
+
     if todo:
         if engine == "ray":
             from i3d.features.ray_engine import ray_engine
 
             outcomes: Iterable[Outcome] = ray_engine(todo, weights, config, ray_address, ray_workers)
         else:
-            network = FeatureNetwork(weights, config.device, config.extras)  # one model per stream
+            network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
             outcomes = local_engine(todo, network.run, config)
         if progress is not None:
             outcomes = progress(outcomes, len(todo))
-        for job, outcome in outcomes:
-            row = ManifestRow(str(job.path), "failed", error=outcome) if isinstance(outcome, str) else \
-                _write(outdir, job, outcome, config, settings)
-            manifest.append(row)
-            rows[job.index] = row
+        try:
+            for job, outcome in outcomes:
+                if isinstance(outcome, str):
+                    row = ManifestRow(str(job.path), "failed", error=outcome)
+                elif store is not None:
+                    store.add(job.name, outcome, settings)
+                    committing[job.name] = (job, _row(job, outcome, config))
+                    if store.due:
+                        commit()
+                    continue
+                else:
+                    row = _write(outdir, job, outcome, config, settings)
+                manifest.append(row)
+                rows[job.index] = row
+        finally:
+            if store is not None:
+                commit()
     summary = ExtractionSummary([r for r in rows if r is not None], manifest.path, time.perf_counter() - started)
     manifest.finish(summary.rows)
     return summary
 
 
-def _write(outdir: Path, job: Job, result: VideoFeatures, config: ExtractionConfig, settings: dict) -> ManifestRow:
-    write_features(output_path(outdir, job, config.fmt), result, config.fmt, settings)
-    return ManifestRow(str(job.path), "done", f"{job.name}.{config.fmt}", result.frames, result.source_fps,
+def _output_name(job: Job, config: ExtractionConfig) -> str:
+    return f"{H5_NAME}:/{job.name}" if config.fmt == "h5" else f"{job.name}.{config.fmt}"
+
+
+def _reusable(outdir: Path, job: Job, config: ExtractionConfig, settings: dict, dim: int,
+              store: H5Store | None) -> ManifestRow | None:
+    if store is None:
+        return reusable_output(output_path(outdir, job, config.fmt), config.fmt, settings, dim)
+    stored = store.reusable(job.name, settings, dim)
+    if stored is None:
+        return None
+    fps = stored["source_fps"]
+    return ManifestRow("", "done", frames=int(stored["frames"]), source_fps=None if fps != fps else fps,
+                       duration_s=float(stored["duration_s"]), windows=int(stored["windows"]),
+                       dropped_frames=int(stored["dropped_frames"]), reused=True)
+
+
+def _row(job: Job, result: VideoFeatures, config: ExtractionConfig) -> ManifestRow:
+    return ManifestRow(str(job.path), "done", _output_name(job, config), result.frames, result.source_fps,
                        result.duration_s, len(result.windows), result.dropped_frames)
+
+
+def _write(outdir: Path, job: Job, result: VideoFeatures, config: ExtractionConfig, settings: dict) -> ManifestRow:
+    """One video's file; a write that fails (full disk, permissions) fails that video only."""
+    path = output_path(outdir, job, config.fmt)
+    try:
+        write_features(path, result, config.fmt, settings, config.npy_layout)
+    except OSError as error:
+        return ManifestRow(str(job.path), "failed", error=f"cannot write {path} ({error.strerror or error})")
+    return _row(job, result, config)

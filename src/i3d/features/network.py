@@ -26,16 +26,20 @@ class FeatureNetwork:
     """
 
     def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
-                 extras: Sequence[str] = ()) -> None:
+                 extras: Sequence[str] = (), squeeze_crops: bool = True) -> None:
         self.device = torch.device(device)
         self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
-        self.extras = tuple(extras)
+        self.extras, self.squeeze_crops = tuple(extras), squeeze_crops
 
     @torch.inference_mode()
     def run(self, clips: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Outputs for clips of equal length (T, H, W, C)."""
-        batch = np.stack([loop_pad(c, MIN_FRAMES) for c in clips])
+        """Outputs for windows of equal length, each (T, crops, H, W, C); a window's crops run in the same batch.
+
+        Outputs carry a crop axis (window, crops, ...) unless there is one crop (``squeeze_crops``).
+        """
+        crops = clips[0].shape[1]
+        batch = np.stack([loop_pad(clip[:, k], MIN_FRAMES) for clip in clips for k in range(crops)])
         if batch.dtype == np.uint8:
             batch = to_unit_range(batch)
         x = torch.from_numpy(batch).permute(0, 4, 1, 2, 3).to(self.device)
@@ -56,4 +60,6 @@ class FeatureNetwork:
         if parts["mixed_5c"]:
             outputs["mixed_5c"] = torch.cat(parts["mixed_5c"], dim=-1)
         arrays = {k: v.float().cpu().numpy() for k, v in outputs.items()}
-        return [{k: v[i] for k, v in arrays.items()} for i in range(len(clips))]
+        if crops == 1 and self.squeeze_crops:
+            return [{k: v[i] for k, v in arrays.items()} for i in range(len(clips))]
+        return [{k: v[i * crops : (i + 1) * crops] for k, v in arrays.items()} for i in range(len(clips))]

@@ -21,23 +21,38 @@ from i3d.files import atomic_path
 from i3d.settings import FEATURE_FORMATS
 from i3d.video.decode import TARGET_FPS
 
-FORMATS = FEATURE_FORMATS
+FORMATS = FEATURE_FORMATS  # npz, npy, h5
 MANIFEST = "manifest.jsonl"
 
 
 @dataclass
 class VideoFeatures:
-    """Everything extracted from one video, window by window."""
+    """Everything extracted from one video, row by row (a window, or a sampled frame with --per-frame)."""
 
-    windows: list[tuple[int, int]]  # (start, end) frames at 25 fps, end exclusive
-    arrays: dict[str, np.ndarray]  # "features" (W, D), optional "logits" (W, C), "mixed_5c" (sum T', 1024)
+    windows: list[tuple[int, int]]  # (start, end) sampled frames of each row, end exclusive
+    arrays: dict[str, np.ndarray]  # "features" (W, D) or (W, crops, D), optional "logits", "mixed_5c"
     frames: int
     source_fps: float | None
     dropped_frames: int = 0
+    times: list[float] | None = None  # when each sampled frame is shown (seconds of the source video)
+    interval: float = 1 / TARGET_FPS  # how long the last sampled frame stays
+    sample_fps: float | None = TARGET_FPS  # None: the video's own frames (native rate)
+    per_frame: bool = False
+
+    def time_of(self, index: int) -> float:
+        """The instant sampled frame ``index`` is shown; ``index == frames`` is the end of the last one."""
+        origin = self.times[0] if self.times else 0.0
+        if self.sample_fps is not None:
+            return origin + index / self.sample_fps
+        if index < len(self.times):
+            return self.times[index]
+        return self.times[-1] + self.interval * (index - len(self.times) + 1)
 
     @property
     def duration_s(self) -> float:
-        return self.frames / TARGET_FPS
+        if self.sample_fps is not None:
+            return self.frames / self.sample_fps
+        return self.time_of(self.frames) - self.time_of(0) if self.frames else 0.0
 
 
 @dataclass
@@ -61,23 +76,38 @@ def output_path(outdir: Path, job: Job, fmt: str) -> Path:
     return outdir / f"{job.name}.{fmt}"
 
 
-def window_arrays(windows: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    starts = np.array([s for s, _ in windows], dtype=np.int64)
-    ends = np.array([e for _, e in windows], dtype=np.int64)
-    return {"window_start_frame": starts, "window_end_frame": ends,
-            "window_start_s": starts / TARGET_FPS, "window_end_s": ends / TARGET_FPS}
+def window_arrays(result: VideoFeatures) -> dict[str, np.ndarray]:
+    """Each row's span in sampled frames and in seconds of the source video (and, per frame, its own instant)."""
+    starts = np.array([s for s, _ in result.windows], dtype=np.int64)
+    ends = np.array([e for _, e in result.windows], dtype=np.int64)
+    if result.sample_fps is not None and (not result.times or result.times[0] == 0.0):
+        start_s, end_s = starts / result.sample_fps, ends / result.sample_fps
+    else:
+        start_s = np.array([result.time_of(int(s)) for s in starts], dtype=np.float64)
+        end_s = np.array([result.time_of(int(e)) for e in ends], dtype=np.float64)
+    arrays = {"window_start_frame": starts, "window_end_frame": ends, "window_start_s": start_s,
+              "window_end_s": end_s}
+    if result.per_frame:
+        arrays["frame_time_s"] = np.array([result.time_of(i) for i in range(len(result.windows))], dtype=np.float64)
+    return arrays
 
 
-def write_features(path: Path, result: VideoFeatures, fmt: str, settings: dict) -> None:
-    """``npz``: features, extras, windows (frames and seconds), fps and the settings; ``npy``: features only."""
+def scalar_arrays(result: VideoFeatures, settings: dict) -> dict[str, np.ndarray]:
+    return {"fps": np.float64(result.sample_fps if result.sample_fps is not None else np.nan),
+            "source_fps": np.float64(result.source_fps or np.nan), "frames": np.int64(result.frames),
+            "duration_s": np.float64(result.duration_s), "dropped_frames": np.int64(result.dropped_frames),
+            "settings": np.array(json.dumps(settings, sort_keys=True))}
+
+
+def write_features(path: Path, result: VideoFeatures, fmt: str, settings: dict, npy_layout: str = "rows") -> None:
+    """``npz``: features, extras, row spans (frames and seconds), fps and the settings; ``npy``: features only,
+    rows x D or (``columns``) D x rows."""
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
         if fmt == "npy":
-            np.save(file, result.arrays["features"])
+            features = result.arrays["features"]
+            np.save(file, np.ascontiguousarray(features.T) if npy_layout == "columns" else features)
         else:
-            np.savez(file, **result.arrays, **window_arrays(result.windows), fps=np.float64(TARGET_FPS),
-                     source_fps=np.float64(result.source_fps or np.nan), frames=np.int64(result.frames),
-                     duration_s=np.float64(result.duration_s), dropped_frames=np.int64(result.dropped_frames),
-                     settings=np.array(json.dumps(settings, sort_keys=True)))
+            np.savez(file, **result.arrays, **window_arrays(result), **scalar_arrays(result, settings))
         file.flush()
         os.fsync(file.fileno())
 
@@ -108,9 +138,35 @@ def reusable_output(path: Path, fmt: str, settings: dict, feature_dim: int) -> M
 
 
 class Manifest:
-    def __init__(self, outdir: Path) -> None:
+    """``manifest.jsonl``: a first line ``{"run": ...}`` (the settings, weights, software of the run), then a
+    row per input. An output folder holds one run's settings: another run into it is refused."""
+
+    def __init__(self, outdir: Path, run: dict | None = None) -> None:
         self.path = outdir / MANIFEST
-        self.earlier = {row["input"]: row for row in self._read()}
+        lines = list(self._read())
+        self.earlier_run = next((line["run"] for line in lines if "run" in line), None)
+        self.earlier = {row["input"]: row for row in lines if "input" in row}
+        self.run = run
+        if run is not None:
+            self._check_same_run(run)
+            with atomic_path(self.path) as tmp:  # the header first, earlier rows kept
+                tmp.write_text("".join(json.dumps(x) + "\n" for x in [{"run": run}, *self.earlier.values()]))
+
+    def _check_same_run(self, run: dict) -> None:
+        earlier = self.earlier_run
+        if earlier is None:
+            return
+        differing = sorted(k for k in set(earlier["settings"]) | set(run["settings"])
+                           if earlier["settings"].get(k) != run["settings"].get(k))
+        if earlier.get("format") != run.get("format"):
+            differing.insert(0, "format")
+        if differing:
+            from i3d.errors import I3DError
+
+            detail = ", ".join(f"{k} {earlier['settings'].get(k, earlier.get(k))!r} -> "
+                               f"{run['settings'].get(k, run.get(k))!r}" for k in differing)
+            raise I3DError(f"{self.path.parent}: holds features made with other settings ({detail}); "
+                           "give another output folder, or the same settings to resume")
 
     def _read(self) -> Iterable[dict]:
         if not self.path.is_file():
@@ -130,5 +186,6 @@ class Manifest:
             os.fsync(file.fileno())
 
     def finish(self, rows: Iterable[ManifestRow]) -> None:
+        header = [json.dumps({"run": self.run}) + "\n"] if self.run is not None else []
         with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(row.to_json() + "\n" for row in rows))
+            tmp.write_text("".join(header + [row.to_json() + "\n" for row in rows]))

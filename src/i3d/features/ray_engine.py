@@ -22,7 +22,7 @@ class _Extractor:
         from i3d.features.network import FeatureNetwork
 
         torch.set_num_threads(threads)
-        self.network = FeatureNetwork(weights, config.device, config.extras)
+        self.network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
         self.config = config
 
     def extract(self, index: int, path: str, name: str):

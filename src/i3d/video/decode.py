@@ -103,6 +103,16 @@ def resample_fps(
     Frames are dropped or repeated by their timestamps, never by counting, so variable frame rates work.
     The last frame stays on screen for one source frame interval (or until ``end_s``).
     """
+    return (image for _, image in resample_fps_timed(frames, fps, start_s, end_s))
+
+
+def resample_fps_timed(
+    frames: Iterable[Frame], fps: float = TARGET_FPS, start_s: float | None = None, end_s: float | None = None
+) -> Iterator[Frame]:
+    """``resample_fps`` with each output's instant: (``start + k / fps``, the frame on screen then).
+
+    The frame on screen at an instant is the last one whose timestamp is not after it (1 us tolerance).
+    """
     shown: np.ndarray | None = None
     origin = start_s
     last_t = previous_t = None
@@ -112,7 +122,7 @@ def resample_fps(
             origin = time_s
         if shown is not None:
             while origin + k / fps < time_s - _EPS_S and (end_s is None or origin + k / fps < end_s - _EPS_S):
-                yield shown
+                yield origin + k / fps, shown
                 k += 1
         if end_s is not None and time_s >= end_s - _EPS_S:
             break
@@ -122,5 +132,32 @@ def resample_fps(
     interval = last_t - previous_t if previous_t is not None and last_t > previous_t else 1 / fps
     stop = last_t + interval if end_s is None else min(end_s, last_t + interval)
     while origin + k / fps < stop - _EPS_S:
-        yield shown
+        yield origin + k / fps, shown
         k += 1
+
+
+def iter_video_file_opencv(path: Path) -> Iterator[Frame]:
+    """Every frame as OpenCV's FFmpeg backend decodes it (BGR converted to RGB), with its position in seconds.
+
+    Some extractors decode with OpenCV, whose colour conversion differs from PyAV's in the last bit; their
+    presets decode the same way. A first frame that fails to read is skipped, as they skip it.
+    """
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise I3DError(f"{path}: cannot open as a video (OpenCV)")
+    decoded, first = 0, True
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                if first:
+                    first = False
+                    continue
+                break
+            first = False
+            decoded += 1
+            yield capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+    if decoded == 0:
+        raise I3DError(f"{path}: no frame could be decoded")

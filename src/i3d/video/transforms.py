@@ -21,6 +21,57 @@ def resize_short_side(image: np.ndarray, size: int = SHORT_SIDE) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
+def resize_short_side_pil(image: np.ndarray, size: int = SHORT_SIDE) -> np.ndarray:
+    """PIL's bilinear resize (antialiased when shrinking) with the long side ``int(size * long / short)``
+    (rounded down), as torchvision's old PIL ``resize`` and video_features' ``ResizeImproved`` compute it."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    if (width <= height and width == size) or (height <= width and height == size):
+        return image
+    new_w, new_h = (size, int(size * height / width)) if width < height else (int(size * width / height), size)
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+
+
+RESIZERS = {"opencv": resize_short_side, "pil": resize_short_side_pil}
+
+
+def crop_offsets(height: int, width: int, size: int, crops: str) -> list[tuple[int, int, bool]]:
+    """(top, left, mirrored) of each crop: ``center``; ``3`` along the long side (start, centre, end);
+    ``10``: torchvision's TenCrop: corners TL, TR, BL, BR and centre (rounded as its ``center_crop``),
+    then the same five of the horizontally mirrored frame."""
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {size}x{size} from {height}x{width}")
+    top, left = (height - size) // 2, (width - size) // 2
+    if crops == "center":
+        return [(top, left, False)]
+    if crops == "3":
+        if width >= height:
+            return [(top, 0, False), (top, left, False), (top, width - size, False)]
+        return [(0, left, False), (top, left, False), (height - size, left, False)]
+    centre = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
+    five = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), centre]
+    return [(top, left, False) for top, left in five] + [(top, left, True) for top, left in five]
+
+
+def crop_mirrored(crops: str) -> list[bool]:
+    """Which crops of ``crop_offsets`` come from the mirrored frame."""
+    return [False] * 5 + [True] * 5 if crops == "10" else [False] * (3 if crops == "3" else 1)
+
+
+def crop_views(image: np.ndarray, size: int, crops: str) -> np.ndarray:
+    """(n, size, size, C): the crops of one frame; a mirrored crop is taken from the mirrored frame."""
+    views = []
+    mirrored = None
+    for top, left, mirror in crop_offsets(image.shape[0], image.shape[1], size, crops):
+        if mirror:
+            mirrored = image[:, ::-1] if mirrored is None else mirrored
+            views.append(mirrored[top : top + size, left : left + size])
+        else:
+            views.append(image[top : top + size, left : left + size])
+    return np.stack(views)
+
+
 def center_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
     height, width = image.shape[:2]
     if height < size or width < size:

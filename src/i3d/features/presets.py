@@ -1,0 +1,76 @@
+"""Named feature protocols of published work: each states its settings and where they come from.
+
+A preset sets defaults; options given explicitly override them, and the manifest records the preset and
+the overrides. ``verified`` says how far the frame pipeline was checked against the source: ``code``
+where the extractor's own code was read and its steps reproduced (file and lines cited); ``published
+settings`` where the source published its settings but not the code that made its features, so the
+rest of the pipeline is this project's published I3D recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FeaturePreset:
+    name: str
+    description: str
+    settings: dict  # ExtractionConfig / WindowSpec field -> value
+    source: str
+    verified: str
+    notes: str = ""
+    output: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
+    FeaturePreset(
+        "video-features",
+        "v-iashin/video_features' I3D extractor with its defaults: 64-frame stacks every 64 frames at the "
+        "video's own rate, RGB",
+        {"fps": None, "clip_len": 64, "step": 64, "last": "drop", "size": 256, "crop_size": 224, "crops": "center",
+         "decoder": "opencv", "resize": "pil", "needs_next_frame": True, "stream": "rgb"},
+        "v-iashin/video_features models/i3d/extract_i3d.py:38-62 (min side 256, centre crop 224, 2x/255-1), "
+        ":82-128 (cv2.VideoCapture at the native rate, a stack runs once stack_size + 1 frames are read, no "
+        "partial stack), models/transforms.py:191-231 (PIL bilinear, long side int(256 * long / short)), "
+        ":132-143 (crop offset (H - 224) // 2); configs/i3d.yml (stack_size 64, step_size 64, "
+        "extraction_fps null)",
+        "code",
+        "its flow stream is RAFT, not TV-L1: use --stream rgb (its default streams are both); its own weights are "
+        "DeepMind's rgb_imagenet, give --weights rgb_imagenet to match its numbers",
+    ),
+    FeaturePreset(
+        "actionformer-thumos",
+        "THUMOS'14 two-stream features of ActionFormer-style localisation: 16-frame windows every 4 frames at "
+        "the video's own rate (~30 fps), RGB and flow side by side (2048-d)",
+        {"fps": None, "clip_len": 16, "step": 4, "last": "drop", "stream": "joint"},
+        "happyharrycn/actionformer_release README.md (THUMOS14 features: two-stream I3D, clips of 16 frames at the "
+        "video frame rate (~30 fps), stride 4 frames) and configs/thumos_i3d.yaml (feat_stride: 4, num_frames: 16, "
+        "input_dim: 2048)",
+        "published settings",
+        "the features ActionFormer distributes were extracted with code it does not publish; the frame "
+        "pipeline here is the published I3D recipe (short side 256, centre crop 224, TV-L1 flow)",
+    ),
+    FeaturePreset(
+        "mstcn",
+        "per-frame two-stream features of MS-TCN-style action segmentation: at 15 fps, one 2048-d feature per "
+        "frame from the 21 frames centred on it, stored D x T",
+        {"fps": 15.0, "per_frame": 21, "stream": "joint", "npy_layout": "columns"},
+        "yabufarha/ms-tcn batch_gen.py (features = np.load(<video>.npy), used as features[:, ::sample_rate]: "
+        "2048 x T); the MS-TCN paper (Farha & Gall, CVPR 2019) for 15 fps and 21-frame windows",
+        "published settings",
+        "write them with --format npy to get MS-TCN's (2048, T) files",
+        {"fmt": "npy"},
+    ),
+    FeaturePreset(
+        "anomaly-10crop",
+        "ten-crop I3D features of weakly supervised video anomaly detection (RTFM-style): 16-frame snippets, "
+        "no overlap, the four corners, the centre and their mirrors of each frame, RGB; (snippets, 10, 1024)",
+        {"fps": None, "clip_len": 16, "step": 16, "last": "drop", "crops": "10", "stream": "rgb"},
+        "tianyu0207/RTFM README.md (I3D feature lists list/*-i3d-*-10crop.list: ten crops per snippet); the "
+        "RTFM paper (Tian et al., ICCV 2021) for 16-frame snippets; torchvision's TenCrop for the crop geometry",
+        "published settings",
+        "RTFM's distributed features come from an I3D ResNet-50 (2048-d); this preset gives the same protocol "
+        "with the Inception I3D",
+    ),
+]}
