@@ -60,7 +60,8 @@ def add_parser(commands) -> None:
                         help="saved flow inputs (`i3d flow`) named <output name>.npy, instead of computing flow")
     parser.add_argument("--logits", action="store_true", help="also the logits of every window")
     parser.add_argument("--mixed-5c", action="store_true", help="also Mixed_5c averaged over space: T/8 x 1024")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="windows per network call (default: 4)")
+    parser.add_argument("--batch-size", type=positive_int, default=4,
+                        help="clips per network call; the crops of a window always share one (default: 4)")
     parser.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode inline; default: 1)")
     parser.add_argument("--engine", choices=ENGINES, default="local", help="(default: local)")
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")

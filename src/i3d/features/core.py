@@ -40,6 +40,7 @@ class VideoSummary:
     per_frame: bool
 
 
+MIN_CROP = 193  # ceil(side / 32) >= 7: five stride-2 stages, then the 7x7 VALID pool
 CROPS = ("center", "3", "10")
 CROP_COUNTS = {"center": 1, "3": 3, "10": 10}
 DECODERS = ("pyav", "opencv")
@@ -81,6 +82,9 @@ class ExtractionConfig:
             raise I3DError(f"--fps must be a rate above 0 or `native`, not {self.fps}")
         if self.size < 1 or self.crop_size < 1:
             raise I3DError("--size and --crop-size must be at least 1")
+        if self.crop_size < MIN_CROP:
+            raise I3DError(f"--crop-size {self.crop_size} is too small: the network's last pool is 7x7 at 1/32 of "
+                           f"the input, so crops need at least {MIN_CROP} px")
         if self.crop_size > self.size:
             raise I3DError(f"--crop-size {self.crop_size} is larger than the resized frame's short side "
                            f"(--size {self.size})")
@@ -105,6 +109,11 @@ class ExtractionConfig:
     @property
     def crop_count(self) -> int:
         return CROP_COUNTS[self.crops]
+
+    @property
+    def windows_per_call(self) -> int:
+        """--batch-size counts clips through the network: a window's crops always share one call."""
+        return max(1, self.batch_size // self.crop_count)
 
     def settings(self, weights_sha256: list[str]) -> dict:
         """What an output depends on; a rerun into the same folder with other settings is refused."""
@@ -328,7 +337,7 @@ class Accumulator:
 def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "") -> VideoFeatures:
     """Decode and extract one video in this process (the Ray engine's unit of work)."""
     video = DecodedVideo(path, config.spec, config, name)
-    accumulator = Accumulator(run, config.batch_size)
+    accumulator = Accumulator(run, config.windows_per_call)
     for window in video.windows():
         accumulator.add(window)
     return accumulator.result(video.summary())

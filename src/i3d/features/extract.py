@@ -117,7 +117,7 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
                 continue
             if kind == "start":
                 current[payload] = index
-                accumulators[index] = Accumulator(run, config.batch_size)
+                accumulators[index] = Accumulator(run, config.windows_per_call)
             elif kind == "window":
                 accumulators[index].add(payload)
             else:
