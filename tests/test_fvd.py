@@ -366,3 +366,14 @@ def test_a_folder_of_videos_and_of_frame_folders_give_the_same_clips(tmp_path):
     from_frames = np.stack([c for _, c in iter_clips(tmp_path / "frames", protocol, real=True)])
     assert from_videos.shape == from_frames.shape == (2, 16, 32, 32, 3)
     assert np.abs(from_videos.astype(int) - from_frames.astype(int)).max() <= 3  # x264 at crf 0, yuv420p
+
+
+def test_videos_of_different_sizes_are_resized_each_and_reported(tmp_path, pretrained):
+    rng = np.random.default_rng(6)
+    for name, (h, w) in {"a": (24, 32), "b": (40, 30), "c": (24, 32)}.items():
+        write_video(tmp_path / "fake" / f"{name}.mp4", rng.integers(0, 256, (16, h, w, 3), np.uint8), 25) if (
+            tmp_path / "fake").mkdir(exist_ok=True) is None else None
+    real, _ = _sets(tmp_path, real_frames=16, count=3)
+    report = compute_fvd(real, tmp_path / "fake", "stylegan-v-16f", kvd=False)
+    assert report.fake["frame_sizes"] == ["30x40", "32x24"]
+    assert any("videos of 2 frame sizes" in w for w in report.warnings)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_device, add_weights, positive_int
+from i3d.cli.options import add_device, add_weights, non_negative_int, positive_int
 from i3d.errors import I3DError
 
 
@@ -18,16 +18,6 @@ def _value_range(text: str) -> tuple[float, float]:
     if not low < high:
         raise argparse.ArgumentTypeError(f"LOW must be below HIGH, not {text!r}")
     return low, high
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def add_parser(commands) -> None:
@@ -49,9 +39,9 @@ def add_parser(commands) -> None:
                         help="frames per clip (default: the protocol's; google-research: every frame)")
     parser.add_argument("--stride", type=positive_int, default=None, help="take every K-th frame (default: the "
                         "protocol's)")
-    parser.add_argument("--skip-first", type=_non_negative, default=None,
+    parser.add_argument("--skip-first", type=non_negative_int, default=None,
                         help="drop K conditioning frames from the start of every video (default: 0)")
-    parser.add_argument("--seed", type=_non_negative, default=None, help="seed of the real clips' random starts "
+    parser.add_argument("--seed", type=non_negative_int, default=None, help="seed of the real clips' random starts "
                         "(default: 0)")
     parser.add_argument("--runs", type=positive_int, default=1,
                         help="draws of the real clips (seeds seed, seed+1, ...): mean and standard deviation "

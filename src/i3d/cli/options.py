@@ -68,14 +68,22 @@ def build_settings(args: argparse.Namespace, settings: type) -> Any:
     return settings(**given_settings(args, settings))
 
 
-def positive_int(text: str) -> int:
+def _at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _at_least(text, 0)
 
 
 def finite_float(text: str) -> float:

@@ -169,7 +169,7 @@ def compute_fvd(
                 kvd_value, subset = kernel_distance(real_embeddings, fake_embeddings, kvd_subsets, kvd_subset_size,
                                                     protocol.seed)
             first_real = real_stats
-    warnings = _warnings(protocol, first_real, fake_stats, real_selection, kvd, kvd_value)
+    warnings = _warnings(protocol, first_real, fake_stats, real_selection, fake_selection, kvd, kvd_value)
     real_record = real_selection.summary() if real_selection else {"source": str(real), "clips_used": first_real.count,
                                                                    "from_statistics": True}
     report = FvdReport(
@@ -180,7 +180,7 @@ def compute_fvd(
 
 
 def _warnings(protocol: FvdProtocol, real: GaussianStats, fake: GaussianStats, real_selection: Selection | None,
-              kvd: bool, kvd_value: float | None) -> list[str]:
+              fake_selection: Selection | None, kvd: bool, kvd_value: float | None) -> list[str]:
     warnings = []
     wanted = protocol.max_videos
     for name, stats in (("real", real), ("fake", fake)):
@@ -191,6 +191,10 @@ def _warnings(protocol: FvdProtocol, real: GaussianStats, fake: GaussianStats, r
             warnings.append(f"{stats.count} {name} clips for {len(stats.total)}-d embeddings: the covariance is "
                             f"singular (rank < {len(stats.total)}); the square root is taken as {protocol.sqrtm} "
                             "does, on the singular matrices, without regularisation")
+    for selection in (real_selection, fake_selection):
+        if selection is not None and len(selection.frame_sizes) > 1:
+            warnings.append(f"{selection.source}: videos of {len(selection.frame_sizes)} frame sizes; each clip is "
+                            f"resized to 224x224 on its own, as {protocol.name} resizes every clip")
     if real_selection is not None and real_selection.dropped:
         warnings.append(f"{len(real_selection.dropped)} real videos shorter than the clip were dropped, as "
                         f"{protocol.name} does (e.g. {real_selection.dropped[0]})")

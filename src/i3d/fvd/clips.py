@@ -151,10 +151,12 @@ class Selection:
     used: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     frame_starts: list[int] = field(default_factory=list)
+    frame_sizes: set[tuple[int, int]] = field(default_factory=set)
 
     def summary(self) -> dict:
         return {"source": self.source, "videos_found": self.found, "clips_used": len(self.used),
-                "dropped_short": len(self.dropped), "dropped_examples": self.dropped[:10]}
+                "dropped_short": len(self.dropped), "dropped_examples": self.dropped[:10],
+                "frame_sizes": sorted(f"{w}x{h}" for h, w in self.frame_sizes)}
 
 
 def iter_clips(source: Path, protocol: FvdProtocol, real: bool, run: int = 0,
@@ -187,4 +189,6 @@ def iter_clips(source: Path, protocol: FvdProtocol, real: bool, run: int = 0,
                                "length (give --frames to take the first N)")
         selection.used.append(video.name)
         selection.frame_starts.append(indices[0])
-        yield video.name, video.frames(indices)
+        clip = video.frames(indices)
+        selection.frame_sizes.add(clip.shape[1:3])
+        yield video.name, clip
