@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def rgb_resized_frames(
     fps: float = TARGET_FPS, short_side: int = SHORT_SIDE,
 ) -> Iterator[np.ndarray]:
     """uint8 RGB frames at 25 fps, short side 256, before any crop, streamed."""
+    for name, value in (("--start", start_s), ("--end", end_s)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise I3DError(f"{name} {value}: not a time in the video (seconds from its start, 0 or more)")
     if start_s is not None and end_s is not None and end_s <= start_s:
         raise I3DError(f"--end ({end_s}) must be after --start ({start_s})")
     if not path.exists():

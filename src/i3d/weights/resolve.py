@@ -41,10 +41,14 @@ def resolve_weights(name_or_path: str | Path | None = None) -> LoadedWeights:
     """Load weights by registry name (installed) or by path to a converted ``.safetensors`` file."""
     name_or_path = name_or_path or DEFAULT_WEIGHTS
     if str(name_or_path) in REGISTRY:
-        path = installed_path(str(name_or_path))
+        name = str(name_or_path)
+        path = installed_path(name)
         if not path.exists():
-            raise I3DError(f"weights {name_or_path} are not installed; run `i3d weights fetch {name_or_path}`")
-        return load_weights(path)
+            raise I3DError(f"weights {name} are not installed; run `i3d weights fetch {name}`")
+        info = REGISTRY[name]
+        refetch = (f"re-fetch it: `i3d weights fetch {name} --force`" if info.fetchable
+                   else f"convert it again: {info.source.removeprefix('not downloadable here: ')}")
+        return load_weights(path, refetch)
     path = Path(name_or_path)
     if not path.is_file():
         raise I3DError(f"{name_or_path} is neither a known weights name ({', '.join(REGISTRY)}) nor a file")

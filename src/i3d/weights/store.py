@@ -6,6 +6,7 @@ Every converter ends here, so a converted file is self-describing and checked th
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from i3d.architecture import FIRST_CONV_WEIGHT
-from i3d.download import cache_dir
+from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError
 from i3d.files import atomic_path
 from i3d.model import InceptionI3d
@@ -83,20 +84,75 @@ def save_weights(
     if modality not in ("rgb", "flow"):
         raise I3DError(f"modality must be rgb or flow, not {modality!r}")
     meta = {"i3d_format": FORMAT_VERSION, "modality": modality, "labels": json.dumps(labels), **metadata}
+    tensors = {k: v.contiguous().float() for k, v in state_dict.items()}
+    bad = next((k for k, v in tensors.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise I3DError(f"weights hold NaN or infinite values ({bad}); refusing to write them")
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous().float() for k, v in state_dict.items()}, tmp, metadata=meta)
+        save_file(tensors, tmp, metadata=meta)
+    record_digest(path)
 
 
-def load_weights(path: Path) -> LoadedWeights:
+def digest_path(path: Path) -> Path:
+    """The sidecar that records a weights file's sha256 as written, and when it was last found intact."""
+    return path.with_name(path.name + ".sha256.json")
+
+
+def _stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def record_digest(path: Path) -> None:
+    with atomic_path(digest_path(path)) as tmp:
+        tmp.write_text(json.dumps({"sha256": sha256_of(path), "verified": _stamp(path)}) + "\n")
+
+
+def verify_digest(path: Path, refetch: str) -> None:
+    """A file whose recorded sha256 no longer matches (flipped bits, a partial copy) is refused; the hash is
+    computed again only when the size or modification time changed since it last matched."""
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        return
+    try:
+        record = json.loads(sidecar.read_text())
+        expected = record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable record proves nothing either way; the values are still checked
+    if record.get("verified") == _stamp(path):
+        return
+    actual = sha256_of(path)
+    if actual != expected:
+        raise I3DError(f"{path}: sha256 {actual} differs from {expected}, recorded when it was written: the file "
+                       f"is damaged; {refetch}")
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps({"sha256": expected, "verified": _stamp(path)}) + "\n")
+
+
+def load_weights(path: Path, refetch: str = "write it again") -> LoadedWeights:
+    """Load and check a weights file: recorded sha256, names and shapes, finite values, labels."""
+    if not os.access(path, os.R_OK):
+        raise I3DError(f"{path}: cannot be read (permission denied)")
+    verify_digest(path, refetch)
     try:
         state_dict = load_file(path)
         with safe_open(path, "pt") as f:
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError) as error:
-        raise I3DError(f"{path}: not a readable safetensors file ({error})") from None
+        raise I3DError(f"{path}: not a readable safetensors file ({error}); {refetch}") from None
     if metadata.get("i3d_format") != FORMAT_VERSION or "labels" not in metadata:
         raise I3DError(f"{path}: not an i3d weights file (no i3d_format/labels metadata)")
-    labels = json.loads(metadata["labels"])
+    try:
+        labels = json.loads(metadata["labels"])
+    except ValueError:
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise I3DError(f"{path}: its labels metadata is not a JSON list of class names")
+    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise I3DError(f"{path}: {bad} holds NaN or infinite values; {refetch}")
     weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata)
+    if FIRST_CONV_WEIGHT not in state_dict:
+        raise I3DError(f"{path}: weights do not fit I3D: no {FIRST_CONV_WEIGHT}")
     check_state_dict(state_dict, len(labels), weights.in_channels)
     return weights

@@ -1,0 +1,96 @@
+"""Installed weights are checked when loaded: the sha256 recorded when they were written, finite values,
+well-formed labels; each failure is one line saying how to get the file back."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import i3d.weights.store as store
+from i3d.errors import I3DError
+from i3d.model import InceptionI3d
+from i3d.predict import Classifier
+from i3d.weights.resolve import resolve_weights
+from i3d.weights.store import digest_path, installed_path, load_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def state():
+    torch.manual_seed(0)
+    return InceptionI3d(5, 3).state_dict()
+
+
+def _flip_a_byte(path, offset_from_end=1000):
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bits_are_found_by_the_recorded_sha256(tmp_path, state):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, state, list("abcde"), "rgb", name="w")
+    record = json.loads(digest_path(path).read_text())
+    assert len(record["sha256"]) == 64
+    assert load_weights(path).num_classes == 5
+    _flip_a_byte(path)
+    with pytest.raises(I3DError, match=r"sha256 [0-9a-f]{64} differs from [0-9a-f]{64}, recorded when it was written"):
+        load_weights(path)
+
+
+def test_an_intact_file_is_hashed_again_only_when_it_changed(tmp_path, state, monkeypatch):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, state, list("abcde"), "rgb")
+    calls = []
+    original = store.sha256_of
+    monkeypatch.setattr(store, "sha256_of", lambda p: calls.append(p) or original(p))
+    load_weights(path)
+    load_weights(path)
+    assert calls == []  # the stamp recorded at writing still matches
+    path.touch()
+    load_weights(path)
+    load_weights(path)
+    assert len(calls) == 1  # hashed once after the change, then the new stamp was kept
+
+
+def test_nan_values_are_refused_even_without_a_record(tmp_path, state):
+    tensors = {k: v.clone() for k, v in state.items()}
+    tensors["Mixed_4b.Branch_0.Conv3d_0a_1x1.conv3d.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, path, metadata={"i3d_format": "1", "modality": "rgb", "labels": json.dumps(list("abcde"))})
+    with pytest.raises(I3DError, match="Mixed_4b.Branch_0.Conv3d_0a_1x1.conv3d.weight holds NaN or infinite"):
+        load_weights(path)
+    with pytest.raises(I3DError, match="refusing to write them"):
+        save_weights(tmp_path / "again.safetensors", tensors, list("abcde"), "rgb")
+
+
+@pytest.mark.parametrize("labels", ["not json [", json.dumps({"a": 1}), json.dumps([1, 2, 3, 4, 5])])
+def test_labels_metadata_must_be_a_list_of_names(tmp_path, state, labels):
+    path = tmp_path / "bad_labels.safetensors"
+    save_file(dict(state), path, metadata={"i3d_format": "1", "modality": "rgb", "labels": labels})
+    with pytest.raises(I3DError, match="labels metadata is not a JSON list of class names"):
+        load_weights(path)
+
+
+def test_a_damaged_installed_file_says_how_to_fetch_it_again(tmp_path, monkeypatch, state):
+    monkeypatch.setenv("I3D_HOME", str(tmp_path))
+    path = installed_path("i3d-kinetics-400")
+    path.parent.mkdir(parents=True)
+    labels = [f"class {i}" for i in range(400)]
+    torch.manual_seed(1)
+    save_weights(path, InceptionI3d(400, 3).state_dict(), labels, "rgb", name="i3d-kinetics-400")
+    _flip_a_byte(path, 50_000)
+    with pytest.raises(I3DError, match=r"re-fetch it: `i3d weights fetch i3d-kinetics-400 --force`"):
+        resolve_weights("i3d-kinetics-400")
+
+
+def test_negative_or_nan_spans_are_refused_in_the_api_too(tmp_path, pretrained):
+    from conftest import numbered_frames, write_video
+
+    video = write_video(tmp_path / "v.mp4", numbered_frames(20, 48, 64), 25)
+    classifier = Classifier()
+    for start in (-1.0, float("nan")):
+        with pytest.raises(I3DError, match="not a time in the video"):
+            classifier.predict(video, start_s=start)
+    assert np.isfinite(classifier.predict(video, start_s=0.2).logits).all()
