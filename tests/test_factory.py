@@ -66,7 +66,7 @@ def test_torch_hub_loads_from_a_local_clone(pretrained):
     model = torch.hub.load(str(ROOT), "i3d", source="local", trust_repo=True)
     x = torch.randn(1, 3, 9, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(model(x), build_model(pretrained)(x), rtol=0, atol=0)
+        torch.testing.assert_close(model(x), build_model(pretrained)(x), rtol=0, atol=1e-4)  # fast path vs plain
     assert model.labels == pretrained.labels
 
 

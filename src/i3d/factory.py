@@ -80,6 +80,7 @@ def create_model(
         model.replace_logits(num_classes)
         labels = None
     model.eval()
+    model.fast_inference = True
     model.labels = labels
     model.weights_meta = {**meta, "modality": modality}
     return model
@@ -88,9 +89,13 @@ def create_model(
 def load_model(name: str | Path | None = None, optimize: bool = False) -> torch.nn.Module:
     """Pretrained I3D in eval mode, (B, C, T, H, W) in [-1, 1] -> logits (B, num_classes).
 
-    ``optimize=True`` returns the faster inference-only form (same outputs, no training).
+    Fast by default: in eval mode with autograd off (``torch.inference_mode()`` or ``no_grad``) it runs the
+    fused inference form; ``train()``, gradients and ``load_state_dict`` work as on the plain network.
+    ``optimize=True`` returns the inference-only form itself (as earlier releases did).
     """
-    return build_model(resolve_weights(name), optimize)
+    model = build_model(resolve_weights(name), optimize)
+    model.fast_inference = True
+    return model
 
 
 def load_stream_weights(weights: str | Path | None, modality: str) -> LoadedWeights:
