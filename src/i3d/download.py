@@ -20,7 +20,12 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_sha256(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
+    if not path.is_file():
+        raise I3DError(f"{path}: no such file")
+    try:
+        actual = sha256_of(path)
+    except OSError as error:
+        raise I3DError(f"{path}: cannot be read ({error.strerror or error})") from None
     if actual != expected:
         raise I3DError(f"{path.name}: sha256 {actual} does not match the pinned {expected}; refusing it")
 

@@ -55,6 +55,15 @@ def check_writable(path: Path) -> None:
         raise I3DError(f"{path}: cannot write there ({error.strerror or error})") from None
 
 
+def check_folder_writable(folder: Path) -> None:
+    """Before any work: ``folder`` exists (created if missing), is a folder, and takes a new file."""
+    from i3d.errors import I3DError
+
+    if folder.exists() and not folder.is_dir():
+        raise I3DError(f"{folder}: is a file; give a folder for the outputs")
+    check_writable(folder / "outputs")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
+from i3d.devices import parse_device
 from i3d.errors import I3DError
 from i3d.factory import DEFAULT_FLOW_WEIGHTS, build_model, load_model, load_stream_weights
 from i3d.streams import canonical_stream, stream_modalities
@@ -89,7 +90,7 @@ class Classifier:
         flow_method: str = "torch",
     ) -> None:
         stream = canonical_stream(stream)
-        self.stream, self.device, self.flow_method = stream, torch.device(device), flow_method
+        self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
         loaded = {m: load_stream_weights(weights if m == "rgb" else flow_weights, m) for m in stream_modalities(stream)}
         if len({tuple(w.labels) for w in loaded.values()}) > 1:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")

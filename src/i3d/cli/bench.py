@@ -23,8 +23,11 @@ def run(args: argparse.Namespace) -> None:
     import json
 
     from i3d.bench import HEADER, bench, default_paths, to_dict
+    from i3d.files import check_writable
     from i3d.settings import BenchConfig
 
+    if args.json is not None:
+        check_writable(args.json)
     config = build_settings(args, BenchConfig)
     paths = args.paths.split(",") if args.paths else default_paths()
     print(f"{config.batch_size} x {config.frames} frames x {config.size}x{config.size}, "
@@ -36,4 +39,7 @@ def run(args: argparse.Namespace) -> None:
         results.append(to_dict(result, config))
         print(result.row(), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        from i3d.files import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -31,9 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from i3d.evaluate import evaluate
-    from i3d.files import atomic_path
+    from i3d.files import atomic_path, check_writable
     from i3d.settings import EvaluationProtocol
 
+    if args.output is not None:
+        check_writable(args.output)
     protocol = build_settings(args, EvaluationProtocol)
     report = evaluate(args.list, protocol, args.weights, args.device,
                       progress=lambda videos, total: tqdm(videos, total=total, unit="video", disable=args.quiet))

@@ -24,9 +24,11 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from i3d.export import export
+    from i3d.files import check_writable
     from i3d.settings import ExportOptions
     from i3d.weights.resolve import resolve_weights
 
+    check_writable(args.output)
     options = build_settings(args, ExportOptions)
     if options.stream != "rgb" and args.flow_weights is None:
         raise I3DError(f"the {options.stream} graph needs --flow-weights (a converted flow .safetensors file)")

@@ -29,13 +29,12 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from i3d.files import atomic_path
+    from i3d.files import atomic_path, check_writable
     from i3d.video.flow import FlowComputer, flow_input_frames
 
     if args.input.suffix.lower() == ".npy":
         raise I3DError(f"{args.input}: give a video file or a frame folder; flow is computed from frames")
-    if args.output.is_dir():
-        raise I3DError(f"{args.output}: is a folder; give the .npy file to write")
+    check_writable(args.output)
     computer = FlowComputer(args.method, args.device, args.batch_size)
     fields = list(flow_input_frames(args.input, args.start, args.end, computer))
     if not fields:

@@ -70,12 +70,15 @@ def run(args: argparse.Namespace) -> None:
             check_writable(path)
     if args.save_stats is not None and not args.save_stats.name.endswith(".stats.npz"):
         raise I3DError(f"{args.save_stats}: statistics files are named *.stats.npz")
+    for source in (args.real, args.fake):
+        if not source.exists():
+            raise I3DError(f"{source}: no such file or folder")
     if args.fake.name.endswith(".stats.npz"):
         raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
     protocol = get_protocol(args.protocol, max_videos=args.clips, frames=args.frames, stride=args.stride,
                             skip_first=args.skip_first, seed=args.seed)
     embedder = VideoEmbedder(args.weights, args.device, args.batch_size, protocol.resize)
-    with tqdm(unit="clip", disable=args.quiet, file=sys.stderr) as bar:
+    with tqdm(unit="clip", disable=args.quiet, file=sys.stderr, delay=1.0) as bar:  # no bar before a quick error
         report = compute_fvd(args.real, args.fake, protocol, embedder, args.runs, args.value_range,
                              not args.no_kvd, save_stats=args.save_stats, progress=bar.update)
     if args.output is not None:

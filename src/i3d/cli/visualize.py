@@ -29,7 +29,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from i3d.files import check_folder_writable
     from i3d.visualize import visualize
+
+    check_folder_writable(args.output)
 
     for path in visualize(args.input, args.output, args.frames, args.stream, args.weights, args.flow_weights,
                           args.flow_method, args.flow_style, args.format, args.top_k):

@@ -77,8 +77,11 @@ def run_fetch(args: argparse.Namespace) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> None:
+    from i3d.files import check_writable
     from i3d.weights.convert import convert_weights
 
+    if args.output is not None:
+        check_writable(args.output)
     converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format)
     if converted.labels_note:
         print(f"note: {converted.labels_note}")
@@ -86,10 +89,12 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_flow_from_rgb(args: argparse.Namespace) -> None:
+    from i3d.files import check_writable
     from i3d.weights.cross_modal import flow_state_dict_from_rgb
     from i3d.weights.resolve import resolve_weights
     from i3d.weights.store import save_weights
 
+    check_writable(args.output)
     rgb = resolve_weights(args.rgb)
     if rgb.modality != "rgb":
         raise I3DError(f"{args.rgb} holds {rgb.modality} weights; cross-modal initialisation starts from RGB")
@@ -100,7 +105,9 @@ def run_flow_from_rgb(args: argparse.Namespace) -> None:
 
 
 def run_inflate(args: argparse.Namespace) -> None:
+    from i3d.files import check_writable
     from i3d.weights.inflate import inflate_file
 
+    check_writable(args.output)
     classes = inflate_file(args.source, args.output, args.labels)
     print(f"I3D inflated from 2D Inception-v1 ({classes} classes), written to {args.output}")

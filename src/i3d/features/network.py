@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from i3d.devices import parse_device
 from i3d.factory import build_model
 from i3d.model import MIN_FRAMES
 from i3d.video.transforms import loop_pad, to_unit_range
@@ -27,7 +28,7 @@ class FeatureNetwork:
 
     def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
                  extras: Sequence[str] = (), squeeze_crops: bool = True) -> None:
-        self.device = torch.device(device)
+        self.device = parse_device(device)
         self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
         self.extras, self.squeeze_crops = tuple(extras), squeeze_crops

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from i3d.architecture import MIN_FRAMES
+from i3d.devices import parse_device
 from i3d.errors import I3DError
 
 FVD_SIZE = 224
@@ -103,7 +104,7 @@ class VideoEmbedder:
             raise I3DError("FVD embeds RGB video; these weights are for the flow stream")
         if batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
-        self.device, self.batch_size, self.resize = torch.device(device), batch_size, resize
+        self.device, self.batch_size, self.resize = parse_device(device), batch_size, resize
         self.model = build_model(loaded, optimize=True).to(self.device)
         self.weights = {"name": loaded.name or str(weights), "sha256": sha256_of(weights_file(weights)),
                         "source_sha256": loaded.metadata.get("source_sha256", "")}

@@ -143,7 +143,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> T
 
                 values = yaml.safe_load(text) or {}
         except Exception as error:  # both parsers' errors: report the file and the reason in one line
-            raise I3DError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'} ({error})") from None
+            reason = " ".join(str(error).split())  # parsers' messages span lines; the error is one line
+            raise I3DError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'} ({reason})") from None
         if not isinstance(values, dict):
             raise I3DError(f"{path}: expected a mapping of settings")
         if isinstance(values.get("train"), dict):  # a [train] table (e.g. in a pyproject-style file)

@@ -24,9 +24,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from i3d.devices import parse_device
 from i3d.errors import I3DError
 from i3d.factory import load_stream_weights
-from i3d.files import atomic_path
+from i3d.files import atomic_path, check_folder_writable
 from i3d.lists import read_classes_file
 from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
@@ -138,7 +139,7 @@ def set_train_mode(model: torch.nn.Module, frozen: list[torch.nn.Module]) -> Non
 def pick_device(config: TrainConfig, process: Process) -> torch.device:
     if config.device == "auto":
         return torch.device(f"cuda:{process.local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(config.device)
+    device = parse_device(config.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{process.local_rank}")
     return device
@@ -321,6 +322,8 @@ def setup(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> Run:
     """Process group, data, network, optimiser; the state of the last checkpoint when resuming."""
     process = start_process_group()
     say = say if process.main else (lambda message: None)
+    if process.main:
+        check_folder_writable(Path(config.output))
     device = pick_device(config, process)
     labelled, train_videos, val_videos = _data(config, say)
     if not train_videos:

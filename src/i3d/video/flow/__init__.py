@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from i3d.devices import parse_device
 from i3d.errors import I3DError
 from i3d.settings import FLOW_METHODS
 from i3d.video.decode import TARGET_FPS
@@ -45,7 +46,9 @@ class FlowComputer:
                  compile: bool = True) -> None:
         if method not in METHODS:
             raise I3DError(f"flow method must be one of {', '.join(METHODS)}, not {method!r}")
-        self.method, self.device, self.batch_size = method, torch.device(device), batch_size
+        if batch_size < 1:
+            raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
+        self.method, self.device, self.batch_size = method, parse_device(device), batch_size
         if method == "torch":
             use_compiled_kernels(compile and self.device.type == "cpu")
 

@@ -1,0 +1,83 @@
+"""Hostile and odd inputs across the commands: each ends with exit code 2 and one `i3d: error:` line that
+names the file or the flag, before any work, and leaves nothing half-written."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import numbered_frames, write_video
+from i3d.cli.main import main
+from i3d.model import InceptionI3d
+from i3d.weights.store import save_weights
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    video = write_video(root / "v.mp4", numbered_frames(12, 48, 64), 25)
+    (root / "a_file").write_text("not a folder")
+    (root / "latin1.csv").write_bytes(b"v.mp4,caf\xe9\n")
+    (root / "empty_classes.txt").write_text("\n\n")
+    (root / "broken.yaml").write_text("train: [unclosed\nsteps: 3\n")
+    torch.manual_seed(0)
+    save_weights(root / "flow.safetensors", InceptionI3d(3, 2).state_dict(), list("abc"), "flow")
+    return {"root": root, "video": video}
+
+
+def _cases(f):
+    root, video = f["root"], f["video"]
+    blocked = root / "a_file" / "out"  # a path under a file: no folder can be made there
+    cases = [
+        (["predict", str(video), "--device", "tpu"], "--device tpu: not a device"),
+        (["predict", str(video), "--start", "nan"], "--start: must be a finite number"),
+        (["predict", str(video), "--weights", str(root / "flow.safetensors")], "are for the flow stream, not rgb"),
+        (["flow", str(video), "-o", str(root), "--method", "opencv"], f"{root}: is a folder"),
+        (["flow", str(video), "-o", str(blocked / "f.npy"), "--method", "opencv"], "cannot write there"),
+        (["flow", str(video), "-o", str(root / "f.npy"), "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["features", str(video), "-o", str(root / "a_file")], "a_file: is a file"),
+        (["visualize", str(video), "-o", str(root / "a_file")], "a_file: is a file"),
+        (["export", "-o", str(blocked / "m.onnx")], "cannot write there"),
+        (["evaluate", str(root / "latin1.csv")], "latin1.csv: not UTF-8 text"),
+        (["train", "--train", str(video.parent), "--classes-file", str(root / "empty_classes.txt"), "--output",
+          str(root / "run")], "empty_classes.txt: lists no class names"),
+        (["train", "--train", str(video.parent), "--classes-file", str(root / "absent.txt"), "--output",
+          str(root / "run2")], "absent.txt: no such classes file"),
+        (["train", str(root / "broken.yaml")], "broken.yaml: not valid YAML"),
+        (["weights", "fetch", "--source", str(root / "absent.tar.gz"), "--force"], "absent.tar.gz"),
+        (["weights", "convert", str(root / "absent.pt")], "absent.pt: no such file"),
+        (["fvd", str(root / "absent.npy"), str(root / "absent2.npy")], "absent.npy: no such file or folder"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["predict", str(video), "--device", "cuda"], "no CUDA device PyTorch can use"))
+    return cases
+
+
+@pytest.mark.needs_weights
+def test_every_case_is_one_line_exit_2_naming_the_culprit(files, capsys):
+    failures = []
+    for args, message in _cases(files):
+        code = main(args)
+        err = capsys.readouterr().err
+        if code != 2 or not err.startswith("i3d: error: ") or err.count("\n") != 1 or message not in err:
+            failures.append((args, code, err))
+    assert failures == []
+    assert not (files["root"] / "f.npy").exists()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(files, delay):
+    """While modules import (the first seconds), loading the weights, or decoding: one line, exit 130."""
+    process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "predict", str(files["video"])],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    if process.returncode == 0:  # it finished first; nothing to interrupt
+        return
+    assert time.monotonic() - start < 2.0
+    assert process.returncode == 130 and err.strip().splitlines() == ["i3d: interrupted"], err
