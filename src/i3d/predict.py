@@ -31,10 +31,12 @@ class Prediction:
     labels: list[str]
     frames: int  # frames seen by the network (25 fps), before any loop padding
     windows: int
+    multi_label: bool = False  # classes scored independently (Charades): sigmoid, not softmax
 
     @property
     def probabilities(self) -> np.ndarray:
-        return torch.softmax(torch.from_numpy(self.logits).double(), 0).numpy()
+        logits = torch.from_numpy(self.logits).double()
+        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, 0)).numpy()
 
     @property
     def norm(self) -> float:
@@ -53,11 +55,13 @@ class Prediction:
             "norm": self.norm,
             "frames": self.frames,
             "windows": self.windows,
+            "multi_label": self.multi_label,
             "top": [{"label": label, "probability": p, "logit": logit} for label, p, logit in self.top(k)],
         })
 
     def to_text(self, k: int = 20) -> str:
-        lines = [f"Norm of logits: {self.norm:f}", "", "Top classes and probabilities"]
+        heading = "Top classes and probabilities" + (" (each its own sigmoid: multi-label)" if self.multi_label else "")
+        lines = [f"Norm of logits: {self.norm:f}", "", heading]
         lines += [f"{p:.6g} {logit:.6g} {label}" for label, p, logit in self.top(k)]
         return "\n".join(lines)
 
@@ -95,6 +99,7 @@ class Classifier:
         if len({tuple(w.labels) for w in loaded.values()}) > 1:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
         self.labels = next(iter(loaded.values())).labels
+        self.multi_label = any(w.multi_label for w in loaded.values())
         self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in loaded.items()}
         self.transforms = {m: w.transforms(flow_method, str(self.device)) for m, w in loaded.items()}
 
@@ -143,4 +148,4 @@ class Classifier:
                 raise I3DError(f"{path} is an RGB array; the joint stream needs the flow too (--flow FILE.npy)")
             logits, frames, count = self._stream_logits(modality, source_path, start_s, end_s, window_frames)
             summed = logits if summed is None else summed + logits
-        return Prediction(summed.astype(np.float32), self.labels, frames, count)
+        return Prediction(summed.astype(np.float32), self.labels, frames, count, self.multi_label)

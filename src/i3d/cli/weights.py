@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from i3d.errors import I3DError
@@ -22,7 +23,12 @@ def add_parser(commands) -> None:
     fetch.add_argument("name", nargs="?", default=DEFAULT_WEIGHTS, help=f"registry name (default: {DEFAULT_WEIGHTS})")
     fetch.add_argument("--source", type=Path, default=None, help="an already downloaded source file (offline)")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
+    fetch.add_argument("--mirror", default=None, help="a URL or local folder holding the published files at their "
+                       "repository paths (default: $I3D_WEIGHTS_URL, else the pinned GitHub URLs)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(run=run_fetch)
+    actions.add_parser("verify", help="recheck every installed weights file against its recorded sha256"
+                       ).set_defaults(run=run_verify)
 
     convert = actions.add_parser("convert", help="convert a DeepMind TF checkpoint or a PyTorch-port state dict")
     convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, or a .pt of the PyTorch port")
@@ -55,10 +61,13 @@ def run_list(args: argparse.Namespace) -> None:
 
     for name, info in REGISTRY.items():
         path = installed_path(name)
-        state = f"installed at {path}" if path.exists() else "not installed"
-        print(f"{name}  [{info.modality}, {info.num_classes} classes]  {state}")
+        state = f"installed at {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.exists() else "not installed"
+        kind = f"{info.modality}, {info.num_classes} classes" + (", multi-label" if info.multi_label else "")
+        print(f"{name}  [{kind}]  {state}")
         print(f"    {info.description}; trained on {info.trained_on}")
-        print(f"    source: {info.source}; sha256 {info.source_sha256 or '-'}; licence: {info.license}")
+        pins = f"sha256 {info.source_sha256}" if info.source_sha256 else \
+            ", ".join(f"{f.name} git blob {f.blob_sha1[:12]}" for f in info.files)
+        print(f"    source: {info.source}; {pins}; licence: {info.license}")
         for dataset, scores in info.metrics.items():
             if dataset != "source":
                 print(f"    published: {dataset} top-1 {scores['top1']}%, top-5 {scores['top5']}% "
@@ -66,14 +75,42 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> None:
+    from i3d.weights.registry import registry_entry
     from i3d.weights.resolve import fetch_weights
     from i3d.weights.store import installed_path
 
-    path = installed_path(args.name)
+    name = registry_entry(args.name).name
+    path = installed_path(name)
     if path.exists() and not args.force and args.source is None:
-        print(f"{args.name} already installed at {path}")
+        print(f"{name} already installed at {path}")
         return
-    print(f"{args.name} installed at {fetch_weights(args.name, args.source)}")
+    print(f"{name} installed at {fetch_weights(name, args.source, args.mirror, args.quiet)}")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from i3d.weights.registry import REGISTRY
+    from i3d.weights.resolve import resolve_weights
+    from i3d.weights.store import digest_path, installed_path
+
+    checked = damaged = 0
+    for name in REGISTRY:
+        path = installed_path(name)
+        if not path.exists():
+            continue
+        checked += 1
+        if digest_path(path).is_file():  # forget when it last matched: hash it now
+            record = json.loads(digest_path(path).read_text())
+            record.pop("verified", None)
+            digest_path(path).write_text(json.dumps(record) + "\n")
+        try:
+            resolve_weights(name)
+            print(f"ok       {name}  {path}" + ("" if digest_path(path).is_file() else "  (no sha256 recorded: values "
+                                                                                     "and layout checked)"))
+        except I3DError as error:
+            damaged += 1
+            print(f"damaged  {name}  {error}")
+    print(f"{checked} installed, {damaged} damaged")
+    return 1 if damaged else 0
 
 
 def run_convert(args: argparse.Namespace) -> None:

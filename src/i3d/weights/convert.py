@@ -49,6 +49,7 @@ def convert_weights(
     labels_file: Path | None = None,
     scope: str | None = None,
     source_format: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Converted:
     """Read ``source``, map every variable, check names and shapes, write safetensors with the labels."""
     if not source.exists() and not checkpoint_prefix(source).with_name(checkpoint_prefix(source).name
@@ -87,6 +88,7 @@ def convert_weights(
         if info is None:
             raise I3DError("give -o FILE.safetensors, or --name with a registry name to install it there")
         output = installed_path(name)
-    save_weights(output, state_dict, labels, modality, name=name or output.stem,
-                 provenance=f"converted from {source.name} ({source_format})", source_sha256=digest)
+    save_weights(output, state_dict, labels, modality, **{
+        "name": name or output.stem, "provenance": f"converted from {source.name} ({source_format})",
+        "source_sha256": digest, **(metadata or {})})
     return Converted(output, modality, num_classes, note)

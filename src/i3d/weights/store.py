@@ -44,6 +44,10 @@ class LoadedWeights:
         return self.metadata.get("name", "")
 
     @property
+    def multi_label(self) -> bool:
+        return self.metadata.get("multi_label") == "true"
+
+    @property
     def preprocessing(self) -> Preprocessing:
         return recipe_for(self.modality)
 
