@@ -23,7 +23,7 @@ def check_choice(value: Any, choices: tuple, option: str) -> None:
 
 
 FLOW_METHODS = ("torch", "opencv")  # the batched PyTorch TV-L1, or OpenCV-contrib's Dual TV-L1
-SOURCE_FORMATS = ("tf", "torch-port")  # DeepMind's TensorFlow checkpoints, the PyTorch port's .pt files
+SOURCE_FORMATS = ("tf", "torch-port", "keras-h5")  # DeepMind's TF checkpoints, the PyTorch port, the Keras ports
 FLOW_STYLES = ("reference", "wheel")
 ANIMATION_FORMATS = ("gif", "mp4")
 FEATURE_FORMATS = ("npz", "npy", "h5")

@@ -30,8 +30,9 @@ def add_parser(commands) -> None:
     actions.add_parser("verify", help="recheck every installed weights file against its recorded sha256"
                        ).set_defaults(run=run_verify)
 
-    convert = actions.add_parser("convert", help="convert a DeepMind TF checkpoint or a PyTorch-port state dict")
-    convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, or a .pt of the PyTorch port")
+    convert = actions.add_parser("convert", help="convert a DeepMind TF checkpoint, a PyTorch-port .pt or a Keras .h5")
+    convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, a .pt of the PyTorch port, or a "
+                         ".h5 of the Keras ports (keras-kinetics-i3d)")
     convert.add_argument("-o", "--output", type=Path, default=None,
                          help="the .safetensors to write (default: installed under --name)")
     convert.add_argument("--name", default=None, help="a registry name (rgb_imagenet, flow_imagenet, ...): "

@@ -9,7 +9,7 @@ from i3d.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
 from i3d.download import sha256_of
 from i3d.errors import I3DError
 from i3d.settings import SOURCE_FORMATS
-from i3d.weights.registry import LABEL_SETS, REGISTRY
+from i3d.weights.registry import ALIASES, LABEL_SETS, REGISTRY
 from i3d.weights.store import installed_path, save_weights
 from i3d.weights.tf_checkpoint import checkpoint_prefix, convert_tf_arrays, read_checkpoint
 from i3d.weights.torch_port import convert_torch_port, load_torch_file
@@ -19,7 +19,7 @@ def detect_format(path: Path) -> str:
     if path.suffix in (".pt", ".pth", ".bin"):
         return "torch-port"
     if path.suffix in (".h5", ".hdf5"):
-        raise I3DError(f"{path}: Keras HDF5 weights are not supported; convert the TF or PyTorch checkpoint")
+        return "keras-h5"
     if checkpoint_prefix(path).with_name(checkpoint_prefix(path).name + ".index").is_file():
         return "tf"
     raise I3DError(f"{path}: neither a TensorFlow checkpoint (model.ckpt.index) nor a PyTorch .pt file")
@@ -65,13 +65,21 @@ def convert_weights(
         modality = "flow" if state_dict.get(FIRST_CONV_WEIGHT, None) is not None and \
             state_dict[FIRST_CONV_WEIGHT].shape[1] == 2 else "rgb"
         digest = sha256_of(source)
+    elif source_format == "keras-h5":
+        from i3d.weights.keras_h5 import read_keras_h5
+
+        state_dict = read_keras_h5(source)
+        first = state_dict.get(FIRST_CONV_WEIGHT)
+        modality = "flow" if first is not None and first.shape[1] == 2 else "rgb"
+        digest = sha256_of(source)
     else:
         raise I3DError(f"source format must be one of {', '.join(SOURCE_FORMATS)}")
     logits = state_dict.get(CLASSIFIER_WEIGHT)
     if logits is None:
         raise I3DError(f"{source}: no logits layer (Logits/Conv3d_0c_1x1) among its variables")
     num_classes, note = logits.shape[0], None
-    info = REGISTRY.get(name) if name else None
+    info = REGISTRY.get(ALIASES.get(name, name)) if name else None
+    name = info.name if info is not None else name
     if info is not None and (info.modality, info.num_classes) != (modality, num_classes):
         raise I3DError(f"{source} is a {modality} network of {num_classes} classes; {name} is "
                        f"{info.modality} with {info.num_classes}")
