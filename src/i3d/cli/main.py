@@ -13,8 +13,8 @@ import warnings
 
 from i3d.errors import I3DError
 
-COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "weights", "samples",
-            "bench")
+COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "serve", "weights",
+            "samples", "bench")
 
 
 class Parser(argparse.ArgumentParser):

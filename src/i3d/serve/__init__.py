@@ -1,0 +1,1 @@
+"""``i3d serve``: the classifier as an HTTP service with a web page (FastAPI + uvicorn, ``pip install i3d[serve]``)."""

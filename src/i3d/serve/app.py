@@ -1,0 +1,144 @@
+"""The HTTP service: POST /v1/predict (multipart upload), GET /v1/models, GET /healthz, GET / (the page).
+
+The model loads once per process. Work runs in a thread pool off the event loop; at most ``queue_size``
+requests wait or run at once and the next one is answered 429 with Retry-After. Uploads stream to a
+temporary file, are refused with 413 as soon as they pass the size limit, and are always removed;
+clients never name a server-side path. Each prediction has a time limit (504 past it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from i3d.errors import I3DError
+
+ACCEPTED_TYPES = ("video/", "application/octet-stream", "image/gif")
+CHUNK = 1 << 20
+
+
+@dataclass
+class ServeConfig:
+    weights: str | None = None
+    device: str = "cpu"
+    max_upload_mb: float = 200.0
+    queue_size: int = 4  # requests waiting or running at once; the next gets 429
+    threads: int = 1  # predictions running at once in this process
+    timeout_s: float = 300.0
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
+    """The app; ``classifier`` (an ``i3d.predict.Classifier``) is built from ``config`` when not given."""
+    config = config or ServeConfig()
+    state = {"classifier": classifier, "busy": 0}
+    lock = threading.Lock()
+    executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="i3d-predict")
+
+    def model():
+        with lock:  # loaded once per process, on first use (or at startup)
+            if state["classifier"] is None:
+                from i3d.predict import Classifier
+
+                state["classifier"] = Classifier(config.weights, config.device)
+            return state["classifier"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.get_running_loop().run_in_executor(executor, model)  # the model loads before serving
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="i3d", description="I3D video action recognition: upload a video, get its classes.",
+                  version="1", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "busy": state["busy"], "queue_size": config.queue_size}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        classifier = model()
+        rgb = classifier.models["rgb"]
+        return {"models": [{"name": config.weights or "i3d-kinetics-400", "stream": classifier.stream,
+                            "classes": len(classifier.labels), "multi_label": classifier.multi_label,
+                            "labels": classifier.labels, "device": str(classifier.device),
+                            "type": type(rgb).__name__}]}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return resources.files("i3d.serve").joinpath("page.html").read_text()
+
+    @app.post("/v1/predict")
+    async def predict(file: Annotated[UploadFile, File()], top_k: Annotated[int, Form()] = 5,
+                      start: Annotated[float | None, Form()] = None, end: Annotated[float | None, Form()] = None,
+                      timeline: Annotated[bool, Form()] = False):
+        content_type = (file.content_type or "").lower()
+        if not content_type.startswith(ACCEPTED_TYPES):
+            return _error(415, f"content type {content_type or 'none'!r} is not a video; send video/* "
+                               "(or application/octet-stream)")
+        if not 1 <= top_k <= 1000:
+            return _error(422, f"top_k must be between 1 and 1000, not {top_k}")
+        if state["busy"] >= config.queue_size:
+            return _error(429, f"{state['busy']} requests are already waiting or running; try again shortly",
+                          {"Retry-After": "5"})
+        state["busy"] += 1
+        suffix = Path(file.filename or "upload").suffix[:16] if file.filename else ""
+        fd, name = tempfile.mkstemp(prefix="i3d-upload-", suffix=suffix if suffix.isascii() else "")
+        path = Path(name)
+        try:
+            size, limit = 0, int(config.max_upload_mb * 2**20)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := await file.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        return _error(413, f"the upload passed {config.max_upload_mb:g} MB (--max-upload-mb)")
+                    out.write(chunk)
+            if size == 0:
+                return _error(400, "the upload is empty")
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(executor, _predict, model(), path, top_k, start, end, timeline)
+            try:
+                return await asyncio.wait_for(work, config.timeout_s)
+            except asyncio.TimeoutError:
+                return _error(504, f"the prediction took longer than {config.timeout_s:g} s")
+            except I3DError as error:
+                return _error(422, str(error).replace(str(path), file.filename or "the upload"))
+        finally:
+            state["busy"] -= 1
+            path.unlink(missing_ok=True)
+
+    return app
+
+
+def _predict(classifier, path: Path, top_k: int, start: float | None, end: float | None, timeline: bool) -> dict:
+    """The same JSON as ``i3d predict --json`` (plus ``timeline`` when asked)."""
+    import json
+
+    prediction = classifier.predict(path, start, end)
+    result = json.loads(prediction.to_json(top_k))
+    if timeline:
+        from i3d.timeline import compute_timeline
+
+        result["timeline"] = compute_timeline(classifier, path, start_s=start, end_s=end).to_dict(top_k)
+    return result
+
+
+def app_from_environment() -> FastAPI:
+    """The app of ``i3d serve`` (uvicorn's factory, once per worker process): settings from the command line."""
+    weights, device, max_mb, queue, timeout = os.environ.get("I3D_SERVE_CONFIG", "|cpu|200|4|300").split("|")
+    return create_app(ServeConfig(weights or None, device, float(max_mb), int(queue), 1, float(timeout)))

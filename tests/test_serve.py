@@ -1,0 +1,165 @@
+"""i3d serve through a real uvicorn on 127.0.0.1 (an ephemeral port), and its page in a real headless browser."""
+
+import concurrent.futures
+import json
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib import request
+
+import numpy as np
+import pytest
+
+from conftest import numbered_frames, write_video
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from i3d.predict import Classifier  # noqa: E402
+from i3d.serve.app import ServeConfig, create_app  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Running:
+    def __init__(self, app) -> None:
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _post(url: str, path: Path | None, content_type: str = "video/mp4", fields: dict | None = None,
+          body: bytes | None = None) -> tuple[int, dict, dict]:
+    boundary = "i3dtestboundary"
+    parts = []
+    for name, value in (fields or {}).items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    data = body if body is not None else path.read_bytes()
+    name = path.name if path is not None else "upload.mp4"
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    req = request.Request(url + "/v1/predict", data=b"".join(parts), method="POST",
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with request.urlopen(req, timeout=120) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, json.loads(response.read())
+    except request.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def classifier(pretrained):
+    return Classifier()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("serve") / "clip.mp4", numbered_frames(20, 64, 80), 25)
+
+
+@pytest.fixture(scope="module")
+def server(classifier):
+    running = Running(create_app(ServeConfig(max_upload_mb=0.2, queue_size=1), classifier))
+    yield running
+    running.stop()
+
+
+def _uploads_left() -> list[str]:
+    return [p.name for p in Path(tempfile.gettempdir()).glob("i3d-upload-*")]
+
+
+def test_health_models_and_openapi(server):
+    with request.urlopen(server.url + "/healthz") as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with request.urlopen(server.url + "/v1/models") as response:
+        models = json.loads(response.read())["models"]
+        assert models[0]["classes"] == 400 and len(models[0]["labels"]) == 400
+    with request.urlopen(server.url + "/openapi.json") as response:
+        assert "/v1/predict" in json.loads(response.read())["paths"]
+
+
+def test_predict_returns_what_the_command_prints(server, classifier, video):
+    status, _, result = _post(server.url, video, fields={"top_k": "3", "timeline": "true"})
+    assert status == 200
+    expected = json.loads(classifier.predict(video).to_json(3))
+    np.testing.assert_allclose(result["logits"], expected["logits"], atol=1e-6)
+    assert result["top"][0]["label"] == expected["top"][0]["label"] and len(result["top"]) == 3
+    assert result["timeline"]["windows"][0]["start_s"] == 0.0
+    assert _uploads_left() == []
+
+
+def test_bad_uploads_are_4xx_json_and_the_server_keeps_serving(server, video, tmp_path):
+    (tmp_path / "notes.mp4").write_text("not a video at all")
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(video.read_bytes()[:300])
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * 300_000)
+    cases = [(tmp_path / "notes.mp4", "video/mp4", 422, "notes.mp4: cannot open as a video"),
+             (truncated, "video/mp4", 422, "cut.mp4"),
+             (video, "text/plain", 415, "is not a video"),
+             (big, "video/mp4", 413, "passed 0.2 MB")]
+    for path, content_type, code, message in cases:
+        status, _, body = _post(server.url, path, content_type)
+        assert (status, message in body["error"]) == (code, True), (path, status, body)
+        assert "/tmp/" not in body["error"]  # never a server-side path
+    status, _, body = _post(server.url, None, body=b"")
+    assert status == 400 and "empty" in body["error"]
+    assert _post(server.url, video)[0] == 200
+    assert _uploads_left() == []
+
+
+def test_a_full_queue_answers_429_with_retry_after(server, video):
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: _post(server.url, video), range(4)))
+    codes = sorted(status for status, _, _ in answers)
+    assert codes.count(200) >= 1 and codes.count(429) >= 1 and set(codes) <= {200, 429}
+    assert all(headers.get("retry-after") == "5" for status, headers, _ in answers if status == 429)
+    assert _post(server.url, video)[0] == 200
+
+
+def test_the_page_is_self_contained(server):
+    with request.urlopen(server.url + "/") as response:
+        page = response.read().decode()
+    assert "<script>" in page and "/v1/predict" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: it works offline
+
+
+@pytest.mark.slow
+def test_the_page_in_a_real_browser_shows_the_top_label(server, classifier, video, tmp_path):
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        pytest.fail("Debian's chromium is not installed; `make test` installs it")
+    from playwright.sync_api import sync_playwright
+
+    expected = classifier.predict(video).top(1)[0][0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        page.goto(server.url + "/")
+        page.set_input_files("#file", str(video))
+        page.wait_for_selector("#bars .bar", timeout=120_000)
+        assert page.inner_text("#bars .bar .label") == expected
+        assert page.inner_text("#now") == f"Top class: {expected}"
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
