@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast setup assets bench lint
+.PHONY: demo test test-fast setup assets browser bench lint
 
 $(BIN)/i3d: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ assets: setup
 demo: assets
 	$(BIN)/i3d predict
 
-test: assets
+# The page test drives Debian's chromium (Playwright's own browser download is not reachable here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: could not install Debian's chromium; the browser test will say so"
+
+test: assets browser
 	$(BIN)/python -m pytest --durations=15
 
 test-fast: setup  # unit tests only: no pretrained weights, no real-video runs (about 30 s)

@@ -63,7 +63,7 @@ class Timeline:
 
     def to_csv(self, k: int = 5) -> str:
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["start_s", "end_s"] + [f"{name}_{i}" for i in range(1, k + 1) for name in ("label", "p")])
         for window in self.windows:
             row = [f"{window.start_s:.3f}", f"{window.end_s:.3f}"]
@@ -124,8 +124,10 @@ def plot_timeline(timeline: Timeline, path: Path, k: int = 3) -> Path:
     times = [(w.start_s + w.end_s) / 2 for w in timeline.windows]
     probabilities = np.stack([w.probabilities(timeline.multi_label) for w in timeline.windows])
     figure, axes = plt.subplots(figsize=(10, 4.5), dpi=120)
-    for label in shown:
-        axes.plot(times, probabilities[:, timeline.labels.index(label)], marker="o", markersize=3, label=label)
+    palette = plt.get_cmap("tab20").colors
+    for i, label in enumerate(shown):  # 20 colours, then dashed: every line stays distinguishable
+        axes.plot(times, probabilities[:, timeline.labels.index(label)], marker="o", markersize=3, label=label,
+                  color=palette[i % 20], linestyle="-" if i < 20 else "--")
     axes.set_xlabel("time (s), window centres")
     axes.set_ylabel("probability" + (" (sigmoid)" if timeline.multi_label else ""))
     axes.set_ylim(0, 1)
