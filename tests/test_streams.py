@@ -108,7 +108,7 @@ def test_missing_flow_weights_say_how_to_get_them(clips, tmp_path, monkeypatch, 
     monkeypatch.setenv("I3D_HOME", str(tmp_path))
     assert main(["predict", str(clips / "flow.npy"), "--stream", "flow"]) == 2
     err = capsys.readouterr().err
-    assert "no flow weights installed" in err and "i3d weights convert" in err
+    assert "no flow weights installed" in err and "i3d weights fetch flow_imagenet" in err
 
 
 @pytest.mark.slow

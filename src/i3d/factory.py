@@ -103,9 +103,8 @@ def load_stream_weights(weights: str | Path | None, modality: str) -> LoadedWeig
     if modality == "flow" and weights is None:
         if not installed_path(DEFAULT_FLOW_WEIGHTS).exists():
             raise I3DError(
-                "no flow weights installed: convert DeepMind's flow checkpoint with `i3d weights convert "
-                f".../flow_imagenet/model.ckpt.index --name {DEFAULT_FLOW_WEIGHTS}`, or give --flow-weights FILE "
-                f"({REGISTRY[DEFAULT_FLOW_WEIGHTS].provenance})")
+                f"no flow weights installed: run `i3d weights fetch {DEFAULT_FLOW_WEIGHTS}` (DeepMind's flow "
+                "checkpoint; --mirror for a local copy), or give --flow-weights FILE")
         weights = DEFAULT_FLOW_WEIGHTS
     loaded = resolve_weights(weights)
     if loaded.modality != modality:
