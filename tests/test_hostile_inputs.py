@@ -23,8 +23,13 @@ def files(tmp_path_factory):
     (root / "latin1.csv").write_bytes(b"v.mp4,caf\xe9\n")
     (root / "empty_classes.txt").write_text("\n\n")
     (root / "broken.yaml").write_text("train: [unclosed\nsteps: 3\n")
+    (root / "typed.yaml").write_text("train: data\nsteps: abc\n")
     torch.manual_seed(0)
     save_weights(root / "flow.safetensors", InceptionI3d(3, 2).state_dict(), list("abc"), "flow")
+    from safetensors.torch import save_file
+
+    save_file(InceptionI3d(3, 3).state_dict(), root / "misfit.safetensors",
+              metadata={"i3d_format": "1", "modality": "rgb", "labels": '["a", "b"]'})
     return {"root": root, "video": video}
 
 
@@ -47,6 +52,9 @@ def _cases(f):
         (["train", "--train", str(video.parent), "--classes-file", str(root / "absent.txt"), "--output",
           str(root / "run2")], "absent.txt: no such classes file"),
         (["train", str(root / "broken.yaml")], "broken.yaml: not valid YAML"),
+        (["train", str(root / "typed.yaml")], "typed.yaml: steps: 'abc' is not an integer"),
+        (["predict", str(video), "--weights", str(root / "misfit.safetensors")], "misfit.safetensors: weights do not "
+                                                                                  "fit I3D"),
         (["weights", "fetch", "--source", str(root / "absent.tar.gz"), "--force"], "absent.tar.gz"),
         (["weights", "convert", str(root / "absent.pt")], "absent.pt: no such file"),
         (["fvd", str(root / "absent.npy"), str(root / "absent2.npy")], "absent.npy: no such file or folder"),
@@ -81,3 +89,32 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(files, delay):
         return
     assert time.monotonic() - start < 2.0
     assert process.returncode == 130 and err.strip().splitlines() == ["i3d: interrupted"], err
+
+
+def _undecodable_copy(video, target):
+    """The same container (it opens, it states a duration) with its coded frames blanked out."""
+    data = bytearray(video.read_bytes())
+    start = data.index(b"mdat") + 4
+    end = data.index(b"moov") if data.index(b"moov") > start else len(data)
+    data[start + 64 : end] = bytes(end - start - 64)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.slow
+def test_training_leaves_out_a_video_without_decodable_frames_and_goes_on(files, tmp_path, capsys):
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            write_video(tmp_path / "data" / label / f"{i}.mp4", numbered_frames(12, 48, 64), 25)
+    _undecodable_copy(files["video"], tmp_path / "data" / "a" / "broken.mp4")
+    args = ["train", "--train", str(tmp_path / "data"), "--steps", "1", "--batch-size", "2", "--clip-frames", "9",
+            "--workers", "1", "--dropout", "0", "--output", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "left out: " in out.out and "broken.mp4" in out.out and "Traceback" not in out.err
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    for i in range(4):
+        _undecodable_copy(files["video"], tmp_path / "data" / "b" / f"bad{i}.mp4")
+    assert main([*args[:-1], str(tmp_path / "run2")]) == 2
+    assert "5 of 9 videos cannot be read" in capsys.readouterr().err

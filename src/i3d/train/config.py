@@ -152,7 +152,10 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> T
     unknown = sorted(set(values) - set(_field_types()))
     if unknown:
         raise I3DError(f"{path}: unknown settings: {', '.join(unknown)}")
-    values = {name: parse_value(name, value) for name, value in values.items()}
+    try:
+        values = {name: parse_value(name, value) for name, value in values.items()}
+    except I3DError as error:
+        raise I3DError(f"{path}: {error}") from None
     for key, value in values.items():  # paths in a config file are relative to the file
         relative = value and key in PATH_FIELDS and not Path(value).is_absolute()
         if relative and (key not in ("weights", "flow_weights") or value.endswith(".safetensors")):

@@ -41,6 +41,7 @@ from i3d.train.data import (
     split_validation,
 )
 from i3d.train.objectives import charades_loss, mean_average_precision, top_k_correct
+from i3d.video.decode import iter_video_file
 from i3d.weights import save_weights
 
 METRICS = ["step", "epoch", "lr", "loss", "clips_per_s", "val_loss", "val_top1", "val_top5", "val_map"]
@@ -215,15 +216,27 @@ def _data(config: TrainConfig, say: Callable[[str], None]) -> tuple[LabelledSet,
     return labelled, _readable(train_videos, say), _readable(val_videos, say)
 
 
+MAX_BAD_SHARE = 0.5  # more unreadable videos than this, and the list itself is likely wrong
+
+
 def _readable(videos: list, say: Callable[[str], None]) -> list[tuple[LabelledVideo, int]]:
-    """The videos that open, with their frame counts (so no clip opens a file again to count); the others
-    are reported once and left out, not allowed to stop the run."""
-    kept = []
+    """The videos that open and decode a frame, with their frame counts (so no clip opens a file again to
+    count); the others are reported once and left out (a data-loading worker never meets them), unless so
+    many are bad that the run itself is in doubt."""
+    kept, bad = [], []
     for video in videos:
         try:
-            kept.append((video, span_frames(video)))
+            frames = span_frames(video)
+            first = iter_video_file(video.path, video.start_s, video.end_s)
+            if next(first, None) is None:
+                raise I3DError(f"{video.path}: no frame could be decoded")
+            first.close()
+            kept.append((video, frames))
         except I3DError as error:
+            bad.append(str(error))
             say(f"left out: {error}")
+    if videos and len(bad) > MAX_BAD_SHARE * len(videos):
+        raise I3DError(f"{len(bad)} of {len(videos)} videos cannot be read (first: {bad[0]}); check the list")
     return kept
 
 

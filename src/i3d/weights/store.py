@@ -158,5 +158,8 @@ def load_weights(path: Path, refetch: str = "write it again") -> LoadedWeights:
     weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata)
     if FIRST_CONV_WEIGHT not in state_dict:
         raise I3DError(f"{path}: weights do not fit I3D: no {FIRST_CONV_WEIGHT}")
-    check_state_dict(state_dict, len(labels), weights.in_channels)
+    try:
+        check_state_dict(state_dict, len(labels), weights.in_channels)
+    except I3DError as error:
+        raise I3DError(f"{path}: {error}") from None
     return weights
