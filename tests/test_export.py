@@ -127,3 +127,28 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert main(["export", "-o", str(tmp_path / "x.onnx"), "--weights", str(tmp_path / "none")]) == 2
     assert "neither a known weights name" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_openvino_ir_fp32_and_int8(pretrained, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from conftest import numbered_frames, write_video
+
+    fp32 = export([pretrained], tmp_path / "fp32.xml", "openvino", check_frames=(10,))
+    assert fp32.max_abs_diff < 1e-4 and (tmp_path / "fp32.bin").is_file()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_video(tmp_path / f"c{i}.mp4", (numbered_frames(12, 240, 320) + rng.integers(0, 40, (12, 240, 320, 3))
+                                             ).astype(np.uint8), 25)
+    (tmp_path / "calibration.txt").write_text("c0.mp4\nc1.mp4\n")
+    assert main(["export", "--format", "openvino", "-o", str(tmp_path / "int8.xml"), "--int8", "--calibration",
+                 str(tmp_path / "calibration.txt"), "--no-check"]) == 0
+    assert "calibrating int8 on 2 clips" in capsys.readouterr().out
+    frames = np.stack(list(rgb_input_frames(tmp_path / "c1.mp4")))
+    clip = torch.from_numpy(to_unit_range(frames)).permute(3, 0, 1, 2)[None].contiguous()  # a calibration-like clip
+    full, quantised = run_exported(tmp_path / "fp32.xml", "openvino", [clip]), run_exported(
+        tmp_path / "int8.xml", "openvino", [clip])
+    assert quantised.shape == (1, 400) and np.corrcoef(full[0], quantised[0])[0, 1] > 0.9
+    assert int(np.argmax(full[0])) in np.argsort(-quantised[0])[:5]
+    assert main(["export", "--format", "onnx", "-o", str(tmp_path / "x.onnx"), "--int8"]) == 2
+    assert "--int8 needs --format openvino and --calibration" in capsys.readouterr().err

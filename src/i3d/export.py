@@ -130,12 +130,56 @@ def export_torchscript(graph: ExportGraph, path: Path, options: ExportOptions, m
         torch.jit.save(traced, str(path), _extra_files={"i3d.json": json.dumps(metadata)})
 
 
+def export_openvino(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str],
+                    calibration: Sequence[np.ndarray] = ()) -> None:
+    """An OpenVINO IR (``.xml`` + ``.bin``), converted from the ONNX graph; with ``calibration`` clips,
+    quantised to int8 by NNCF's post-training quantisation (activations calibrated on those clips)."""
+    openvino = require("openvino", "openvino")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "graph.onnx"
+        export_onnx(graph, onnx_path, options, metadata)
+        model = openvino.convert_model(str(onnx_path))
+    if calibration:
+        nncf = require("nncf", "openvino")
+        import logging as _logging
+
+        _logging.getLogger("nncf").setLevel(_logging.ERROR)
+        dataset = nncf.Dataset(list(calibration), lambda clip: clip[None])
+        model = nncf.quantize(model, dataset, subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)
+    for key, value in metadata.items():
+        model.set_rt_info(value, ["i3d", key])
+    bin_path = path.with_suffix(".bin")
+    with atomic_path(path) as xml_tmp, atomic_path(bin_path) as bin_tmp:
+        openvino.save_model(model, str(xml_tmp), compress_to_fp16=False)
+        Path(str(xml_tmp)[: -len(".xml")] + ".bin").replace(bin_tmp)  # save_model names the weights beside it
+
+
+def calibration_clips(list_file: Path, frames: int = 32, limit: int = 64) -> list[np.ndarray]:
+    """(3, frames, 224, 224) float32 clips by the recipe, from the start of each listed video (a list of
+    paths, one per line or a CSV's first column), for int8 calibration."""
+    from i3d.lists import read_list
+    from i3d.video.inputs import rgb_input_frames
+    from i3d.video.transforms import loop_pad, to_unit_range
+
+    clips = []
+    for row in read_list(list_file, labelled=False)[:limit]:
+        taken = [f for _, f in zip(range(frames), rgb_input_frames(row.path))]
+        if not taken:
+            raise I3DError(f"{row.path}: no frames to calibrate with")
+        clip = loop_pad(to_unit_range(np.stack(taken)), frames)
+        clips.append(np.ascontiguousarray(clip.transpose(3, 0, 1, 2)))
+    return clips
+
+
 def export(
     weights: Sequence[LoadedWeights],
     path: Path,
     format: str = "onnx",
     options: ExportOptions | None = None,
     check_frames: Sequence[int] = (MIN_FRAMES + 1, MIN_FRAMES + 8),
+    calibration: Sequence[np.ndarray] = (),
 ) -> ExportResult:
     """Write the exported graph atomically, then run it on random clips against PyTorch.
 
@@ -154,8 +198,16 @@ def export(
         "i3d_weights": json.dumps([w.metadata.get("name", "") for w in weights]),
         "labels": json.dumps(labels),
     }
-    with atomic_path(path) as tmp:
-        (export_onnx if format == "onnx" else export_torchscript)(graph, tmp, options, metadata)
+    if calibration and (format != "openvino" or options.stream != "rgb" or options.layout != "NCTHW"
+                        or options.uint8_input):
+        raise I3DError("int8 quantisation is for --format openvino of the RGB stream (NCTHW, float input)")
+    if format == "openvino":
+        if path.suffix != ".xml":
+            raise I3DError(f"{path}: an OpenVINO model is an .xml file (its weights go beside it in a .bin)")
+        export_openvino(graph, path, options, metadata, calibration)
+    else:
+        with atomic_path(path) as tmp:
+            (export_onnx if format == "onnx" else export_torchscript)(graph, tmp, options, metadata)
     result = ExportResult(path, options, labels, check_frames=list(check_frames))
     if check_frames:
         result.max_abs_diff = max(check_export(graph, path, format, options, n) for n in check_frames)
@@ -163,7 +215,12 @@ def export(
 
 
 def run_exported(path: Path, format: str, inputs: Sequence[torch.Tensor]) -> np.ndarray:
-    """Run an exported file: ONNX under ONNX Runtime (CPU), TorchScript under torch.jit."""
+    """Run an exported file: ONNX under ONNX Runtime (CPU), OpenVINO IR on its CPU plugin (float32 asked, as
+    it would otherwise compute in bfloat16 where the CPU has it), TorchScript under torch.jit."""
+    if format == "openvino":
+        openvino = require("openvino", "openvino")
+        compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return compiled([x.numpy() for x in inputs])[0]
     if format == "onnx":
         onnxruntime = require("onnxruntime")
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -12,12 +12,17 @@ from i3d.errors import I3DError
 def add_parser(commands) -> None:
     from i3d.settings import EXPORT_FORMATS, ExportOptions
 
-    parser = commands.add_parser("export", help="export to ONNX or TorchScript (dynamic batch and frames)")
+    parser = commands.add_parser("export", help="export to ONNX, OpenVINO (fp32 or int8) or TorchScript "
+                                 "(dynamic batch and frames)")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="(default: onnx)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
     parser.add_argument("--weights", default=None, help="RGB weights (default: i3d-kinetics-400)")
     parser.add_argument("--flow-weights", default=None, help="flow weights, for --stream flow or joint")
     add_settings(parser, ExportOptions)
+    parser.add_argument("--int8", action="store_true",
+                        help="openvino: quantise to int8 (NNCF post-training quantisation; needs --calibration)")
+    parser.add_argument("--calibration", type=Path, default=None, metavar="LIST",
+                        help="videos to calibrate int8 activations on: a list of paths (one per line or a CSV)")
     parser.add_argument("--no-check", action="store_true", help="skip running the export against PyTorch")
     parser.set_defaults(run=run)
 
@@ -29,13 +34,23 @@ def run(args: argparse.Namespace) -> None:
     from i3d.weights.resolve import resolve_weights
 
     check_writable(args.output)
+    if args.int8 and (args.format != "openvino" or args.calibration is None):
+        raise I3DError("--int8 needs --format openvino and --calibration LIST (videos to calibrate on)")
+    if args.calibration is not None and not args.int8:
+        raise I3DError("--calibration is for --int8")
     options = build_settings(args, ExportOptions)
     if options.stream != "rgb" and args.flow_weights is None:
         raise I3DError(f"the {options.stream} graph needs --flow-weights (a converted flow .safetensors file)")
     weights = [resolve_weights(args.weights)] if options.stream != "flow" else []
     if options.stream != "rgb":
         weights.append(resolve_weights(args.flow_weights))
-    result = export(weights, args.output, args.format, options, () if args.no_check else (10, 17))
+    calibration = ()
+    if args.int8:
+        from i3d.export import calibration_clips
+
+        calibration = calibration_clips(args.calibration)
+        print(f"calibrating int8 on {len(calibration)} clips of 32 frames from {args.calibration}", flush=True)
+    result = export(weights, args.output, args.format, options, () if args.no_check else (10, 17), calibration)
     inputs = ", ".join(f"{n} {_input_shape(n, options.layout)}" for n in options.input_names)
     print(f"wrote {result.path} ({args.format}; inputs {inputs}; output {options.output_name} (B, "
           f"{len(result.labels)}))")
