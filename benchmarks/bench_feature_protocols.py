@@ -16,27 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import torch
+from excerpt import excerpt
 
 from i3d.features import ExtractionConfig, WindowSpec
 from i3d.features.core import extract_video
 from i3d.features.network import FeatureNetwork
 from i3d.video.samples import fetch_samples
 from i3d.weights import resolve_weights
-
-
-def excerpt(source: Path, seconds: float, target: Path) -> Path:
-    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
-        stream = writer.add_stream("libx264", rate=25)
-        video = reader.streams.video[0]
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
-        for frame in reader.decode(video):
-            if frame.time >= seconds:
-                break
-            writer.mux(stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
-        writer.mux(stream.encode())
-    return target
 
 
 def main() -> None:

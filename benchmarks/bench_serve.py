@@ -23,22 +23,9 @@ import time
 from pathlib import Path
 from urllib import request
 
-import av
+from excerpt import excerpt
 
 from i3d.video.samples import fetch_samples
-
-
-def clip(source: Path, seconds: float, target: Path) -> Path:
-    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
-        stream = writer.add_stream("libx264", rate=25)
-        video = reader.streams.video[0]
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
-        for frame in reader.decode(video):
-            if frame.time >= seconds:
-                break
-            writer.mux(stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
-        writer.mux(stream.encode())
-    return target
 
 
 def post(url: str, data: bytes) -> tuple[int, float]:
@@ -77,7 +64,7 @@ def main() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        data = clip(source, 1.0, Path(tmp) / "clip.mp4").read_bytes()
+        data = excerpt(source, 1.0, Path(tmp) / "clip.mp4").read_bytes()
         server = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "serve", "--port", str(port), "--queue",
                                    str(args.queue)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   env={**os.environ})
