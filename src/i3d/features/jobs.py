@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
     named: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
+            if not os.access(given, os.R_OK | os.X_OK):
+                raise I3DError(f"{given}: cannot list the folder (permission denied)")
             found = sorted(p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
                            and not _hidden(p.relative_to(given)))
             if not found:
