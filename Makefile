@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast setup assets browser bench lint
+.PHONY: demo test test-fast setup assets kernels browser bench lint
 
 $(BIN)/i3d: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,9 +13,13 @@ $(BIN)/i3d: pyproject.toml
 
 setup: $(BIN)/i3d
 
-assets: setup
+assets: setup kernels
 	$(BIN)/i3d weights fetch
 	$(BIN)/i3d samples fetch
+
+# TV-L1's fused kernels, built once per machine (about a minute) and loaded in milliseconds by every process.
+kernels: setup
+	$(BIN)/python -m i3d.video.flow.aot --if-missing
 
 demo: assets
 	$(BIN)/i3d predict

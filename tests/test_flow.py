@@ -104,7 +104,7 @@ def test_compiled_kernels_compute_what_the_eager_ones_do():
     first, second = torch.from_numpy(scene[:96, :128])[None], torch.from_numpy(scene[3:99, 2:130])[None]
     eager = tvl1_flow(first, second)
     try:
-        if not use_compiled_kernels(True):
+        if not use_compiled_kernels(True, jit=True):
             pytest.skip("no working compiler toolchain for torch.compile here")
         compiled = tvl1_flow(first, second)
     finally:
@@ -117,3 +117,43 @@ def test_flow_input_of_a_video(sample_video):
     frames = list(flow_input_frames(sample_video, end_s=0.4, computer=FlowComputer("opencv")))
     assert len(frames) == 10 and frames[0].shape == (224, 224, 2)
     assert all(f.min() >= -1 and f.max() <= 1 for f in frames)
+
+
+def test_kernels_built_ahead_of_time_compute_what_torch_compile_does(tmp_path):
+    from i3d.video.flow import aot
+    from i3d.video.flow.tvl1_torch import use_compiled_kernels
+
+    if aot.load() is None:
+        pytest.skip("the TV-L1 kernels are not built on this machine (`python -m i3d.video.flow.aot`)")
+    scene = _textured(120, 150, seed=4)
+    first, second = torch.from_numpy(scene[:96, :128])[None], torch.from_numpy(scene[2:98, 3:131])[None]
+    try:
+        assert use_compiled_kernels(True)
+        built = tvl1_flow(first, second)
+        if not use_compiled_kernels(True, jit=True):
+            pytest.skip("no working compiler toolchain for torch.compile here")
+        compiled = tvl1_flow(first, second)
+    finally:
+        use_compiled_kernels(False)
+    assert torch.equal(built, compiled)
+
+
+def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch, capsys):
+    from i3d.video.flow import aot
+    from i3d.video.flow.tvl1_torch import _NOTED, use_compiled_kernels
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path))
+    assert aot.load() is None  # nothing built here
+    folder = aot.kernel_dir()
+    folder.mkdir(parents=True)
+    (folder / "key.json").write_text('{"key": "torch-0.0-vec512-000000000000"}')
+    assert aot.load() is None  # another torch, CPU or code
+    (folder / "key.json").write_text(f'{{"key": "{aot.cache_key()}"}}')
+    for name in aot.NAMES:
+        (folder / f"{name}.pt2").write_bytes(b"not a package")
+    assert aot.load() is None  # damaged
+    _NOTED.clear()
+    assert use_compiled_kernels(True) is False and use_compiled_kernels(True) is False
+    err = capsys.readouterr().err
+    assert err.count("TV-L1 runs its plain kernels") == 1
+    use_compiled_kernels(False)

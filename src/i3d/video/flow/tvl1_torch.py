@@ -227,26 +227,34 @@ _EAGER = {"step": inner_step, "warp": warp_terms, "median": median25}
 _KERNELS = dict(_EAGER)
 
 
-def use_compiled_kernels(enabled: bool = True) -> bool:
-    """Fuse the iteration, the median and the warp with ``torch.compile``; False if that is unavailable.
+_NOTED = []
 
-    The first call on a machine compiles (90 s on a 2-core CPU; then cached on disk by PyTorch, 12 s);
-    results agree to float rounding. The iteration is specialised to the default parameters; other
-    parameters recompile once.
+
+def use_compiled_kernels(enabled: bool = True, jit: bool = False) -> bool:
+    """Use the fused kernels: those built ahead of time for this machine (``python -m i3d.video.flow.aot``,
+    part of the set-up; loaded in milliseconds), else with ``jit`` compile them now with ``torch.compile``
+    (90 s the first time on a 2-core CPU, 12 s per process after), else keep the plain kernels (the same
+    results to float rounding, several times slower) and say so once. False when the plain ones are used.
     """
     _KERNELS.update(_EAGER)
     if not enabled:
         return False
-    # The warp's indices are clamped inside the padding, and gathered (no negative-index wrap-around):
-    # without a bounds check per load it runs 1.5x faster. The median's 113 comparators must stay one
-    # loop (by default Inductor would store intermediates), on AVX-512 in 8-wide vectors: its 25 live
-    # values then fit the registers better (12 % faster than 16-wide).
-    unlimited = 1 << 20
-    options = {"warp": {"assert_indirect_indexing": False},
-               "median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
-                          "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
-    if _vector_bits() == 512:
-        options["median"]["cpp.simdlen"] = 256
+    if not jit:
+        from i3d.video.flow.aot import load
+
+        built = load()
+        if built is not None:
+            _KERNELS.update(built)
+            return True
+        if not _NOTED:
+            import sys
+
+            _NOTED.append(True)
+            print("i3d: note: TV-L1 runs its plain kernels (same results, slower): the fused ones are not built "
+                  "for this machine; build them with `python -m i3d.video.flow.aot` (part of `make setup`)",
+                  file=sys.stderr)
+        return False
+    options = kernel_options()
     compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
                 for name, kernel in _EAGER.items()}
     params = TVL1Params()
@@ -265,6 +273,23 @@ def use_compiled_kernels(enabled: bool = True) -> bool:
         return False
     _KERNELS.update(compiled)
     return True
+
+
+def kernel_options() -> dict[str, dict]:
+    """Inductor options per kernel, for torch.compile and the ahead-of-time build alike.
+
+    The warp's indices are clamped inside the padding, and gathered (no negative-index wrap-around):
+    without a bounds check per load it runs 1.5x faster. The median's 113 comparators must stay one
+    loop (by default Inductor would store intermediates), on AVX-512 in 8-wide vectors: its 25 live
+    values then fit the registers better (12 % faster than 16-wide).
+    """
+    unlimited = 1 << 20
+    options = {"warp": {"assert_indirect_indexing": False},
+               "median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
+                          "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
+    if _vector_bits() == 512:
+        options["median"]["cpp.simdlen"] = 256
+    return options
 
 
 def _vector_bits() -> int:

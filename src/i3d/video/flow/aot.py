@@ -1,0 +1,119 @@
+"""TV-L1's kernels compiled ahead of time, once per machine, loaded in milliseconds by every process.
+
+``python -m i3d.video.flow.aot`` (run by the README's set-up) exports the iteration, the warp and the
+median with dynamic sizes and builds each with AOTInductor into ``$I3D_HOME/kernels/<key>/``; the key
+holds the torch version, the CPU's vector ISA and a hash of the kernels' source, so a cache built by
+another torch, another CPU or other code is never loaded (a process then uses the plain kernels, exactly
+the same numbers, and says so once). A folder that cannot be written leaves the plain kernels in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from i3d.download import cache_dir
+from i3d.video.flow import tvl1_torch as kernels
+
+NAMES = ("warp", "median", "step", "step_single")  # step_single: one pair (sizes of 1 are specialised)
+
+
+def cache_key() -> str:
+    source = hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
+    isa = f"{kernels._vector_bits() or 'novec'}"
+    return f"torch-{torch.__version__.replace('+', '_')}-vec{isa}-{source}"
+
+
+def kernel_dir() -> Path:
+    return cache_dir() / "kernels" / cache_key()
+
+
+class _Warp(torch.nn.Module):
+    def forward(self, i0, i1_padded, u1, u2, pair_rows):
+        return tuple(kernels.warp_terms(i0, i1_padded, u1, u2, pair_rows))
+
+
+class _Median(torch.nn.Module):
+    def forward(self, padded):
+        return kernels.median25(padded)
+
+
+class _Step(torch.nn.Module):
+    """The iteration with the default parameters folded in, as the compiled kernel specialises them."""
+
+    def forward(self, u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not_last_row):
+        params = kernels.TVL1Params()
+        return tuple(kernels.inner_step(u1, u2, p11, p12, p21, p22, rho_c, i1wx, i1wy, not_first_row, not_last_row,
+                                        params.lam * params.theta, params.tau / params.theta, params.theta,
+                                        params.epsilon))
+
+
+def _examples(batch: int) -> dict:
+    height, width = 128, 160
+    rows = [torch.rand(batch * height, width) for _ in range(9)]
+    return {
+        "warp": (_Warp(), (rows[0], torch.rand(batch * (height + 8), width + 8), rows[1], rows[2],
+                           torch.empty(height, 1))),
+        "median": (_Median(), (torch.rand(batch * height, width),)),
+        "step": (_Step(), (kernels.extended(rows[0]), kernels.extended(rows[1]), *rows[2:],
+                           *kernels._row_masks(batch, height))),
+    }
+
+
+def build(quiet: bool = False) -> Path:
+    """Export and compile every kernel into the cache (a few minutes on 2 cores); the folder it wrote."""
+    target = kernel_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    options = kernels.kernel_options()
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        for name in NAMES:
+            start = time.perf_counter()
+            module, args = _examples(1 if name == "step_single" else 2)[name.removesuffix("_single")]
+            dims = tuple({i: torch.export.Dim.AUTO for i in range(a.dim())} for a in args)
+            with torch.inference_mode():
+                program = torch.export.export(module, args, dynamic_shapes=dims)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(Path(tmp) / f"{name}.pt2"),
+                                                     inductor_configs=options.get(name.removesuffix("_single"), {}))
+            if not quiet:
+                print(f"built TV-L1 kernel {name} in {time.perf_counter() - start:.0f} s", flush=True)
+        (Path(tmp) / "key.json").write_text(json.dumps({"key": cache_key()}) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        Path(tmp).rename(target)
+        Path(tmp).mkdir()  # TemporaryDirectory removes it on exit
+    return target
+
+
+def load() -> dict | None:
+    """The compiled kernels of this machine, or None when they were not built for it (or cannot load)."""
+    folder = kernel_dir()
+    try:
+        if json.loads((folder / "key.json").read_text())["key"] != cache_key():
+            return None
+        loaded = {name: torch._inductor.aoti_load_package(str(folder / f"{name}.pt2")) for name in NAMES}
+    except Exception:  # missing, partial, from another build: the plain kernels compute the same
+        return None
+
+    def step(*args):
+        return loaded["step_single" if args[9].shape[0] == 1 else "step"](*args[:11])
+
+    return {"warp": lambda *a: list(loaded["warp"](*a)), "median": loaded["median"], "step": step}
+
+
+if __name__ == "__main__":
+    if "--if-missing" in sys.argv and load() is not None:
+        sys.exit(0)
+    if kernels._vector_bits() == 0 and "--force" not in sys.argv:
+        print("no vector ISA Inductor knows here: TV-L1 keeps its plain kernels", file=sys.stderr)
+        sys.exit(0)
+    try:
+        print(f"TV-L1 kernels in {build()}")
+    except Exception as error:  # no compiler toolchain: the plain kernels still compute the same thing
+        print(f"TV-L1 kernels could not be built ({type(error).__name__}: {str(error)[:200]}); "
+              "flow uses the plain kernels", file=sys.stderr)
