@@ -90,9 +90,14 @@ def build(quiet: bool = False) -> Path:
     return target
 
 
+_LOADED: dict[Path, dict] = {}  # one load per process: every FlowComputer (one per video) shares them
+
+
 def load() -> dict | None:
     """The compiled kernels of this machine, or None when they were not built for it (or cannot load)."""
     folder = kernel_dir()
+    if folder in _LOADED:
+        return _LOADED[folder]
     try:
         if json.loads((folder / "key.json").read_text())["key"] != cache_key():
             return None
@@ -103,7 +108,8 @@ def load() -> dict | None:
     def step(*args):
         return loaded["step_single" if args[9].shape[0] == 1 else "step"](*args[:11])
 
-    return {"warp": lambda *a: list(loaded["warp"](*a)), "median": loaded["median"], "step": step}
+    _LOADED[folder] = {"warp": lambda *a: list(loaded["warp"](*a)), "median": loaded["median"], "step": step}
+    return _LOADED[folder]
 
 
 if __name__ == "__main__":
