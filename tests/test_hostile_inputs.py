@@ -1,6 +1,7 @@
 """Hostile and odd inputs across the commands: each ends with exit code 2 and one `i3d: error:` line that
 names the file or the flag, before any work, and leaves nothing half-written."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -77,8 +78,9 @@ def test_every_case_is_one_line_exit_2_naming_the_culprit(files, capsys):
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.5])
-def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(files, delay):
-    """While modules import (the first seconds), loading the weights, or decoding: one line, exit 130."""
+def test_ctrl_c_at_any_moment_is_one_line_and_death_by_sigint(files, delay):
+    """While modules import (the first seconds), loading the weights, or decoding: one line, then the process
+    dies of SIGINT (never a plain exit status), which a calling shell reports as 130."""
     process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "predict", str(files["video"])],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
@@ -88,7 +90,19 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(files, delay):
     if process.returncode == 0:  # it finished first; nothing to interrupt
         return
     assert time.monotonic() - start < 2.0
-    assert process.returncode == 130 and err.strip().splitlines() == ["i3d: interrupted"], err
+    assert process.returncode == -signal.SIGINT and err.strip().splitlines() == ["i3d: interrupted"], err
+
+
+def test_ctrl_c_stops_a_shell_loop_over_videos(files):
+    """`for v in ...; do i3d predict $v; done` and Ctrl-C: the loop stops, as it does for any well-behaved
+    program; a process that merely exits 130 lets bash go on to the next video."""
+    script = (f'for v in 1 2 3; do "{sys.executable}" -m i3d.cli.main predict "{files["video"]}" 2>/dev/null; '
+              f'echo "status $?"; done; echo end')
+    process = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(1.0)  # inside the first prediction, which takes seconds
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+    out, _ = process.communicate(timeout=60)
+    assert out == "" and process.returncode == -signal.SIGINT, out
 
 
 def _undecodable_copy(video, target):

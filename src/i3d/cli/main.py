@@ -5,6 +5,7 @@ instant; every mistake a user can make ends as one ``i3d: error: ...`` line and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -60,16 +61,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """The console script: Ctrl-C while modules are still importing ends quietly too."""
+    """The console script. Ctrl-C, even while modules are still importing, ends with one line and then the
+    process dies of SIGINT, as CPython itself does for an unhandled Ctrl-C: the shell shows exit status 130
+    and a shell loop over many videos stops instead of going on to the next one. (Exiting with 130 instead
+    would not be reliable: CPython kills itself with SIGINT anyway whenever the interrupt landed in code run
+    by ``exec``, such as a dataclass being defined during an import.)
+    """
     try:
-        sys.exit(main())
+        code = main()
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
         print("i3d: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except BrokenPipeError:  # the reader (`| head`) left: nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+        code = 0
+    if code == 130:
+        _die_of_sigint()
+    sys.exit(code)
+
+
+def _die_of_sigint() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to deliver
+            stream.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 if __name__ == "__main__":
