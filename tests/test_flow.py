@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -6,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import numbered_frames, write_video
 from i3d.video.flow import FlowComputer, flow_input_frames, opencv_tvl1, to_flow_input, to_grey
 from i3d.video.flow.tvl1_torch import median_blur5, resize_linear, sample_with_gradient, tvl1_flow
 from i3d.video.inputs import rgb_resized_frames
@@ -157,3 +160,20 @@ def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.count("TV-L1 runs its plain kernels") == 1
     use_compiled_kernels(False)
+
+
+def test_a_process_loads_the_built_kernels_quietly_and_without_inductor(tmp_path):
+    """What keeps a short `i3d flow` fast: no Inductor import (a second) and no warnings on stderr."""
+    from i3d.video.flow import aot
+
+    if aot.load() is None:
+        pytest.skip("the TV-L1 kernels are not built on this machine (`python -m i3d.video.flow.aot`)")
+    video = write_video(tmp_path / "v.mp4", numbered_frames(4, 48, 64), 25)
+    flow = subprocess.run([sys.executable, "-m", "i3d.cli.main", "flow", str(video), "-o", str(tmp_path / "f.npy")],
+                          capture_output=True, text=True)
+    assert flow.returncode == 0 and flow.stderr == "", flow.stderr
+    probe = ("import sys, torch\nfrom i3d.video.flow.tvl1_torch import tvl1_flow, use_compiled_kernels\n"
+             "assert use_compiled_kernels(True)\ntvl1_flow(torch.rand(1, 32, 40) * 255, torch.rand(1, 32, 40) * 255)\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('torch._inductor', 'torch._dynamo'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

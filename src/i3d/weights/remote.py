@@ -11,12 +11,9 @@ same files at the same repository-relative paths.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +68,10 @@ def _progress(total: int | None, done: int, name: str, quiet: bool):
 
 def download(file: RemoteFile, mirror: str | None = None, quiet: bool = False, timeout: float = 60.0) -> Path:
     """The verified file in the download cache, fetched (or resumed) if needed."""
+    import http.client  # here, not at the top: every command's parser reads the registry, few download
+    import urllib.error
+    import urllib.request
+
     folder = cache_dir() / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / file.blob_sha1

@@ -9,12 +9,15 @@ the same numbers, and says so once). A folder that cannot be written leaves the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,9 +29,11 @@ NAMES = ("warp", "median", "step", "step_single")  # step_single: one pair (size
 
 
 def cache_key() -> str:
+    """torch version, CPU capability and kernel source. The capability is ATen's (a lookup, where asking
+    Inductor would import it and probe the compiler: 2 s of a 10-frame run)."""
     source = hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
-    isa = f"{kernels._vector_bits() or 'novec'}"
-    return f"torch-{torch.__version__.replace('+', '_')}-vec{isa}-{source}"
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    return f"torch-{torch.__version__.replace('+', '_')}-{isa}-{source}"
 
 
 def kernel_dir() -> Path:
@@ -67,6 +72,16 @@ def _examples(batch: int) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _quiet(logger: str):
+    level = logging.getLogger(logger).level
+    logging.getLogger(logger).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.getLogger(logger).setLevel(level)
+
+
 def build(quiet: bool = False) -> Path:
     """Export and compile every kernel into the cache (a few minutes on 2 cores); the folder it wrote."""
     target = kernel_dir()
@@ -77,8 +92,9 @@ def build(quiet: bool = False) -> Path:
             start = time.perf_counter()
             module, args = _examples(1 if name == "step_single" else 2)[name.removesuffix("_single")]
             dims = tuple({i: torch.export.Dim.AUTO for i in range(a.dim())} for a in args)
-            with torch.inference_mode():
-                program = torch.export.export(module, args, dynamic_shapes=dims)
+            with torch.inference_mode(), warnings.catch_warnings(), _quiet("torch._export"):
+                warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, nothing to act on
+                program = torch.export.export(module, args, dynamic_shapes=dims)  # "specialized": meant so
             torch._inductor.aoti_compile_and_package(program, package_path=str(Path(tmp) / f"{name}.pt2"),
                                                      inductor_configs=options.get(name.removesuffix("_single"), {}))
             if not quiet:
@@ -87,10 +103,21 @@ def build(quiet: bool = False) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         Path(tmp).rename(target)
         Path(tmp).mkdir()  # TemporaryDirectory removes it on exit
+    for stale in target.parent.glob(f"{target.name.rsplit('-', 1)[0]}-*"):  # this torch and CPU, older code
+        if stale != target and (stale / "key.json").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
 _LOADED: dict[Path, dict] = {}  # one load per process: every FlowComputer (one per video) shares them
+
+
+def _runner(package: Path):
+    """The package's kernel, called on tensors, returning its list of tensors. The loader behind
+    ``torch._inductor.aoti_load_package``, used directly: importing Inductor costs a second, and its
+    wrapper re-parses the call spec at every call (thousands per video)."""
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+    return lambda *tensors: loader.boxed_run(list(tensors))
 
 
 def load() -> dict | None:
@@ -101,14 +128,14 @@ def load() -> dict | None:
     try:
         if json.loads((folder / "key.json").read_text())["key"] != cache_key():
             return None
-        loaded = {name: torch._inductor.aoti_load_package(str(folder / f"{name}.pt2")) for name in NAMES}
+        loaded = {name: _runner(folder / f"{name}.pt2") for name in NAMES}
     except Exception:  # missing, partial, from another build: the plain kernels compute the same
         return None
 
     def step(*args):
         return loaded["step_single" if args[9].shape[0] == 1 else "step"](*args[:11])
 
-    _LOADED[folder] = {"warp": lambda *a: list(loaded["warp"](*a)), "median": loaded["median"], "step": step}
+    _LOADED[folder] = {"warp": loaded["warp"], "median": lambda padded: loaded["median"](padded)[0], "step": step}
     return _LOADED[folder]
 
 
