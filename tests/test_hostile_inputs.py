@@ -53,6 +53,8 @@ def _cases(f):
         (["train", "--train", str(video.parent), "--classes-file", str(root / "absent.txt"), "--output",
           str(root / "run2")], "absent.txt: no such classes file"),
         (["train", str(root / "broken.yaml")], "broken.yaml: not valid YAML"),
+        (["train", "--train", str(video.parent), "--crop", "64", "--output", str(root / "run3")],
+         "crops at least 193 px"),
         (["train", str(root / "typed.yaml")], "typed.yaml: steps: 'abc' is not an integer"),
         (["predict", str(video), "--weights", str(root / "misfit.safetensors")], "misfit.safetensors: weights do not "
                                                                                   "fit I3D"),

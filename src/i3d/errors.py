@@ -1,5 +1,17 @@
-"""The one exception type for mistakes a user can make; the CLI prints its message as a single line."""
+"""The exception types for mistakes a user can make; the CLI prints their message as a single line."""
 
 
 class I3DError(Exception):
     """Bad input, missing weights, a failed download: anything the user can fix."""
+
+
+class OutputError(I3DError, OSError):
+    """An output that could not be written (nothing was left in its place). An OSError too, so that a
+    command over many items records it against the item and goes on, as for any failed write."""
+
+    def __init__(self, path: object, reason: str, code: int | None = None) -> None:
+        OSError.__init__(self, code, reason, str(path))
+        self.message = f"{path}: could not be written ({reason}); nothing was left there"
+
+    def __str__(self) -> str:
+        return self.message

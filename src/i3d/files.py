@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +27,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary name keeps the final suffix (numpy and ONNX look at it) and ends in the pid, so
     concurrent writers never share one; permissions follow the umask like a normally created file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{os.getpid()}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                    suffix=f".{os.getpid()}.tmp{path.suffix}")
+    except OSError as error:
+        raise write_error(path, error) from None
     # the name matches _TEMPORARY, so a later run can recognise it as a dead writer's leftover
     os.close(fd)
     tmp = Path(name)
@@ -34,9 +40,48 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, a quota, a vanished folder: one line, nothing half-written left
+        raise write_error(path, error) from None
+    except Exception as error:  # torch.save and safetensors report a full disk in their own exception types
+        if _free_bytes(path.parent) >= 1 << 20:
+            raise
+        raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from error
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """``path.write_text(text)``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_error(path: Path, error: OSError) -> Exception:
+    """The one-line error for an output that could not be written. It says when the disk is full: numpy's
+    own message for a short write is only 'N requested and M written'."""
+    from i3d.errors import OutputError
+
+    reason = error.strerror or str(error)
+    if error.errno != errno.ENOSPC and _free_bytes(path.parent) < 1 << 20:
+        reason += "; the disk is full"
+    return OutputError(path, reason + cache_hint(path), error.errno)
+
+
+def cache_hint(path: Path | str) -> str:
+    """For a path in i3d's own cache, what to do when it cannot be written there."""
+    from i3d.download import cache_dir
+
+    if Path(path).resolve().is_relative_to(cache_dir().resolve()):
+        return f"; it is in the cache {cache_dir()}: set I3D_HOME to a folder you can write"
+    return ""
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62
 
 
 def check_writable(path: Path) -> None:
@@ -46,13 +91,7 @@ def check_writable(path: Path) -> None:
 
     if path.is_dir():
         raise I3DError(f"{path}: is a folder; give the file to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{os.getpid()}.tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise I3DError(f"{path}: cannot write there ({error.strerror or error})") from None
+    _probe(path.parent, path)
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -61,7 +100,20 @@ def check_folder_writable(folder: Path) -> None:
 
     if folder.exists() and not folder.is_dir():
         raise I3DError(f"{folder}: is a file; give a folder for the outputs")
-    check_writable(folder / "outputs")
+    _probe(folder, folder)
+
+
+def _probe(folder: Path, named: Path) -> None:
+    """Create ``folder`` if missing and a file in it, then remove the file; errors name ``named``."""
+    from i3d.errors import I3DError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{named.stem}.", suffix=f".{os.getpid()}.tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise I3DError(f"{named}: cannot write there ({error.strerror or error})") from None
 
 
 def _alive(pid: int) -> bool:

@@ -55,10 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     except I3DError as error:
         print(f"i3d: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left: entry_point ends quietly
+        raise
+    except OSError as error:  # the system refused something no check foresaw: still one line
+        print(f"i3d: error: {_os_error_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("i3d: interrupted", file=sys.stderr)
         return 130
     return code or 0
+
+
+def _os_error_line(error: OSError) -> str:
+    from i3d.files import cache_hint
+
+    if not error.filename:
+        return str(error.strerror or error)
+    return f"{error.filename}: {error.strerror or error}{cache_hint(error.filename)}"
 
 
 def entry_point() -> None:

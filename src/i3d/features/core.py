@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from i3d.architecture import MIN_CROP
 from i3d.errors import I3DError
 from i3d.features.jobs import Job
 from i3d.features.outputs import FORMATS, VideoFeatures
@@ -40,7 +41,6 @@ class VideoSummary:
     per_frame: bool
 
 
-MIN_CROP = 193  # ceil(side / 32) >= 7: five stride-2 stages, then the 7x7 VALID pool
 CROPS = ("center", "3", "10")
 CROP_COUNTS = {"center": 1, "3": 3, "10": 10}
 DECODERS = ("pyav", "opencv")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from i3d.features.jobs import Job
-from i3d.files import atomic_path
+from i3d.files import atomic_path, atomic_write_text
 from i3d.settings import FEATURE_FORMATS
 from i3d.video.decode import TARGET_FPS
 
@@ -149,8 +150,7 @@ class Manifest:
         self.run = run
         if run is not None:
             self._check_same_run(run)
-            with atomic_path(self.path) as tmp:  # the header first, earlier rows kept
-                tmp.write_text("".join(json.dumps(x) + "\n" for x in [{"run": run}, *self.earlier.values()]))
+            atomic_write_text(self.path, "".join(json.dumps(x) + "\n" for x in [{"run": run}, *self.earlier.values()]))
 
     def _check_same_run(self, run: dict) -> None:
         earlier = self.earlier_run
@@ -186,6 +186,11 @@ class Manifest:
             os.fsync(file.fileno())
 
     def finish(self, rows: Iterable[ManifestRow]) -> None:
+        """Rewrite in input order, one row per input. Where that cannot be written (a full disk), the appended
+        manifest already holds every row: it is kept, in the order the videos finished."""
         header = [json.dumps({"run": self.run}) + "\n"] if self.run is not None else []
-        with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(header + [row.to_json() + "\n" for row in rows]))
+        try:
+            atomic_write_text(self.path, "".join(header + [row.to_json() + "\n" for row in rows]))
+        except OSError as error:
+            print(f"i3d: note: {self.path} could not be rewritten in input order ({error.strerror or error}); "
+                  "it keeps every row, in the order the videos finished", file=sys.stderr)

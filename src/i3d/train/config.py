@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i3d.architecture import ENDPOINTS
+from i3d.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES
 from i3d.errors import I3DError
 from i3d.settings import FLOW_METHODS, setting
 from i3d.streams import canonical_stream
@@ -70,6 +70,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise I3DError(f"{name} must be at least 1")
+        if self.clip_frames < MIN_FRAMES or self.crop < MIN_CROP:
+            raise I3DError(f"clips must have at least {MIN_FRAMES} frames and crops at least {MIN_CROP} px (the "
+                           f"network's last pool is 2x7x7 at 1/8 of the frames and 1/32 of the side), not "
+                           f"clip_frames {self.clip_frames} and crop {self.crop}")
         if not 0 <= self.dropout < 1:
             raise I3DError("dropout must be in [0, 1)")
         lr_schedule(self.schedule)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from i3d.devices import parse_device
 from i3d.errors import I3DError
 from i3d.factory import load_stream_weights
-from i3d.files import atomic_path, check_folder_writable
+from i3d.files import atomic_path, atomic_write_text, check_folder_writable
 from i3d.lists import read_classes_file
 from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
@@ -446,8 +446,8 @@ def write_start(run: Run) -> None:
     """The run's config and classes, and a line saying what is trained on what."""
     config, process = run.config, run.process
     run.outdir.mkdir(parents=True, exist_ok=True)
-    (run.outdir / "config.json").write_text(config.to_json() + "\n")
-    (run.outdir / "classes.txt").write_text("\n".join(run.labelled.classes) + "\n")
+    atomic_write_text(run.outdir / "config.json", config.to_json() + "\n")
+    atomic_write_text(run.outdir / "classes.txt", "\n".join(run.labelled.classes) + "\n")
     run.say(f"{len(run.train_videos)} training and {len(run.val_videos)} validation videos, "
             f"{len(run.labelled.classes)} classes ({'multi-label' if run.labelled.multi_label else 'single-label'});"
             f" {config.stream} stream from {run.origin}; effective batch "

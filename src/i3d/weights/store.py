@@ -5,6 +5,7 @@ Every converter ends here, so a converted file is self-describing and checked th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from i3d.architecture import FIRST_CONV_WEIGHT
 from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError
-from i3d.files import atomic_path
+from i3d.files import atomic_path, atomic_write_text
 from i3d.model import InceptionI3d
 from i3d.weights.registry import Preprocessing, recipe_for
 
@@ -108,8 +109,7 @@ def _stamp(path: Path) -> dict:
 
 
 def record_digest(path: Path) -> None:
-    with atomic_path(digest_path(path)) as tmp:
-        tmp.write_text(json.dumps({"sha256": sha256_of(path), "verified": _stamp(path)}) + "\n")
+    atomic_write_text(digest_path(path), json.dumps({"sha256": sha256_of(path), "verified": _stamp(path)}) + "\n")
 
 
 def verify_digest(path: Path, refetch: str) -> None:
@@ -129,8 +129,8 @@ def verify_digest(path: Path, refetch: str) -> None:
     if actual != expected:
         raise I3DError(f"{path}: sha256 {actual} differs from {expected}, recorded when it was written: the file "
                        f"is damaged; {refetch}")
-    with atomic_path(sidecar) as tmp:
-        tmp.write_text(json.dumps({"sha256": expected, "verified": _stamp(path)}) + "\n")
+    with contextlib.suppress(I3DError, OSError):  # only a shortcut for next time: a read-only folder keeps none
+        atomic_write_text(sidecar, json.dumps({"sha256": expected, "verified": _stamp(path)}) + "\n")
 
 
 def load_weights(path: Path, refetch: str = "write it again") -> LoadedWeights:
