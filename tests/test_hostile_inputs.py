@@ -3,10 +3,12 @@ names the file or the flag, before any work, and leaves nothing half-written."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,6 +26,9 @@ def files(tmp_path_factory):
     (root / "latin1.csv").write_bytes(b"v.mp4,caf\xe9\n")
     (root / "empty_classes.txt").write_text("\n\n")
     (root / "broken.yaml").write_text("train: [unclosed\nsteps: 3\n")
+    np.save(root / "ok.npy", np.zeros((2, 16, 32, 32, 3), np.uint8))
+    for name in ("corrupt.stats.npz", "corrupt.npz"):  # a zip's magic number, then nothing a zip holds
+        (root / name).write_bytes(b"PK\x03\x04" + bytes(60))
     (root / "typed.yaml").write_text("train: data\nsteps: abc\n")
     torch.manual_seed(0)
     save_weights(root / "flow.safetensors", InceptionI3d(3, 2).state_dict(), list("abc"), "flow")
@@ -61,6 +66,11 @@ def _cases(f):
         (["weights", "fetch", "--source", str(root / "absent.tar.gz"), "--force"], "absent.tar.gz"),
         (["weights", "convert", str(root / "absent.pt")], "absent.pt: no such file"),
         (["fvd", str(root / "absent.npy"), str(root / "absent2.npy")], "absent.npy: no such file or folder"),
+        (["fvd", str(root / "corrupt.stats.npz"), str(root / "ok.npy")], "corrupt.stats.npz: not a statistics file"),
+        (["fvd", str(root / "corrupt.npz"), str(root / "corrupt.npz")], "corrupt.npz: not a readable array"),
+        (["serve", "--port", "99999"], "serve: argument --port: must be a port from 1 to 65535"),
+        (["serve", "--timeout", "inf"], "serve: argument --timeout: must be above 0 seconds"),
+        (["bench", "--clips", "3"], "bench: unrecognized arguments: --clips 3 (see `i3d bench --help`)"),
     ]
     if not torch.cuda.is_available():
         cases.append((["predict", str(video), "--device", "cuda"], "no CUDA device PyTorch can use"))
@@ -105,6 +115,18 @@ def test_ctrl_c_stops_a_shell_loop_over_videos(files):
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
     out, _ = process.communicate(timeout=60)
     assert out == "" and process.returncode == -signal.SIGINT, out
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting(capsys):
+    pytest.importorskip("uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"i3d: error: 127.0.0.1:{port}: cannot listen there (Address already in use); " \
+                                "choose another --port\n"
 
 
 def _undecodable_copy(video, target):

@@ -23,7 +23,8 @@ class Parser(argparse.ArgumentParser):
     """Argument errors as one line, like every other error."""
 
     def error(self, message: str) -> None:
-        sys.stderr.write(f"i3d: error: {self.prog.removeprefix('i3d ')}: {message} (see `{self.prog} --help`)\n")
+        command = self.prog.removeprefix("i3d").strip()  # "" for i3d itself, "weights fetch" for a subcommand
+        sys.stderr.write(f"i3d: error: {command + ': ' if command else ''}{message} (see `{self.prog} --help`)\n")
         sys.exit(2)
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="one of:")
     for name in COMMANDS:
         importlib.import_module(f"i3d.cli.{name}").add_parser(commands)
+    parser.set_defaults(commands=commands.choices)
     return parser
 
 
@@ -46,7 +48,9 @@ def _note(message, category, filename, lineno, file=None, line=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # said by the command's parser, which knows its own --help
+            args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help (0) or an argument error (2), already printed
         return int(done.code or 0)
     warnings.showwarning = _note  # deprecation notes as one line each, not a source listing

@@ -151,7 +151,8 @@ class ExtractionSummary:
     def line(self) -> str:
         done = [r for r in self.rows if r.status == "done"]
         reused = sum(r.reused for r in done)
-        return (f"{len(self.rows)} videos: {len(done)} done ({reused} from an earlier run), {self.failed} failed; "
+        videos = f"{len(self.rows)} video" + ("s" if len(self.rows) != 1 else "")
+        return (f"{videos}: {len(done)} done ({reused} from an earlier run), {self.failed} failed; "
                 f"manifest {self.manifest}")
 
 

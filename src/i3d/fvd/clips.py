@@ -18,6 +18,7 @@ a short generated video is an error (dataset.py:400's assertion). StyleGAN-V's o
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ def list_videos(source: Path, protocol: FvdProtocol) -> list[VideoSource]:
                 if not archive.files:
                     raise I3DError(f"{source}: an empty .npz (no array in it)")
                 data = archive[archive.files[0]]
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise I3DError(f"{source}: not a readable array ({error})") from None
     if data.ndim != 5 or data.shape[-1] != 3:
         raise I3DError(f"{source}: shape {data.shape}; expected (N, T, H, W, 3)")

@@ -8,6 +8,7 @@ its size. The matrix square root follows the protocol's source.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class GaussianStats:
                 stats = cls(int(data["count"]), data["total"], data["outer"],
                             [data["embeddings"]] if "embeddings" in data.files else None)
                 metadata = json.loads(str(data["metadata"]))
-        except (OSError, KeyError, ValueError, EOFError) as error:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise I3DError(f"{path}: not a statistics file written by --save-stats ({error})") from None
         if stats.total is None or stats.outer.shape != (len(stats.total), len(stats.total)) or stats.count < 1:
             raise I3DError(f"{path}: statistics of inconsistent shapes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def load_clip_array(path: Path, channels: int) -> np.ndarray:
     """A preprocessed clip, (1, T, 224, 224, C) or (T, 224, 224, C) float in [-1, 1], as (T, 224, 224, C)."""
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise I3DError(f"{path}: not a readable .npy array ({error})") from None
     if array.ndim == 5 and array.shape[0] == 1:
         array = array[0]
