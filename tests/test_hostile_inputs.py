@@ -22,6 +22,7 @@ from i3d.weights.store import save_weights
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     video = write_video(root / "v.mp4", numbered_frames(12, 48, 64), 25)
+    write_video(root / "long.mp4", numbered_frames(400, 48, 64), 25)  # seconds of features: time to interrupt
     (root / "a_file").write_text("not a folder")
     (root / "latin1.csv").write_bytes(b"v.mp4,caf\xe9\n")
     (root / "empty_classes.txt").write_text("\n\n")
@@ -103,6 +104,22 @@ def test_ctrl_c_at_any_moment_is_one_line_and_death_by_sigint(files, delay):
         return
     assert time.monotonic() - start < 2.0
     assert process.returncode == -signal.SIGINT and err.strip().splitlines() == ["i3d: interrupted"], err
+
+
+@pytest.mark.parametrize("command", ["flow", "features"])
+def test_ctrl_c_in_the_middle_of_the_work_leaves_no_temporary_file(files, tmp_path, command):
+    out = tmp_path / "out"
+    argv = {"flow": ["flow", str(files["root"] / "long.mp4"), "-o", str(out / "f.npy"), "--method", "opencv"],
+            "features": ["features", str(files["video"]), str(files["root"] / "long.mp4"), "-o", str(out)]}
+    process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", *argv[command]], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)  # past the imports: decoding, computing or writing
+    process.send_signal(signal.SIGINT)
+    out_text, err = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGINT, (out_text, err)
+    assert err.replace("\r", "\n").splitlines()[-1] == "i3d: interrupted"
+    assert [p.name for p in out.rglob("*") if ".tmp" in p.name] == []
+    assert not (out / "f.npy").exists()
 
 
 def test_ctrl_c_stops_a_shell_loop_over_videos(files):
