@@ -72,6 +72,8 @@ def _cases(f):
         (["serve", "--port", "99999"], "serve: argument --port: must be a port from 1 to 65535"),
         (["serve", "--timeout", "inf"], "serve: argument --timeout: must be above 0 seconds"),
         (["bench", "--clips", "3"], "bench: unrecognized arguments: --clips 3 (see `i3d bench --help`)"),
+        (["weights", "verify", "x.pt"], "weights verify: unrecognized arguments: x.pt (see `i3d weights verify "),
+        (["bench", "--frames", "0"], "--frames must be at least 9"),
     ]
     if not torch.cuda.is_available():
         cases.append((["predict", str(video), "--device", "cuda"], "no CUDA device PyTorch can use"))

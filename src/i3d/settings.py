@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from i3d.architecture import MIN_FRAMES
+from i3d.architecture import MIN_CROP, MIN_FRAMES
 from i3d.errors import I3DError
 
 
@@ -80,6 +80,14 @@ class BenchConfig:
     batch_size: int = setting(1, "clips per forward pass")
     repeats: int = setting(3, "timed runs after one warm-up")
     weights: str | None = setting(None, "weights name or .safetensors file (default: i3d-kinetics-400)")
+
+    def __post_init__(self) -> None:
+        if self.frames < MIN_FRAMES or self.size < MIN_CROP:
+            raise I3DError(f"--frames must be at least {MIN_FRAMES} and --size at least {MIN_CROP} (the network's "
+                           f"last pool is 2x7x7), not {self.frames} and {self.size}")
+        if self.batch_size < 1 or self.repeats < 1:
+            raise I3DError(f"--batch-size and --repeats must be at least 1, not {self.batch_size} and "
+                           f"{self.repeats}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export",
 class Parser(argparse.ArgumentParser):
     """Argument errors as one line, like every other error."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(innermost_parser=self)  # a subcommand's default overrides its parent's
+
     def error(self, message: str) -> None:
         command = self.prog.removeprefix("i3d").strip()  # "" for i3d itself, "weights fetch" for a subcommand
         sys.stderr.write(f"i3d: error: {command + ': ' if command else ''}{message} (see `{self.prog} --help`)\n")
@@ -38,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="one of:")
     for name in COMMANDS:
         importlib.import_module(f"i3d.cli.{name}").add_parser(commands)
-    parser.set_defaults(commands=commands.choices)
     return parser
 
 
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # said by the command's parser, which knows its own --help
-            args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+            args.innermost_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help (0) or an argument error (2), already printed
         return int(done.code or 0)
     warnings.showwarning = _note  # deprecation notes as one line each, not a source listing
