@@ -177,3 +177,21 @@ def test_a_process_loads_the_built_kernels_quietly_and_without_inductor(tmp_path
              "print(sorted(m for m in sys.modules if m.startswith(('torch._inductor', 'torch._dynamo'))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
+def test_built_kernels_run_on_any_cpu_of_their_capability():
+    """Built for the capability's baseline (x86-64-v4 for AVX-512), never -march=native: a home folder
+    shared by a cluster's nodes, or an image built on another machine, must not load an instruction the
+    CPU lacks."""
+    import platform
+    import zipfile
+
+    from i3d.video.flow import aot
+
+    march = aot._portable_march().get("cpp.march")
+    if aot.load() is None or march is None:
+        pytest.skip(f"no kernels built here, or not an x86-64 CPU with AVX2 or AVX-512 ({platform.machine()})")
+    for name in aot.NAMES:
+        with zipfile.ZipFile(aot.kernel_dir() / f"{name}.pt2") as package:
+            built = b"".join(package.read(item) for item in package.namelist() if not item.endswith(".so"))
+        assert f"march={march}".encode() in built and b"march=native" not in built, name

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import platform
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,17 @@ def cache_key() -> str:
     source = hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
     isa = torch.backends.cpu.get_cpu_capability().lower()
     return f"torch-{torch.__version__.replace('+', '_')}-{isa}-{source}"
+
+
+# Inductor compiles for -march=native: kernels built on one CPU could then use instructions another CPU
+# of the same ATen capability lacks (a shared home folder on a cluster, an image built elsewhere). They
+# are built for the baseline of their capability instead, which every such CPU runs.
+PORTABLE_MARCH = {"avx512": "x86-64-v4", "avx2": "x86-64-v3"}
+
+
+def _portable_march() -> dict:
+    march = PORTABLE_MARCH.get(torch.backends.cpu.get_cpu_capability().lower())
+    return {"cpp.march": march} if march and platform.machine() in ("x86_64", "AMD64") else {}
 
 
 def kernel_dir() -> Path:
@@ -95,8 +107,9 @@ def build(quiet: bool = False) -> Path:
             with torch.inference_mode(), warnings.catch_warnings(), _quiet("torch._export"):
                 warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, nothing to act on
                 program = torch.export.export(module, args, dynamic_shapes=dims)  # "specialized": meant so
+            configs = {**options.get(name.removesuffix("_single"), {}), **_portable_march()}
             torch._inductor.aoti_compile_and_package(program, package_path=str(Path(tmp) / f"{name}.pt2"),
-                                                     inductor_configs=options.get(name.removesuffix("_single"), {}))
+                                                     inductor_configs=configs)
             if not quiet:
                 print(f"built TV-L1 kernel {name} in {time.perf_counter() - start:.0f} s", flush=True)
         (Path(tmp) / "key.json").write_text(json.dumps({"key": cache_key()}) + "\n")
