@@ -22,7 +22,7 @@ from i3d.weights.store import save_weights
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     video = write_video(root / "v.mp4", numbered_frames(12, 48, 64), 25)
-    write_video(root / "long.mp4", numbered_frames(400, 48, 64), 25)  # seconds of features: time to interrupt
+    write_video(root / "long.mp4", numbered_frames(1000, 48, 64), 25)  # a minute of work: time to interrupt
     (root / "a_file").write_text("not a folder")
     (root / "latin1.csv").write_bytes(b"v.mp4,caf\xe9\n")
     (root / "empty_classes.txt").write_text("\n\n")
