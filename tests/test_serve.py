@@ -122,6 +122,8 @@ def test_bad_uploads_are_4xx_json_and_the_server_keeps_serving(server, video, tm
         assert "/tmp/" not in body["error"]  # never a server-side path
     status, _, body = _post(server.url, None, body=b"")
     assert status == 400 and "empty" in body["error"]
+    status, _, body = _post(server.url, video, fields={"top_k": "abc"})  # FastAPI's own check, in our shape
+    assert status == 422 and body["error"].startswith("top_k: Input should be a valid integer"), body
     assert _post(server.url, video)[0] == 200
     assert _uploads_left() == []
 

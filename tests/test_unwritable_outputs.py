@@ -11,9 +11,13 @@ import io
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib import request
 
 import numpy as np
 import pytest
@@ -176,3 +180,41 @@ def test_weights_in_a_read_only_folder_load_after_their_time_stamp_changed(input
     finally:
         os.chmod(shared, 0o755)
     assert report["results"][0]["code"] == 0, report["results"][0]["err"]
+
+
+@pytest.mark.needs_weights
+def test_the_service_answers_507_when_it_cannot_store_an_upload(inputs):
+    """`i3d serve` whose temporary folder is a full disk: each upload is a 507 JSON error, and it serves on."""
+    pytest.importorskip("uvicorn")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    upload = write_video(inputs / "upload.mp4", numbered_frames(300, 48, 64), 25)  # more than the room left
+    # 8 KiB left: Python's tempfile skips a folder it cannot write 4 bytes to, so the folder is not quite full
+    server = subprocess.Popen([*_in_a_full_disk(8), "env", "TMPDIR=/mnt", sys.executable, "-m", "i3d.cli.main",
+                               "serve", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                request.urlopen(url + "/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.5)
+        boundary = "b0undary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload.mp4"\r\n'
+                f"Content-Type: video/mp4\r\n\r\n").encode() + upload.read_bytes() + \
+            f"\r\n--{boundary}--\r\n".encode()
+        for _ in range(2):
+            upload = request.Request(url + "/v1/predict", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            with pytest.raises(request.HTTPError) as answer:
+                request.urlopen(upload, timeout=60)
+            assert answer.value.code == 507
+            assert json.loads(answer.value.read()) == {
+                "error": "the server could not store the upload (No space left on device)"}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from i3d.errors import I3DError
@@ -66,6 +67,12 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
     app = FastAPI(title="i3d", description="I3D video action recognition: upload a video, get its classes.",
                   version="1", lifespan=lifespan)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_form(request, error: RequestValidationError) -> JSONResponse:
+        """Every error is {"error": "..."}, a form field's too (FastAPI's own shape is {"detail": [...]})."""
+        return _error(422, "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}"
+                                     for e in error.errors()))
+
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok", "busy": state["busy"], "queue_size": config.queue_size}
@@ -98,16 +105,20 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
                           {"Retry-After": "5"})
         state["busy"] += 1
         suffix = Path(file.filename or "upload").suffix[:16] if file.filename else ""
-        fd, name = tempfile.mkstemp(prefix="i3d-upload-", suffix=suffix if suffix.isascii() else "")
-        path = Path(name)
+        path = None
         try:
-            size, limit = 0, int(config.max_upload_mb * 2**20)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := await file.read(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        return _error(413, f"the upload passed {config.max_upload_mb:g} MB (--max-upload-mb)")
-                    out.write(chunk)
+            try:
+                fd, name = tempfile.mkstemp(prefix="i3d-upload-", suffix=suffix if suffix.isascii() else "")
+                path = Path(name)
+                size, limit = 0, int(config.max_upload_mb * 2**20)
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := await file.read(CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            return _error(413, f"the upload passed {config.max_upload_mb:g} MB (--max-upload-mb)")
+                        out.write(chunk)
+            except OSError as error:  # the server's temporary folder is full or gone: the server's problem
+                return _error(507, f"the server could not store the upload ({error.strerror or error})")
             if size == 0:
                 return _error(400, "the upload is empty")
             loop = asyncio.get_running_loop()
@@ -118,9 +129,13 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
                 return _error(504, f"the prediction took longer than {config.timeout_s:g} s")
             except I3DError as error:
                 return _error(422, str(error).replace(str(path), file.filename or "the upload"))
+            except Exception as error:  # a fault of ours: still JSON, and never a server-side path
+                message = f"{type(error).__name__}: {error}".replace(str(path), file.filename or "the upload")
+                return _error(500, f"the prediction failed ({message})")
         finally:
             state["busy"] -= 1
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     return app
 
