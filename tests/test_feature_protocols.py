@@ -242,3 +242,26 @@ def test_a_killed_h5_run_leaves_every_reported_video_readable(tmp_path, pretrain
     with h5py.File(out / "features.h5", "r") as file:
         assert sorted(file) == [f"v{i}" for i in range(8)]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+@pytest.mark.slow
+def test_the_ray_engine_applies_every_protocol_setting_as_the_local_one(clips, tmp_path, pretrained):
+    """Frame rate, size, three crops, per-frame rows and one HDF5 file: Ray's actors run the same
+    extraction, so the same groups, times and values to float rounding (an actor runs on 1 thread)."""
+    pytest.importorskip("ray")
+    settings = dict(fps=15.0, size=200, crop_size=200, crops="3", per_frame=9, fmt="h5", extras=("logits",))
+    local = extract_features([clips["pan"], clips["numbered"]], tmp_path / "local",
+                             ExtractionConfig(workers=0, **settings))
+    distributed = extract_features([clips["pan"], clips["numbered"]], tmp_path / "ray", ExtractionConfig(**settings),
+                                   engine="ray", ray_workers=2)
+    assert local.failed == distributed.failed == 0
+    with h5py.File(tmp_path / "local" / "features.h5", "r") as a, h5py.File(tmp_path / "ray" / "features.h5") as b:
+        assert sorted(a) == sorted(b) == ["numbered", "pan"]
+        for name in a:
+            assert sorted(a[name]) == sorted(b[name]) and a[name]["features"].shape[1:] == (3, 1024)
+            for key in a[name]:
+                first, second = a[name][key][()], b[name][key][()]
+                if first.dtype.kind == "f":
+                    np.testing.assert_allclose(first, second, atol=2e-4)
+                else:
+                    np.testing.assert_array_equal(first, second)
