@@ -126,3 +126,8 @@ def test_transforms_takes_uint8_frames_as_well_as_files(tmp_path):
     np.testing.assert_array_equal(clip[0, :, 3].permute(1, 2, 0).numpy(),
                                   resized[16:240, 58:282].astype(np.float32) / 127.5 - 1)
     assert "25 fps, short side 256, centre crop 224" in repr(transform)
+
+
+def test_a_classifier_of_no_classes_is_refused_before_loading_anything():
+    with pytest.raises(i3d.errors.I3DError, match="num_classes must be at least 1, not 0"):
+        create_model("no-such-weights", num_classes=0)

@@ -377,3 +377,11 @@ def test_videos_of_different_sizes_are_resized_each_and_reported(tmp_path, pretr
     report = compute_fvd(real, tmp_path / "fake", "stylegan-v-16f", kvd=False)
     assert report.fake["frame_sizes"] == ["30x40", "32x24"]
     assert any("videos of 2 frame sizes" in w for w in report.warnings)
+
+
+def test_compute_fvd_given_arrays_points_to_the_in_memory_api():
+    from i3d.fvd import compute_fvd
+
+    videos = np.zeros((2, 16, 32, 32, 3), np.uint8)
+    with pytest.raises(I3DError, match=r"takes paths .* not ndarray; for videos in memory use i3d.fvd.fvd"):
+        compute_fvd(videos, videos)

@@ -52,6 +52,8 @@ def create_model(
     new one; ``in_channels=2`` on RGB weights initialises a flow network from them (cross-modal). The
     model comes in eval mode with ``labels`` (the class names, where known) and ``weights_meta`` set.
     """
+    if num_classes is not None and num_classes < 1:
+        raise I3DError(f"num_classes must be at least 1, not {num_classes}")
     weights = weights or DEFAULT_WEIGHTS
     if pretrained:
         loaded = resolve_weights(weights)

@@ -9,6 +9,7 @@ all-reduced across processes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -144,6 +145,11 @@ def compute_fvd(
 
     Generated clips start at frame 0, so they are embedded once; real clips are embedded per run.
     """
+    for given in (real, fake):
+        if not isinstance(given, (str, os.PathLike)):
+            raise I3DError(f"compute_fvd takes paths (a folder of videos, an .npy/.npz array, a .stats.npz), not "
+                           f"{type(given).__name__}; for videos in memory use i3d.fvd.fvd(real, fake) or "
+                           "FrechetVideoDistance")
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if runs < 1:
         raise I3DError(f"--runs must be at least 1, not {runs}")
