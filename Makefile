@@ -33,7 +33,7 @@ browser:
 test: assets browser
 	$(BIN)/python -m pytest --durations=15
 
-test-fast: setup  # unit tests only: no pretrained weights, no real-video runs (under a minute)
+test-fast: setup  # unit tests only: no pretrained weights, no real-video runs (about 75 s)
 	$(BIN)/python -m pytest -q -m "not slow and not needs_weights"
 
 lint: setup
