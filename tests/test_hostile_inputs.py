@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,20 +109,58 @@ def test_ctrl_c_at_any_moment_is_one_line_and_death_by_sigint(files, delay):
     assert process.returncode == -signal.SIGINT and err.strip().splitlines() == ["i3d: interrupted"], err
 
 
-@pytest.mark.parametrize("command", ["flow", "features"])
-def test_ctrl_c_in_the_middle_of_the_work_leaves_no_temporary_file(files, tmp_path, command):
+@pytest.mark.parametrize("command", ["flow", "features", "predict"])
+def test_ctrl_c_in_the_middle_of_the_work_ends_it_at_once_and_leaves_no_temporary_file(files, tmp_path, command):
+    """Within 2 s even inside a forward pass of seconds (features' windows of 64 frames, four at a time)."""
     out = tmp_path / "out"
-    argv = {"flow": ["flow", str(files["root"] / "long.mp4"), "-o", str(out / "f.npy"), "--method", "opencv"],
-            "features": ["features", str(files["video"]), str(files["root"] / "long.mp4"), "-o", str(out)]}
+    long = str(files["root"] / "long.mp4")
+    argv = {"flow": ["flow", long, "-o", str(out / "f.npy"), "--method", "opencv"],
+            "features": ["features", str(files["video"]), long, "-o", str(out)],
+            "predict": ["predict", long]}
     process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", *argv[command]], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)  # past the imports: decoding, computing or writing
+    time.sleep(4.0)  # past the imports: decoding, computing or writing
     process.send_signal(signal.SIGINT)
+    start = time.monotonic()
     out_text, err = process.communicate(timeout=30)
+    assert time.monotonic() - start < 2.0
     assert process.returncode == -signal.SIGINT, (out_text, err)
     assert err.replace("\r", "\n").splitlines()[-1] == "i3d: interrupted"
     assert [p.name for p in out.rglob("*") if ".tmp" in p.name] == []
     assert not (out / "f.npy").exists()
+
+
+STUCK_IN_NATIVE_CODE = r"""
+import sys, torch
+from pathlib import Path
+from i3d.cli import interrupt
+from i3d.files import atomic_path
+interrupt.install_watchdog()
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_text("half")
+    print(tmp, flush=True)
+    torch.linalg.matrix_power(torch.rand(1500, 1500), 2**40 - 1)  # one call of ~80 products: seconds
+print("the call finished first", flush=True)
+"""
+
+
+def test_ctrl_c_inside_a_long_native_call_removes_the_write_in_progress(tmp_path):
+    """The main thread cannot see the interrupt until torch returns: the watchdog ends the process after 1 s,
+    with the temporary file of the write in progress removed, the line said and SIGINT as the cause."""
+    target = tmp_path / "out.npy"
+    process = subprocess.Popen([sys.executable, "-c", STUCK_IN_NATIVE_CODE, str(target)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    pending = Path(process.stdout.readline().strip())
+    assert pending.exists()
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    if "the call finished first" in out:
+        pytest.skip("this machine did the products before the interrupt")
+    assert time.monotonic() - start < 2.0
+    assert process.returncode == -signal.SIGINT and err.strip().splitlines() == ["i3d: interrupted"], err
+    assert not pending.exists() and not target.exists()
 
 
 def test_ctrl_c_stops_a_shell_loop_over_videos(files):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _TEMPORARY = re.compile(r"\..+\.(?P<pid>\d+)\.tmp(\.[^.]+)?")
+PENDING_TEMPORARIES: set[Path] = set()  # written now; removed by a Ctrl-C that cannot wait for the writer
 
 
 def _umask() -> int:
@@ -36,6 +37,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     # the name matches _TEMPORARY, so a later run can recognise it as a dead writer's leftover
     os.close(fd)
     tmp = Path(name)
+    PENDING_TEMPORARIES.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
@@ -49,6 +51,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+        PENDING_TEMPORARIES.discard(tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

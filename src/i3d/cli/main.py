@@ -5,14 +5,13 @@ instant; every mistake a user can make ends as one ``i3d: error: ...`` line and 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib
 import os
-import signal
 import sys
 import warnings
 
+from i3d.cli import interrupt
 from i3d.errors import I3DError
 
 COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "serve", "weights",
@@ -50,6 +49,7 @@ def _note(message, category, filename, lineno, file=None, line=None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupt.reset()
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # said by the command's parser, which knows its own --help
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"i3d: error: {_os_error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("i3d: interrupted", file=sys.stderr)
+        interrupt.say_interrupted()
         return 130
     return code or 0
 
@@ -82,32 +82,22 @@ def _os_error_line(error: OSError) -> str:
 
 
 def entry_point() -> None:
-    """The console script. Ctrl-C, even while modules are still importing, ends with one line and then the
-    process dies of SIGINT, as CPython itself does for an unhandled Ctrl-C: the shell shows exit status 130
-    and a shell loop over many videos stops instead of going on to the next one. (Exiting with 130 instead
-    would not be reliable: CPython kills itself with SIGINT anyway whenever the interrupt landed in code run
-    by ``exec``, such as a dataclass being defined during an import.)
-    """
+    """The console script. Ctrl-C at any moment, even while modules are still importing or inside a long
+    native call, ends with one line and the process ends by SIGINT (see interrupt.py)."""
     try:
+        if sys.argv[1:2] != ["serve"]:  # uvicorn handles the signals of a server itself
+            interrupt.install_watchdog()
         code = main()
     except KeyboardInterrupt:
-        print("i3d: interrupted", file=sys.stderr)
+        interrupt.say_interrupted()
         code = 130
     except BrokenPipeError:  # the reader (`| head`) left: nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     if code == 130:
-        _die_of_sigint()
+        interrupt.die_of_sigint()
     gc.freeze()  # the final collections would walk every object torch made: 0.3 s of a short command
     sys.exit(code)
-
-
-def _die_of_sigint() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to deliver
-            stream.flush()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
 
 
 if __name__ == "__main__":
