@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from excerpt import excerpt
 
+from i3d.factory import resolve_weights
 from i3d.features import ExtractionConfig, WindowSpec
 from i3d.features.core import extract_video
 from i3d.features.network import FeatureNetwork
 from i3d.video.samples import fetch_samples
-from i3d.weights import resolve_weights
 
 
 def main() -> None:

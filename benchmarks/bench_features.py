@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from i3d.factory import resolve_weights
 from i3d.features import ExtractionConfig, WindowSpec, extract_features
 from i3d.features.core import DecodedVideo
 from i3d.features.network import FeatureNetwork
 from i3d.video.samples import fetch_samples
-from i3d.weights import resolve_weights
 
 
 def main() -> None:

@@ -27,11 +27,11 @@ import torch
 
 import i3d
 from i3d.export import calibration_clips, export
+from i3d.factory import resolve_weights
 from i3d.inference import gflops_per_clip
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.samples import fetch_samples
 from i3d.video.transforms import to_unit_range
-from i3d.weights import resolve_weights
 
 
 def cpu_peak_gflops(threads: int) -> tuple[float, str]:

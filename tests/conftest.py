@@ -35,7 +35,7 @@ def frame_ids(frames: list[np.ndarray]) -> list[int]:
 @pytest.fixture(scope="session")
 def pretrained():
     """The default weights, installed by `make test`'s bootstrap (`i3d weights fetch`)."""
-    from i3d.weights import resolve_weights
+    from i3d.factory import resolve_weights
 
     return resolve_weights()
 
@@ -52,8 +52,8 @@ def sample_video() -> Path:
 def _weights_available() -> tuple[bool, str]:
     """Installed, or fetched now; a machine that cannot fetch them skips the tests that need them."""
     from i3d.errors import I3DError
+    from i3d.weights.fetch import fetch_weights
     from i3d.weights.registry import DEFAULT_WEIGHTS
-    from i3d.weights.resolve import fetch_weights
     from i3d.weights.store import installed_path
 
     if installed_path(DEFAULT_WEIGHTS).exists():
@@ -65,15 +65,20 @@ def _weights_available() -> tuple[bool, str]:
     return True, ""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Tests that use the pretrained weights (their fixture, or a ``slow`` real-weights test) are
-    ``needs_weights``; they are skipped, with the reason, where the weights cannot be had."""
-    needing = []
+    ``needs_weights``: marked before ``-m`` deselects, so `make test-fast` leaves them out."""
     for item in items:
         if "pretrained" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.needs_weights)
-        if item.get_closest_marker("needs_weights"):
-            needing.append(item)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """Only when a selected test needs the weights are they looked for (and fetched); where they cannot be
+    had, those tests are skipped with the reason. A run without such tests touches neither disk nor network."""
+    needing = [item for item in session.items if item.get_closest_marker("needs_weights")]
     if needing:
         available, reason = _weights_available()
         if not available:

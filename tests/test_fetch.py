@@ -15,9 +15,10 @@ import torch
 import i3d.weights.registry as registry
 from i3d.cli.main import main
 from i3d.errors import I3DError
+from i3d.factory import resolve_weights
 from i3d.model import InceptionI3d
+from i3d.weights.fetch import fetch_weights
 from i3d.weights.remote import MIRROR_VARIABLE, git_blob_sha1
-from i3d.weights.resolve import fetch_weights, resolve_weights
 from test_convert import _data_for_index, _fixture, _port_state_dict
 
 
@@ -88,9 +89,6 @@ def published(tmp_path, monkeypatch):
         pinned[name] = dataclasses.replace(entry, files=tuple(
             dataclasses.replace(f, blob_sha1=_blob_sha1(files[f.path])) for f in entry.files))
     monkeypatch.setattr(registry, "REGISTRY", pinned)
-    import i3d.weights.resolve as resolve
-
-    monkeypatch.setattr(resolve, "REGISTRY", pinned)
     server = Server({path: data for files in contents.values() for path, data in files.items()})
     monkeypatch.setenv(MIRROR_VARIABLE, server.url)
     yield server, arrays, port

@@ -101,17 +101,15 @@ def test_torch_tvl1_agrees_with_opencv_on_real_video(sample_video):
 
 @pytest.mark.slow
 def test_compiled_kernels_compute_what_the_eager_ones_do():
-    from i3d.video.flow.tvl1_torch import use_compiled_kernels
+    from i3d.video.flow.aot import compile_kernels
 
     scene = _textured(120, 150, seed=3)
     first, second = torch.from_numpy(scene[:96, :128])[None], torch.from_numpy(scene[3:99, 2:130])[None]
     eager = tvl1_flow(first, second)
-    try:
-        if not use_compiled_kernels(True, jit=True):
-            pytest.skip("no working compiler toolchain for torch.compile here")
-        compiled = tvl1_flow(first, second)
-    finally:
-        use_compiled_kernels(False)
+    kernels = compile_kernels()
+    if kernels is None:
+        pytest.skip("no working compiler toolchain for torch.compile here")
+    compiled = tvl1_flow(first, second, kernels=kernels)
     assert (compiled - eager).abs().mean() < 1e-3
 
 
@@ -123,27 +121,24 @@ def test_flow_input_of_a_video(sample_video):
 
 
 def test_kernels_built_ahead_of_time_compute_what_torch_compile_does(tmp_path):
-    from i3d.video.flow import aot
-    from i3d.video.flow.tvl1_torch import use_compiled_kernels
+    from i3d.video.flow import aot, built_kernels
 
-    if aot.load() is None:
+    if built_kernels.load() is None:
         pytest.skip("the TV-L1 kernels are not built on this machine (`python -m i3d.video.flow.aot`)")
     scene = _textured(120, 150, seed=4)
     first, second = torch.from_numpy(scene[:96, :128])[None], torch.from_numpy(scene[2:98, 3:131])[None]
-    try:
-        assert use_compiled_kernels(True)
-        built = tvl1_flow(first, second)
-        if not use_compiled_kernels(True, jit=True):
-            pytest.skip("no working compiler toolchain for torch.compile here")
-        compiled = tvl1_flow(first, second)
-    finally:
-        use_compiled_kernels(False)
-    assert torch.equal(built, compiled)
+    built = tvl1_flow(first, second, kernels=built_kernels.load())
+    compiled_kernels = aot.compile_kernels()
+    if compiled_kernels is None:
+        pytest.skip("no working compiler toolchain for torch.compile here")
+    assert torch.equal(built, tvl1_flow(first, second, kernels=compiled_kernels))
 
 
-def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch, capsys):
-    from i3d.video.flow import aot
-    from i3d.video.flow.tvl1_torch import _NOTED, use_compiled_kernels
+def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch):
+    from i3d.errors import I3DNotice
+    from i3d.video.flow import built_kernels as aot
+    from i3d.video.flow import kernels_for
+    from i3d.video.flow.tvl1_torch import EAGER_KERNELS
 
     monkeypatch.setenv("I3D_HOME", str(tmp_path))
     assert aot.load() is None  # nothing built here
@@ -155,25 +150,23 @@ def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch, capsys
     for name in aot.NAMES:
         (folder / f"{name}.pt2").write_bytes(b"not a package")
     assert aot.load() is None  # damaged
-    _NOTED.clear()
-    assert use_compiled_kernels(True) is False and use_compiled_kernels(True) is False
-    err = capsys.readouterr().err
-    assert err.count("TV-L1 runs its plain kernels") == 1
-    use_compiled_kernels(False)
+    with pytest.warns(I3DNotice, match="TV-L1 runs its plain kernels"):
+        assert kernels_for(torch.device("cpu")) is EAGER_KERNELS
 
 
 def test_a_process_loads_the_built_kernels_quietly_and_without_inductor(tmp_path):
     """What keeps a short `i3d flow` fast: no Inductor import (a second) and no warnings on stderr."""
-    from i3d.video.flow import aot
+    from i3d.video.flow import built_kernels
 
-    if aot.load() is None:
+    if built_kernels.load() is None:
         pytest.skip("the TV-L1 kernels are not built on this machine (`python -m i3d.video.flow.aot`)")
     video = write_video(tmp_path / "v.mp4", numbered_frames(4, 48, 64), 25)
     flow = subprocess.run([sys.executable, "-m", "i3d.cli.main", "flow", str(video), "-o", str(tmp_path / "f.npy")],
                           capture_output=True, text=True)
     assert flow.returncode == 0 and flow.stderr == "", flow.stderr
-    probe = ("import sys, torch\nfrom i3d.video.flow.tvl1_torch import tvl1_flow, use_compiled_kernels\n"
-             "assert use_compiled_kernels(True)\ntvl1_flow(torch.rand(1, 32, 40) * 255, torch.rand(1, 32, 40) * 255)\n"
+    probe = ("import sys, torch\nfrom i3d.video.flow import kernels_for, tvl1_flow\n"
+             "kernels = kernels_for(torch.device('cpu'))\nassert kernels is not None\n"
+             "tvl1_flow(torch.rand(1, 32, 40) * 255, torch.rand(1, 32, 40) * 255, kernels=kernels)\n"
              "print(sorted(m for m in sys.modules if m.startswith(('torch._inductor', 'torch._dynamo'))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

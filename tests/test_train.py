@@ -15,12 +15,13 @@ from safetensors.torch import load_file
 
 from conftest import write_video
 from i3d.errors import I3DError
+from i3d.factory import resolve_weights
 from i3d.model import INCEPTION_CHANNELS, InceptionI3d
 from i3d.train import TrainConfig, load_config, train, train_stream
 from i3d.train.config import lr_at, lr_schedule
 from i3d.train.data import Action, ClipDataset, ClipSpec, crop_and_flip, frame_targets, read_labelled_set
 from i3d.train.objectives import average_precision, charades_loss, mean_average_precision
-from i3d.weights import resolve_weights, save_weights
+from i3d.weights import save_weights
 from i3d.weights.cross_modal import flow_state_dict_from_rgb
 from i3d.weights.inflate import inflate_googlenet
 

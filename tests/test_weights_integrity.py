@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 
 import i3d.weights.store as store
 from i3d.errors import I3DError
+from i3d.factory import resolve_weights
 from i3d.model import InceptionI3d
 from i3d.predict import Classifier
-from i3d.weights.resolve import resolve_weights
 from i3d.weights.store import digest_path, installed_path, load_weights, save_weights
 
 

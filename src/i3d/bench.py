@@ -20,8 +20,6 @@ from i3d.errors import I3DError
 from i3d.inference import gflops_per_clip
 from i3d.settings import BENCH_PATHS, BenchConfig
 
-PATHS = BENCH_PATHS
-
 
 @dataclass
 class BenchResult:
@@ -47,18 +45,18 @@ def default_paths() -> list[str]:
 
 
 def _network(config: BenchConfig):
-    from i3d.model import InceptionI3d
-    from i3d.weights import resolve_weights
+    """The plain network of the weights benchmarked, its name, and the weights' record (None: random)."""
+    from i3d.factory import create_model
 
     try:
-        loaded = resolve_weights(config.weights)
+        model = create_model(config.weights, fused=False)
     except I3DError:
         if config.weights is not None:
             raise
-        return InceptionI3d().eval(), "random (default weights not installed)", None
-    from i3d.factory import build_model
+        from i3d.model import InceptionI3d
 
-    return build_model(loaded), loaded.metadata.get("name", str(config.weights)), loaded
+        return InceptionI3d().eval(), "random (default weights not installed)", None
+    return model, model.weights.name, model.weights
 
 
 def export_for_bench(config: BenchConfig, file: Path) -> None:
@@ -107,7 +105,7 @@ def _runner(path: str, config: BenchConfig, onnx_file: Path | None):
         session = onnxruntime.InferenceSession(str(onnx_file), session_options, providers=["CPUExecutionProvider"])
         feeds = {"rgb": clip.numpy()}
         return (lambda: session.run(None, feeds)), weights_name
-    raise I3DError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+    raise I3DError(f"unknown path {path!r}; known: {', '.join(BENCH_PATHS)}")
 
 
 def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None = None) -> BenchResult:
@@ -131,8 +129,8 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
 
 def bench(path: str, config: BenchConfig) -> BenchResult:
     """One path in a fresh (spawned) process."""
-    if path not in PATHS:
-        raise I3DError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+    if path not in BENCH_PATHS:
+        raise I3DError(f"unknown path {path!r}; known: {', '.join(BENCH_PATHS)}")
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = Path(tmp) / "bench.onnx" if path == "onnxruntime" else None

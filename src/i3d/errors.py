@@ -15,3 +15,8 @@ class OutputError(I3DError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class I3DNotice(UserWarning):
+    """Something a user should know that changes no result (a slower path taken, a renamed option). The
+    library warns; the CLI prints each as one ``i3d: note:`` line."""

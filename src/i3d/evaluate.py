@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.download import sha256_of
 from i3d.errors import I3DError
 from i3d.lists import label_indices
 from i3d.lists import read_list as read_rows
@@ -28,8 +27,6 @@ from i3d.settings import EvaluationProtocol
 from i3d.versions import software_versions
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, loop_pad, to_unit_range
-from i3d.weights import weights_file
-from i3d.weights.registry import DEFAULT_WEIGHTS
 
 
 def clip_starts(total_frames: int, protocol: EvaluationProtocol) -> list[tuple[int, int]]:
@@ -119,11 +116,6 @@ def summarise(report: EvaluationReport, labels: Sequence[str], confused: int = 1
     report.most_confused = [{"label": a, "predicted": b, "videos": n} for (a, b), n in pairs.most_common(confused)]
 
 
-def weights_record(weights: str | Path | None) -> dict:
-    path = weights_file(weights)
-    return {"name": str(weights or DEFAULT_WEIGHTS), "file": str(path), "sha256": sha256_of(path)}
-
-
 def evaluate(
     list_file: Path,
     protocol: EvaluationProtocol | None = None,
@@ -136,7 +128,9 @@ def evaluate(
     classifier = Classifier(weights, device)
     labels = classifier.labels
     videos = read_list(list_file, labels)
-    report = EvaluationReport(str(list_file), asdict(protocol), weights_record(weights))
+    record = classifier.weights["rgb"]
+    report = EvaluationReport(str(list_file), asdict(protocol), {"name": record.name, "file": str(record.path),
+                                                                 "sha256": record.sha256})
     iterator: Iterator[LabelledVideo] = iter(videos)
     if progress is not None:
         iterator = progress(iterator, len(videos))

@@ -21,14 +21,12 @@ import torch
 from torch import nn
 
 from i3d.errors import I3DError
-from i3d.factory import build_model
+from i3d.factory import Weights, build_model, resolve_weights
 from i3d.files import atomic_path
 from i3d.model import MIN_FRAMES, InceptionI3d
 from i3d.settings import EXPORT_FORMATS, ExportOptions
 from i3d.video.transforms import CROP
-from i3d.weights import LoadedWeights
 
-FORMATS, STREAMS = EXPORT_FORMATS, ("rgb", "flow", "joint")
 PIXEL_MEAN = PIXEL_SCALE = 127.5  # uint8 [0, 255] -> [-1, 1]
 
 
@@ -61,8 +59,9 @@ class ExportResult:
     check_frames: list[int] = field(default_factory=list)
 
 
-def build_export_graph(weights: Sequence[LoadedWeights], options: ExportOptions) -> ExportGraph:
+def build_export_graph(weights: Sequence[Weights], options: ExportOptions) -> ExportGraph:
     """The graph for ``options.stream`` from one set of weights per input (rgb then flow for joint)."""
+    weights = [resolve_weights(w) for w in weights]
     if len(weights) != len(options.input_names):
         raise I3DError(f"the {options.stream} graph needs {len(options.input_names)} set(s) of weights")
     for name, loaded in zip(options.input_names, weights):
@@ -174,7 +173,7 @@ def calibration_clips(list_file: Path, frames: int = 32, limit: int = 64) -> lis
 
 
 def export(
-    weights: Sequence[LoadedWeights],
+    weights: Sequence[Weights],
     path: Path,
     format: str = "onnx",
     options: ExportOptions | None = None,
@@ -186,8 +185,9 @@ def export(
     The check uses two frame counts of different parity, since TF "SAME" padding differs between them.
     """
     options = options or ExportOptions()
-    if format not in FORMATS:
-        raise I3DError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise I3DError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+    weights = [resolve_weights(w) for w in weights]
     graph = build_export_graph(weights, options)
     labels = weights[0].labels
     metadata = {
@@ -195,7 +195,7 @@ def export(
         "i3d_layout": options.layout,
         "i3d_input": "uint8 [0, 255]" if options.uint8_input else "float [-1, 1]",
         "i3d_output": options.output_name,
-        "i3d_weights": json.dumps([w.metadata.get("name", "") for w in weights]),
+        "i3d_weights": json.dumps([w.name for w in weights]),
         "labels": json.dumps(labels),
     }
     if calibration and (format != "openvino" or options.stream != "rgb" or options.layout != "NCTHW"

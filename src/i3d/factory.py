@@ -1,114 +1,170 @@
-"""One way in for every network: ``create_model`` builds I3D from a weights name or file, as timm's does.
+"""One way in for every network and every set of weights, as timm's ``create_model`` is.
 
-Every command and capability builds its networks here. A weights entry decides the classes, the input
-channels and the recipe; ``num_classes`` or ``in_channels`` that differ from the weights' give a new
-classifier (fine-tuning) or a cross-modal first convolution (flow from RGB) on top of the same weights.
+``resolve_weights`` is the only place a weights name, alias or path becomes tensors and the one record of
+what they are (canonical name, stream, file, sha256, labels, recipe, provenance); ``create_model`` builds
+the network for them and adapts it (a new classifier, a cross-modal first convolution). Every command and
+capability gets its networks here, so every command accepts the same names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from i3d.errors import I3DError
-from i3d.inference import optimize_for_inference
+from i3d.inference import optimize_for_inference, use_fused_inference
 from i3d.model import InceptionI3d
-from i3d.weights.registry import DEFAULT_WEIGHTS, REGISTRY, registry_entry
-from i3d.weights.resolve import resolve_weights
-from i3d.weights.store import LoadedWeights, installed_path
+from i3d.weights import registry
+from i3d.weights.registry import DEFAULT_WEIGHTS, find_entry, registry_entry
+from i3d.weights.store import LoadedWeights, installed_path, load_weights
 
 DEFAULT_FLOW_WEIGHTS = "flow_imagenet"
+
+Weights = str | Path | LoadedWeights | None
 
 
 def list_models(installed: bool = False) -> list[str]:
     """Weights names ``create_model`` accepts (``installed=True``: only those on this machine)."""
-    return [name for name in REGISTRY if not installed or installed_path(name).exists()]
+    return [name for name in registry.REGISTRY if not installed or installed_path(name).exists()]
+
+
+def resolve_weights(weights: Weights = None, stream: str | None = None) -> LoadedWeights:
+    """Weights by registry name or alias (installed), or by path to a converted ``.safetensors`` file, checked
+    and verified. ``stream`` (rgb or flow) refuses weights of the other stream; with no weights named, the
+    flow stream takes DeepMind's flow_imagenet."""
+    if isinstance(weights, LoadedWeights):
+        loaded = weights
+    else:
+        if weights is None:
+            weights = DEFAULT_FLOW_WEIGHTS if stream == "flow" else DEFAULT_WEIGHTS
+        info = find_entry(str(weights))
+        if info is not None:
+            loaded = _installed(info, default_flow=stream == "flow" and weights == DEFAULT_FLOW_WEIGHTS)
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise I3DError(f"{weights} is neither a known weights name ({', '.join(registry.REGISTRY)}) nor a "
+                               "file")
+            loaded = load_weights(path)
+    if stream is not None and loaded.modality != stream:
+        raise I3DError(f"weights {loaded.name} are for the {loaded.modality} stream, not {stream}")
+    return loaded
+
+
+def _installed(info: registry.WeightsInfo, default_flow: bool = False) -> LoadedWeights:
+    name = info.name
+    path = installed_path(name)
+    if not path.exists():
+        if default_flow:
+            raise I3DError(f"no flow weights installed: run `i3d weights fetch {name}` (DeepMind's flow "
+                           "checkpoint; --mirror for a local copy), or give --flow-weights FILE")
+        raise I3DError(f"weights {name} are not installed; run `i3d weights fetch {name}`")
+    refetch = (f"re-fetch it: `i3d weights fetch {name} --force`" if info.fetchable
+               else f"convert it again: {info.source.removeprefix('not downloadable here: ')}")
+    return load_weights(path, refetch, info)
 
 
 def build_model(weights: LoadedWeights, optimize: bool = False) -> torch.nn.Module:
-    """The network of loaded weights in eval mode; ``optimize`` gives the fast inference-only form."""
+    """The plain network of loaded weights in eval mode; ``optimize`` gives the inference-only fused form."""
     model = InceptionI3d(weights.num_classes, weights.in_channels)
     model.load_state_dict(weights.state_dict)
     model.eval()
     model = optimize_for_inference(model) if optimize else model
     model.labels = weights.labels
+    model.weights = weights.without_tensors()
     return model
 
 
 def create_model(
-    weights: str | Path | None = DEFAULT_WEIGHTS,
+    weights: Weights = DEFAULT_WEIGHTS,
     *,
     pretrained: bool = True,
+    stream: str | None = None,
     num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
     in_channels: int | None = None,
     dropout: float = 0.0,
     final_endpoint: str = "Logits",
+    seed: int | None = None,
+    fused: bool = True,
 ) -> InceptionI3d:
-    """I3D built for ``weights`` (a registry name or a converted ``.safetensors`` file).
+    """I3D built for ``weights`` (a registry name or alias, a converted ``.safetensors`` file, or weights
+    already resolved).
 
     ``pretrained=False`` gives the same architecture freshly initialised (a registry name only decides its
-    classes and channels then). ``num_classes`` other than the weights' replaces the classifier with a
-    new one; ``in_channels=2`` on RGB weights initialises a flow network from them (cross-modal). The
-    model comes in eval mode with ``labels`` (the class names, where known) and ``weights_meta`` set.
+    classes and channels then). ``stream`` refuses weights of the other stream. ``num_classes`` other than
+    the weights' (or ``classes``, names other than the weights' labels) replaces the classifier with a new
+    one, initialised from ``seed`` where given; ``in_channels=2`` on RGB weights initialises a flow network
+    from them (cross-modal). The model comes in eval mode with ``weights`` (the record: name, stream, file,
+    sha256, labels, recipe), ``labels`` and ``weights_meta`` set; ``fused`` (the default) makes it run
+    its fused form whenever it is in eval mode with autograd off.
     """
     if num_classes is not None and num_classes < 1:
         raise I3DError(f"num_classes must be at least 1, not {num_classes}")
-    weights = weights or DEFAULT_WEIGHTS
     if pretrained:
-        loaded = resolve_weights(weights)
-        state_dict, labels, modality = loaded.state_dict, loaded.labels, loaded.modality
-        meta = REGISTRY[loaded.name].meta if loaded.name in REGISTRY else dict(loaded.metadata)
+        record = resolve_weights(weights, stream)
+        state_dict, labels, modality, meta = record.state_dict, record.labels, record.modality, record.meta
     else:
-        info = registry_entry(str(weights))
-        state_dict, labels, modality, meta = None, None, info.modality, info.meta
+        record, info = None, registry_entry(str(weights or DEFAULT_WEIGHTS))
+        state_dict, labels, modality, meta = None, None, info.modality, {**info.meta, "modality": info.modality}
     channels = 3 if modality == "rgb" else 2
     if state_dict is not None and in_channels not in (None, channels):
         if (channels, in_channels) != (3, 2):
-            raise I3DError(f"{weights}: {channels}-channel weights cannot start a {in_channels}-channel network")
+            raise I3DError(f"{record.name}: {channels}-channel weights cannot start a {in_channels}-channel "
+                           "network")
         from i3d.weights.cross_modal import flow_state_dict_from_rgb
 
         state_dict, channels, modality = flow_state_dict_from_rgb(state_dict), 2, "flow"
+        meta = {**meta, "modality": modality}
     channels = in_channels or channels
-    classes = len(labels) if labels is not None else registry_entry(str(weights)).num_classes
-    model = InceptionI3d(classes, channels, dropout, final_endpoint)
+    weights_classes = len(labels) if labels is not None else registry_entry(str(weights)).num_classes
+    model = InceptionI3d(weights_classes, channels, dropout, final_endpoint)
     if state_dict is not None:
         if final_endpoint != "Logits":
             state_dict = {k: v for k, v in state_dict.items() if k.split(".")[0] in model.endpoints}
         model.load_state_dict(state_dict)
-    if num_classes is not None and num_classes != classes:
+    if classes is not None:
+        num_classes = len(classes)
+    wanted = list(classes) if classes is not None else None
+    if (num_classes is not None and num_classes != weights_classes) or (wanted is not None and wanted != labels):
         if final_endpoint != "Logits":
             raise I3DError("num_classes needs the network built up to its Logits endpoint")
-        model.replace_logits(num_classes)
-        labels = None
+        _new_classifier(model, num_classes, seed)
+        labels = wanted
     model.eval()
-    model.fast_inference = True
+    if fused:
+        use_fused_inference(model)
     model.labels = labels
-    model.weights_meta = {**meta, "modality": modality}
+    model.weights = record.without_tensors() if record is not None else None
+    model.weights_meta = meta
     return model
 
 
-def load_model(name: str | Path | None = None, optimize: bool = False) -> torch.nn.Module:
+def _new_classifier(model: InceptionI3d, num_classes: int, seed: int | None) -> None:
+    """A fresh classifier; from ``seed``, it is the same in every process and every run."""
+    if seed is None:
+        model.replace_logits(num_classes)
+        return
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model.replace_logits(num_classes)
+    finally:
+        torch.set_rng_state(generator_state)
+
+
+def load_model(name: Weights = None, optimize: bool = False) -> torch.nn.Module:
     """Pretrained I3D in eval mode, (B, C, T, H, W) in [-1, 1] -> logits (B, num_classes).
 
     Fast by default: in eval mode with autograd off (``torch.inference_mode()`` or ``no_grad``) it runs the
     fused inference form; ``train()``, gradients and ``load_state_dict`` work as on the plain network.
-    ``optimize=True`` returns the inference-only form itself (as earlier releases did).
+    ``optimize=True`` returns the inference-only form itself.
     """
-    model = build_model(resolve_weights(name), optimize)
-    model.fast_inference = True
-    return model
-
-
-def load_stream_weights(weights: str | Path | None, modality: str) -> LoadedWeights:
-    """The weights of one stream: the named or default ones, checked to be for that stream."""
-    if modality == "flow" and weights is None:
-        if not installed_path(DEFAULT_FLOW_WEIGHTS).exists():
-            raise I3DError(
-                f"no flow weights installed: run `i3d weights fetch {DEFAULT_FLOW_WEIGHTS}` (DeepMind's flow "
-                "checkpoint; --mirror for a local copy), or give --flow-weights FILE")
-        weights = DEFAULT_FLOW_WEIGHTS
-    loaded = resolve_weights(weights)
-    if loaded.modality != modality:
-        raise I3DError(f"weights {weights or 'default'} are for the {loaded.modality} stream, not {modality}")
-    return loaded
+    model = create_model(name)
+    if not optimize:
+        return model
+    fast = optimize_for_inference(model)
+    fast.labels, fast.weights = model.labels, model.weights
+    return fast

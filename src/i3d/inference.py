@@ -1,8 +1,10 @@
 """An inference-only rewrite of a trained I3D that computes the same function faster on CPU and GPU.
 
-Three levers, each exact up to float rounding: BatchNorm folded into the preceding convolution; the
-three 1x1 convolutions that read an inception block's input merged into one wider convolution; and
-channels-last 3D memory layout, which oneDNN's convolutions prefer.
+Three levers, each exact up to float rounding: BatchNorm folded into the preceding convolution (in
+float64, then cast to the model's dtype); the three 1x1 convolutions that read an inception block's input
+merged into one wider convolution; and channels-last 3D memory layout, which oneDNN's convolutions prefer.
+``use_fused_inference(model)`` attaches it to a network, which then runs it whenever it is in eval mode
+with autograd off; ``optimize_for_inference(model)`` gives the rewritten module itself.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, U
 
 
 def fold_unit(unit: Unit3d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of one convolution with its (scale-free) BatchNorm folded in."""
+    """Weight and bias of one convolution with its (scale-free) BatchNorm folded in: computed in float64,
+    returned in the convolution's dtype and on its device."""
     weight = unit.conv3d.weight.detach()
-    bias = unit.conv3d.bias.detach() if unit.conv3d.bias is not None else torch.zeros(weight.shape[0])
+    dtype = weight.dtype
+    bias = unit.conv3d.bias.detach() if unit.conv3d.bias is not None else weight.new_zeros(weight.shape[0])
     norm = unit.batch_norm
     if norm is not None:
         inv_std = torch.rsqrt(norm.running_var.double() + BATCH_NORM_EPS)
-        weight = (weight.double() * inv_std.view(-1, 1, 1, 1, 1)).float()
-        bias = (norm.bias.double() - norm.running_mean.double() * inv_std).float()
-    return weight, bias
+        weight = weight.double() * inv_std.view(-1, 1, 1, 1, 1)
+        bias = norm.bias.double() - norm.running_mean.double() * inv_std
+    return weight.to(dtype), bias.to(dtype)
 
 
 class FoldedConv(nn.Module):
@@ -155,6 +159,47 @@ class FastI3d(nn.Module):
 def optimize_for_inference(model: InceptionI3d, channels_last: bool = True) -> FastI3d:
     """The fast inference form of ``model`` (eval-mode semantics: running BatchNorm statistics)."""
     return FastI3d(model, channels_last)
+
+
+class FusedInference:
+    """The fused form of one network, built on first use and rebuilt whenever any parameter or buffer
+    changed (replaced, moved to another device or dtype, or written in place: tensor version counters),
+    so it never computes with stale weights."""
+
+    def __init__(self) -> None:
+        self.cached: tuple[tuple, FastI3d] | None = None
+
+    @staticmethod
+    def fingerprint(model: InceptionI3d) -> tuple | None:
+        """Identity, version counter, storage, device and dtype of every weight; None if one cannot say (an
+        inference tensor, made under ``torch.inference_mode``, keeps no version counter)."""
+        tensors = [*model.parameters(), *model.buffers()]
+        if any(t.is_inference() for t in tensors):
+            return None
+        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+
+    def __call__(self, model: InceptionI3d) -> FastI3d | None:
+        fingerprint = self.fingerprint(model)
+        if fingerprint is None:
+            return None
+        if self.cached is None or self.cached[0] != fingerprint:
+            channels_last = next(model.parameters()).device.type != "mps"
+            self.cached = (fingerprint, FastI3d(model, channels_last))
+        return self.cached[1]
+
+    def __deepcopy__(self, memo: dict) -> FusedInference:
+        return FusedInference()  # a copy of the model has weights of its own
+
+
+def use_fused_inference(model: InceptionI3d, enabled: bool = True) -> InceptionI3d:
+    """Make ``model`` run its fused form in eval mode with autograd off (``model.fast_inference``); the
+    plain form stays for training, gradients, tracing and export. Returns the model."""
+    model.__dict__.pop("_detached_form", None)
+    if enabled:
+        model.__dict__["inference_form"] = FusedInference()  # not a submodule: not in state_dict, not moved
+    else:
+        model.__dict__.pop("inference_form", None)
+    return model
 
 
 def gflops_per_clip(frames: int = 79, size: int = 224, in_channels: int = 3) -> float:

@@ -162,15 +162,11 @@ class InceptionI3d(nn.Module):
     ``final_endpoint`` builds the network only up to that endpoint (as the reference does);
     ``forward`` then returns that endpoint's output.
 
-    With ``fast_inference`` on (as ``i3d.create_model`` and ``i3d.load_model`` give it), a model in eval mode
-    called with autograd off runs ``inference.FastI3d``: the same function with BatchNorm folded, merged
-    1x1 convolutions and channels-last layout, about half the time on CPU. The fast copy is rebuilt
-    whenever any parameter or buffer changed (replaced, moved, or written in place: tensor version
-    counters), so it never computes with stale weights; training, gradients, tracing and export use the
-    plain form.
+    With an inference form attached (``i3d.inference.use_fused_inference``, as ``i3d.create_model`` and
+    ``i3d.load_model`` do), a model in eval mode called with autograd off runs it: the same function with
+    BatchNorm folded, merged 1x1 convolutions and channels-last layout, about half the time on CPU, rebuilt
+    whenever a weight changed; training, gradients, tracing and export use the plain form.
     """
-
-    fast_inference = False
 
     def __init__(
         self,
@@ -216,30 +212,32 @@ class InceptionI3d(nn.Module):
                 taken[name] = x
         return x, taken
 
-    def _fingerprint(self) -> tuple | None:
-        """Identity, version counter and storage of every weight; None if one cannot say (an inference
-        tensor, made under ``torch.inference_mode``, keeps no version counter)."""
-        tensors = [*self.parameters(), *self.buffers()]
-        if any(t.is_inference() for t in tensors):
-            return None
-        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+    @property
+    def fast_inference(self) -> bool:
+        """Whether eval mode with autograd off runs the attached inference form (``i3d.inference``)."""
+        return self.__dict__.get("inference_form") is not None
+
+    @fast_inference.setter
+    def fast_inference(self, enabled: bool) -> None:
+        if enabled and self.__dict__.get("_detached_form") is None and not self.fast_inference:
+            raise ValueError("no inference form attached: use i3d.inference.use_fused_inference(model)")
+        if enabled and not self.fast_inference:
+            self.__dict__["inference_form"] = self.__dict__.pop("_detached_form")
+        elif not enabled and self.fast_inference:
+            self.__dict__["_detached_form"] = self.__dict__.pop("inference_form")
 
     def fast(self) -> nn.Module | None:
-        """The fast inference form to use now, or None: built on first use, rebuilt when a weight changed."""
-        if not self.fast_inference or self.training or torch.is_grad_enabled():
+        """The inference form to run now, or None: only in eval mode with autograd off, never while tracing.
+
+        The form is attached from outside (``i3d.inference.use_fused_inference``): this file stays the plain
+        network. It is a callable of the model that answers None when it cannot vouch for the weights.
+        """
+        form = self.__dict__.get("inference_form")
+        if form is None or self.training or torch.is_grad_enabled():
             return None
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return None
-        fingerprint = self._fingerprint()
-        if fingerprint is None:
-            return None
-        cached = self.__dict__.get("_fast_cache")
-        if cached is None or cached[0] != fingerprint:
-            from i3d.inference import FastI3d
-
-            cached = (fingerprint, FastI3d(self, channels_last=next(self.parameters()).device.type != "mps"))
-            self.__dict__["_fast_cache"] = cached  # not a submodule: not in state_dict, not moved by .to()
-        return cached[1]
+        return form(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self.fast()

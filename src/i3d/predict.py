@@ -13,14 +13,13 @@ import torch
 from i3d.architecture import MIN_FRAMES
 from i3d.devices import parse_device
 from i3d.errors import I3DError
-from i3d.factory import DEFAULT_FLOW_WEIGHTS, build_model, load_model, load_stream_weights
+from i3d.factory import create_model
 from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.inputs import is_array_file, load_clip_array
 from i3d.video.samples import sample_path
 from i3d.video.transforms import loop_pad
 
-# Kept importable from here, where earlier releases defined them.
-__all__ = ["DEFAULT_FLOW_WEIGHTS", "Classifier", "Prediction", "build_model", "load_model", "load_stream_weights"]
+__all__ = ["Classifier", "Prediction"]
 
 WINDOW_FRAMES = 250  # 10 s at 25 fps: bounds memory on long videos; the reference sample is 79 frames
 
@@ -95,13 +94,14 @@ class Classifier:
     ) -> None:
         stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
-        loaded = {m: load_stream_weights(weights if m == "rgb" else flow_weights, m) for m in stream_modalities(stream)}
-        if len({tuple(w.labels) for w in loaded.values()}) > 1:
+        self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m).to(self.device)
+                       for m in stream_modalities(stream)}
+        self.weights = {m: model.weights for m, model in self.models.items()}  # the records: name, file, sha256
+        if len({tuple(w.labels) for w in self.weights.values()}) > 1:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
-        self.labels = next(iter(loaded.values())).labels
-        self.multi_label = any(w.multi_label for w in loaded.values())
-        self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in loaded.items()}
-        self.transforms = {m: w.transforms(flow_method, str(self.device)) for m, w in loaded.items()}
+        self.labels = next(iter(self.weights.values())).labels
+        self.multi_label = any(w.multi_label for w in self.weights.values())
+        self.transforms = {m: w.transforms(flow_method, str(self.device)) for m, w in self.weights.items()}
 
     @torch.inference_mode()
     def clip_logits(self, clip: np.ndarray, modality: str = "rgb") -> np.ndarray:

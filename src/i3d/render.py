@@ -6,7 +6,7 @@ it is. The labels on a frame are those of the timeline window whose centre is ne
 
 from __future__ import annotations
 
-import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, I3DNotice
 from i3d.files import atomic_path
 from i3d.timeline import Timeline
 from i3d.video.decode import iter_video_file, upright_rgb
@@ -65,8 +65,8 @@ def render_video(source: Path, timeline: Timeline, output: Path, k: int = 3) -> 
                 try:
                     audio_out = out.add_stream_from_template(audio)
                 except (ValueError, av.error.FFmpegError):
-                    print(f"i3d: note: {source}: its {audio.codec_context.name} audio cannot go into MP4; "
-                          "rendered without sound", file=sys.stderr)
+                    warnings.warn(f"{source}: its {audio.codec_context.name} audio cannot go into MP4; rendered "
+                                  "without sound", I3DNotice, stacklevel=2)
             streams = [video] + ([audio] if audio_out is not None else [])
             for packet in container.demux(*streams):
                 if packet.stream is audio:

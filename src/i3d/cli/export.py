@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> None:
     from i3d.export import export
     from i3d.files import check_writable
     from i3d.settings import ExportOptions
-    from i3d.weights.resolve import resolve_weights
 
     check_writable(args.output)
     if args.int8 and (args.format != "openvino" or args.calibration is None):
@@ -41,9 +40,8 @@ def run(args: argparse.Namespace) -> None:
     options = build_settings(args, ExportOptions)
     if options.stream != "rgb" and args.flow_weights is None:
         raise I3DError(f"the {options.stream} graph needs --flow-weights (a converted flow .safetensors file)")
-    weights = [resolve_weights(args.weights)] if options.stream != "flow" else []
-    if options.stream != "rgb":
-        weights.append(resolve_weights(args.flow_weights))
+    weights = ([args.weights] if options.stream != "flow" else []) + ([args.flow_weights] if options.stream != "rgb"
+                                                                       else [])
     calibration = ()
     if args.int8:
         from i3d.export import calibration_clips

@@ -42,12 +42,31 @@ def reset() -> None:
 
 def install_watchdog() -> None:
     """From the main thread, before the command runs (not under uvicorn, which handles its own signals)."""
+    signal.signal(signal.SIGINT, _on_sigint)
     read_end, write_end = socket.socketpair()
     write_end.setblocking(False)
     signal.set_wakeup_fd(write_end.fileno(), warn_on_full_buffer=False)
     if hasattr(os, "register_at_fork"):  # a forked worker's own Ctrl-C must not wake this process's watchdog
         os.register_at_fork(after_in_child=_forget_wakeup_fd)
     threading.Thread(target=_watch, args=(read_end, write_end), name="i3d-interrupt", daemon=True).start()
+
+
+DEFER_S = 0.02  # how soon an interrupt that arrived during an import is delivered again
+
+
+def _on_sigint(signum: int, frame) -> None:
+    """KeyboardInterrupt, but never inside an import: raised in an extension's import-time callbacks
+    (torch's pybind11 registrations) it escapes as a C++ exception and aborts the process (SIGABRT, seen
+    once in 30 runs on a loaded machine). There the signal is delivered again a moment later, until it
+    lands outside the import; the watchdog, already woken, still ends the process within its grace."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            timer = threading.Timer(DEFER_S, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
 
 
 def _forget_wakeup_fd() -> None:

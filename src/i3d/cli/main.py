@@ -31,12 +31,9 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="i3d", description="I3D video action recognition.", formatter_class=HelpFormatter)
+    parser = Parser(prog="i3d", description="I3D video action recognition.",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
                                      help="one of:")
     for name in COMMANDS:

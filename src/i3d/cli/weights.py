@@ -76,8 +76,8 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> None:
+    from i3d.weights.fetch import fetch_weights
     from i3d.weights.registry import registry_entry
-    from i3d.weights.resolve import fetch_weights
     from i3d.weights.store import installed_path
 
     name = registry_entry(args.name).name
@@ -89,8 +89,8 @@ def run_fetch(args: argparse.Namespace) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from i3d.factory import resolve_weights
     from i3d.weights.registry import REGISTRY
-    from i3d.weights.resolve import resolve_weights
     from i3d.weights.store import digest_path, installed_path
 
     checked = damaged = 0
@@ -127,16 +127,16 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def run_flow_from_rgb(args: argparse.Namespace) -> None:
+    from i3d.factory import resolve_weights
     from i3d.files import check_writable
     from i3d.weights.cross_modal import flow_state_dict_from_rgb
-    from i3d.weights.resolve import resolve_weights
     from i3d.weights.store import save_weights
 
     check_writable(args.output)
     rgb = resolve_weights(args.rgb)
     if rgb.modality != "rgb":
         raise I3DError(f"{args.rgb} holds {rgb.modality} weights; cross-modal initialisation starts from RGB")
-    origin = rgb.metadata.get("name", str(args.rgb))
+    origin = rgb.name
     save_weights(args.output, flow_state_dict_from_rgb(rgb.state_dict), rgb.labels, "flow",
                  name=args.output.stem, provenance=f"cross-modal initialisation from {origin}")
     print(f"flow I3D initialised from {args.rgb or 'the default RGB weights'}, written to {args.output}")

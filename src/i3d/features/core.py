@@ -14,8 +14,9 @@ import numpy as np
 from i3d.architecture import MIN_CROP
 from i3d.errors import I3DError
 from i3d.features.jobs import Job
-from i3d.features.outputs import FORMATS, VideoFeatures
+from i3d.features.outputs import VideoFeatures
 from i3d.features.windows import Window, WindowSpec, iter_windows, plan_windows
+from i3d.settings import FEATURE_FORMATS
 from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.decode import (
     TARGET_FPS,
@@ -72,8 +73,8 @@ class ExtractionConfig:
     overrides: tuple[str, ...] = ()  # the settings given explicitly on top of the preset
 
     def __post_init__(self) -> None:
-        if self.fmt not in FORMATS:
-            raise I3DError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.fmt not in FEATURE_FORMATS:
+            raise I3DError(f"--format must be one of {', '.join(FEATURE_FORMATS)}")
         if self.fmt == "npy" and self.extras:
             raise I3DError("--format npy holds the features only; use npz or h5 for logits or Mixed_5c maps")
         if self.batch_size < 1 or self.workers < 0:

@@ -176,10 +176,8 @@ def extract_features(
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
-    from i3d.download import sha256_of
-    from i3d.factory import DEFAULT_FLOW_WEIGHTS, load_stream_weights
+    from i3d.factory import resolve_weights
     from i3d.features.network import FeatureNetwork
-    from i3d.weights import weights_file
 
     config = config or ExtractionConfig()
     if engine not in ENGINES:
@@ -187,13 +185,8 @@ def extract_features(
     if outdir.exists() and not outdir.is_dir():
         raise I3DError(f"{outdir}: is a file; --output is the folder for the features")
     jobs = collect_jobs(inputs)
-    weights, named = {}, {}
-    for modality in config.modalities:
-        name = config.weights if modality == "rgb" else config.flow_weights
-        if modality == "flow" and name is None:
-            name = DEFAULT_FLOW_WEIGHTS
-        weights[modality] = load_stream_weights(name, modality)
-        named[modality] = (weights[modality].name or str(name), sha256_of(weights_file(name)))
+    weights = {m: resolve_weights(config.weights if m == "rgb" else config.flow_weights, m) for m in config.modalities}
+    named = {m: (w.name, w.sha256) for m, w in weights.items()}
     settings = config.settings([digest for _, digest in named.values()])
     try:
         outdir.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from i3d.architecture import MIN_FRAMES
 from i3d.devices import parse_device
-from i3d.factory import build_model
-from i3d.model import MIN_FRAMES
+from i3d.factory import create_model
 from i3d.video.transforms import loop_pad, to_unit_range
-from i3d.weights import LoadedWeights
-
-EXTRAS = ("logits", "mixed_5c")
+from i3d.weights.store import LoadedWeights
 
 
 class FeatureNetwork:
@@ -29,7 +27,7 @@ class FeatureNetwork:
     def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
                  extras: Sequence[str] = (), squeeze_crops: bool = True) -> None:
         self.device = parse_device(device)
-        self.models = {m: build_model(w, optimize=True).to(self.device) for m, w in weights.items()}
+        self.models = {m: create_model(w, stream=m).to(self.device) for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
         self.extras, self.squeeze_crops = tuple(extras), squeeze_crops
 
@@ -49,7 +47,7 @@ class FeatureNetwork:
             channels = 3 if modality == "rgb" else 2
             mixed_5c = model.extract_endpoints(x[:, start : start + channels], ["Mixed_5c"])["Mixed_5c"]
             start += channels
-            features = model.logits.features(mixed_5c)
+            features = model.Logits.features(mixed_5c)
             parts["features"].append(features)
             if "logits" in self.extras:
                 parts["logits"].append(model.forward_head(features))

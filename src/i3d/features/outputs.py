@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+import warnings
 import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from i3d.errors import I3DNotice
 from i3d.features.jobs import Job
 from i3d.files import atomic_path, atomic_write_text
-from i3d.settings import FEATURE_FORMATS
 from i3d.video.decode import TARGET_FPS
 
-FORMATS = FEATURE_FORMATS  # npz, npy, h5
 MANIFEST = "manifest.jsonl"
 
 
@@ -192,5 +191,5 @@ class Manifest:
         try:
             atomic_write_text(self.path, "".join(header + [row.to_json() + "\n" for row in rows]))
         except OSError as error:
-            print(f"i3d: note: {self.path} could not be rewritten in input order ({error.strerror or error}); "
-                  "it keeps every row, in the order the videos finished", file=sys.stderr)
+            warnings.warn(f"{self.path} could not be rewritten in input order ({error.strerror or error}); it keeps "
+                          "every row, in the order the videos finished", I3DNotice, stacklevel=2)

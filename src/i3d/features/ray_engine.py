@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from i3d.errors import I3DError
 from i3d.features.core import ExtractionConfig, Outcome, describe_error, extract_video
 from i3d.features.jobs import Job
-from i3d.weights import LoadedWeights
+from i3d.weights.store import LoadedWeights
 
 
 class _Extractor:

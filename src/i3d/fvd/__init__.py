@@ -31,8 +31,6 @@ from i3d.fvd.metric import FrechetVideoDistance
 from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol
 from i3d.versions import software_versions
 
-Protocol, PROTOCOLS = FvdProtocol, FVD_PROTOCOLS  # earlier names
-
 __all__ = ["FVD_PROTOCOLS", "FrechetVideoDistance", "FvdProtocol", "FvdReport", "GaussianStats", "Selection",
            "VideoEmbedder", "clip_indices", "compute_fvd", "frechet_distance", "fvd", "fvd_from_stats",
            "get_protocol", "iter_clips", "kernel_distance", "list_videos", "preprocess", "set_statistics",

@@ -95,24 +95,17 @@ class VideoEmbedder:
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
                  resize: str = "half-pixel") -> None:
-        from i3d.download import sha256_of
-        from i3d.factory import build_model
-        from i3d.weights.resolve import resolve_weights, weights_file
+        from i3d.factory import create_model
 
-        loaded = resolve_weights(weights)
-        if loaded.modality != "rgb":
-            raise I3DError("FVD embeds RGB video; these weights are for the flow stream")
         if batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
+        model = create_model(weights, stream="rgb")
         self.device, self.batch_size, self.resize = parse_device(device), batch_size, resize
-        self.model = build_model(loaded, optimize=True).to(self.device)
-        self.weights = {"name": loaded.name or str(weights), "sha256": sha256_of(weights_file(weights)),
-                        "source_sha256": loaded.metadata.get("source_sha256", "")}
-        self.dimension = loaded.num_classes
-
-    @property
-    def weights_sha256(self) -> str:
-        return self.weights["source_sha256"]
+        self.model = model.to(self.device)
+        record = model.weights
+        self.weights = {"name": record.name, "sha256": record.sha256,
+                        "source_sha256": record.metadata.get("source_sha256", "")}
+        self.dimension = record.num_classes
 
     @torch.inference_mode()
     def embed(self, videos: np.ndarray | torch.Tensor, value_range: tuple[float, float] = (0.0, 255.0),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from i3d.devices import parse_device
 from i3d.errors import I3DError
-from i3d.factory import load_stream_weights
+from i3d.factory import create_model
 from i3d.files import atomic_path, atomic_write_text, check_folder_writable
 from i3d.lists import read_classes_file
 from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
@@ -42,7 +42,7 @@ from i3d.train.data import (
 )
 from i3d.train.objectives import charades_loss, mean_average_precision, top_k_correct
 from i3d.video.decode import iter_video_file
-from i3d.weights import save_weights
+from i3d.weights.store import save_weights
 
 METRICS = ["step", "epoch", "lr", "loss", "clips_per_s", "val_loss", "val_top1", "val_top5", "val_map"]
 
@@ -97,16 +97,12 @@ def stream_positions(first_step: int, steps: int, batch: int, accumulate: int, p
 
 
 def build_network(config: TrainConfig, classes: list[str]) -> tuple[InceptionI3d, str]:
-    """The starting weights with a new classifier for ``classes`` (kept if the classes are the same)."""
-    loaded = load_stream_weights(config.weights if config.stream == "rgb" else config.flow_weights, config.stream)
-    model = InceptionI3d(len(loaded.labels), in_channels=loaded.in_channels, dropout=config.dropout)
-    model.load_state_dict(loaded.state_dict)
-    if loaded.labels != classes:
-        generator_state = torch.get_rng_state()
-        torch.manual_seed(config.seed)  # the new classifier is the same in every process and every run
-        model.replace_logits(len(classes))
-        torch.set_rng_state(generator_state)
-    return model, loaded.metadata.get("name", str(config.weights))
+    """The starting weights with a new classifier for ``classes`` (kept if the classes are the same); the new
+    classifier comes from the run's seed, so it is the same in every process and every run."""
+    weights = config.weights if config.stream == "rgb" else config.flow_weights
+    model = create_model(weights, stream=config.stream, classes=classes, seed=config.seed, dropout=config.dropout,
+                         fused=False)
+    return model, model.weights.name
 
 
 class TemporalLogits(torch.nn.Module):

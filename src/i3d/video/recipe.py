@@ -1,82 +1,44 @@
-"""The preprocessing that goes with a set of weights, as one callable: ``weights.transforms()``.
+"""The published preprocessing of I3D's weights as plain data: what a weights record points at.
 
-``i3d predict`` feeds the network through exactly this object, so a library user who calls
-``REGISTRY[name].transforms()`` gets the published recipe bit for bit, as torchvision users do.
+Weights carry their recipe (as torchvision's weights carry a transforms preset), never the reverse: this
+module knows nothing of weights, and ``i3d.video.preset.VideoTransform`` carries a recipe out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
-import torch
-
-from i3d.errors import I3DError
-from i3d.video.inputs import rgb_input_frames
-from i3d.video.transforms import center_crop, resize_short_side, to_unit_range
-from i3d.weights.registry import Preprocessing
+from i3d.architecture import MODALITY_CHANNELS
 
 
-class VideoTransform:
-    """A video file, frame folder or uint8 frames -> the network's input, by the weights' recipe.
+@dataclass(frozen=True)
+class Preprocessing:
+    """The published recipe a network's weights were trained with (Carreira & Zisserman 2017, section 3).
 
-    ``transform(path)`` or ``transform(frames)`` returns a (1, C, T, crop, crop) float32 tensor;
-    ``frames`` is (T, H, W, 3) uint8 RGB already at the recipe's frame rate. ``transform.frames(path)``
-    streams the same input one (crop, crop, C) frame at a time, for videos too long to hold.
+    RGB: frames resampled to ``fps`` by timestamps, short side resized to ``short_side`` (bilinear,
+    OpenCV ``INTER_LINEAR``), centre ``crop``, values mapped linearly from [0, 255] to ``value_range``.
+    Flow: TV-L1 between consecutive grey frames at that size, each component clipped to
+    +-``flow_bound`` px and divided by it, then the same crop; channels (x, y).
     """
 
-    def __init__(self, recipe: Preprocessing, flow_method: str = "torch", device: str | torch.device = "cpu") -> None:
-        self.recipe, self.flow_method, self.device = recipe, flow_method, str(device)
-        if recipe.value_range != (-1.0, 1.0):
-            raise I3DError(f"value range {recipe.value_range} is not implemented; I3D weights use [-1, 1]")
+    modality: str = "rgb"
+    fps: float = 25.0
+    short_side: int = 256
+    crop: int = 224
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    channel_order: str = "RGB"  # "RGB" frames, or "xy" flow components
+    resize: str = "bilinear, OpenCV INTER_LINEAR (half-pixel centres), aspect kept"
+    flow_bound: float | None = None  # px; flow only
 
-    def __repr__(self) -> str:
-        r = self.recipe
-        return (f"VideoTransform({r.modality}: {r.fps:g} fps, short side {r.short_side}, centre crop {r.crop}, "
-                f"{r.channel_order} in [{r.value_range[0]:g}, {r.value_range[1]:g}])")
+    @property
+    def channels(self) -> int:
+        return MODALITY_CHANNELS[self.modality]
 
-    def _flow_computer(self):
-        from i3d.video.flow import FlowComputer
 
-        return FlowComputer(self.flow_method, self.device)
+RGB_RECIPE = Preprocessing()
+FLOW_RECIPE = Preprocessing(modality="flow", channel_order="xy", flow_bound=20.0)
 
-    def uint8_frames(self, source: Path, start_s: float | None = None, end_s: float | None = None):
-        """RGB crops as uint8 (before scaling): the cheapest form to move between processes."""
-        r = self.recipe
-        return rgb_input_frames(Path(source), start_s, end_s, fps=r.fps, short_side=r.short_side, crop=r.crop)
 
-    def frames(self, source: str | Path, start_s: float | None = None, end_s: float | None = None
-               ) -> Iterator[np.ndarray]:
-        """(crop, crop, C) float32 frames in the value range, streamed from a video file or frame folder."""
-        r = self.recipe
-        if r.modality == "rgb":
-            return (to_unit_range(frame) for frame in self.uint8_frames(Path(source), start_s, end_s))
-        from i3d.video.flow import flow_input_frames
-
-        return flow_input_frames(Path(source), start_s, end_s, self._flow_computer(), fps=r.fps,
-                                 short_side=r.short_side, crop=r.crop, bound=r.flow_bound)
-
-    def from_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(T, H, W, 3) uint8 RGB at the recipe's rate -> (T, crop, crop, C) float32."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise I3DError(f"frames must be (T, H, W, 3) uint8 RGB; got {frames.shape} {frames.dtype}")
-        r = self.recipe
-        resized = [resize_short_side(frame, r.short_side) for frame in frames]
-        if r.modality == "rgb":
-            return to_unit_range(np.stack([center_crop(frame, r.crop) for frame in resized]))
-        from i3d.video.flow import flow_from_frames
-
-        return np.stack(list(flow_from_frames(resized, self._flow_computer(), r.crop, r.flow_bound)))
-
-    def __call__(self, video: str | Path | np.ndarray | torch.Tensor, start_s: float | None = None,
-                 end_s: float | None = None) -> torch.Tensor:
-        if isinstance(video, (str, Path)):
-            held = list(self.frames(video, start_s, end_s))
-            if not held:
-                raise I3DError(f"{video}: no frames in the requested span")
-            clip = np.stack(held)
-        else:
-            clip = self.from_frames(video.numpy() if isinstance(video, torch.Tensor) else video)
-        return torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).unsqueeze(0)
+def recipe_for(modality: str) -> Preprocessing:
+    """The published recipe of a stream: every I3D checkpoint of either stream was trained with it."""
+    return RGB_RECIPE if modality == "rgb" else FLOW_RECIPE

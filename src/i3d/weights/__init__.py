@@ -1,6 +1,7 @@
-"""Pretrained weights: the registry, fetching, and the readers of foreign checkpoint formats.
+"""Pretrained weights: the registry, the store, fetching, and the readers of foreign checkpoint formats.
 
 Names load on first use: the registry is plain data that the command-line parser reads without torch.
+``i3d.factory.resolve_weights`` is the one place a weights name, alias or path is loaded.
 """
 
 from __future__ import annotations
@@ -8,18 +9,15 @@ from __future__ import annotations
 import importlib
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "REGISTRY", "LoadedWeights", "Preprocessing", "WeightsInfo",
-    "fetch_weights", "installed_path", "registry_entry", "resolve_weights", "save_weights", "weights_file",
+    "DEFAULT_WEIGHTS", "REGISTRY", "LoadedWeights", "WeightsInfo", "fetch_weights", "installed_path",
+    "registry_entry", "save_weights",
 ]
 
 _HOMES = {
-    "DEFAULT_WEIGHTS": "i3d.weights.registry", "REGISTRY": "i3d.weights.registry", "LABEL_SETS": "i3d.weights.registry",
-    "Preprocessing": "i3d.weights.registry", "WeightsInfo": "i3d.weights.registry",
-    "registry_entry": "i3d.weights.registry",
-    "LoadedWeights": "i3d.weights.store", "installed_path": "i3d.weights.store", "load_weights": "i3d.weights.store",
-    "save_weights": "i3d.weights.store",
-    "fetch_weights": "i3d.weights.resolve", "resolve_weights": "i3d.weights.resolve",
-    "weights_file": "i3d.weights.resolve",
+    "DEFAULT_WEIGHTS": "i3d.weights.registry", "REGISTRY": "i3d.weights.registry",
+    "WeightsInfo": "i3d.weights.registry", "registry_entry": "i3d.weights.registry",
+    "LoadedWeights": "i3d.weights.store", "installed_path": "i3d.weights.store", "save_weights": "i3d.weights.store",
+    "fetch_weights": "i3d.weights.fetch",
 }
 
 

@@ -9,7 +9,7 @@ from i3d.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
 from i3d.download import sha256_of
 from i3d.errors import I3DError
 from i3d.settings import SOURCE_FORMATS
-from i3d.weights.registry import ALIASES, LABEL_SETS, REGISTRY
+from i3d.weights.registry import LABEL_SETS, find_entry
 from i3d.weights.store import installed_path, save_weights
 from i3d.weights.tf_checkpoint import checkpoint_prefix, convert_tf_arrays, read_checkpoint
 from i3d.weights.torch_port import convert_torch_port, load_torch_file
@@ -78,7 +78,7 @@ def convert_weights(
     if logits is None:
         raise I3DError(f"{source}: no logits layer (Logits/Conv3d_0c_1x1) among its variables")
     num_classes, note = logits.shape[0], None
-    info = REGISTRY.get(ALIASES.get(name, name)) if name else None
+    info = find_entry(name) if name else None
     name = info.name if info is not None else name
     if info is not None and (info.modality, info.num_classes) != (modality, num_classes):
         raise I3DError(f"{source} is a {modality} network of {num_classes} classes; {name} is "

@@ -13,35 +13,8 @@ from typing import Any
 
 from i3d.architecture import MODALITY_CHANNELS
 from i3d.errors import I3DError
+from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.remote import RemoteFile
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """The published recipe a network's weights were trained with (Carreira & Zisserman 2017, section 3).
-
-    RGB: frames resampled to ``fps`` by timestamps, short side resized to ``short_side`` (bilinear,
-    OpenCV ``INTER_LINEAR``), centre ``crop``, values mapped linearly from [0, 255] to ``value_range``.
-    Flow: TV-L1 between consecutive grey frames at that size, each component clipped to
-    +-``flow_bound`` px and divided by it, then the same crop; channels (x, y).
-    """
-
-    modality: str = "rgb"
-    fps: float = 25.0
-    short_side: int = 256
-    crop: int = 224
-    value_range: tuple[float, float] = (-1.0, 1.0)
-    channel_order: str = "RGB"  # "RGB" frames, or "xy" flow components
-    resize: str = "bilinear, OpenCV INTER_LINEAR (half-pixel centres), aspect kept"
-    flow_bound: float | None = None  # px; flow only
-
-    @property
-    def channels(self) -> int:
-        return MODALITY_CHANNELS[self.modality]
-
-
-RGB_RECIPE = Preprocessing()
-FLOW_RECIPE = Preprocessing(modality="flow", channel_order="xy", flow_bound=20.0)
 
 
 @dataclass(frozen=True)
@@ -79,8 +52,8 @@ class WeightsInfo:
         return recipe_for(self.modality)
 
     def transforms(self):
-        """The exact preprocessing callable of these weights (``i3d.video.recipe.VideoTransform``)."""
-        from i3d.video.recipe import VideoTransform
+        """The exact preprocessing callable of these weights (``i3d.video.preset.VideoTransform``)."""
+        from i3d.video.preset import VideoTransform
 
         return VideoTransform(self.preprocessing)
 
@@ -203,13 +176,13 @@ REGISTRY: dict[str, WeightsInfo] = {
 
 def kinetics400_labels() -> list[str]:
     """The 400 Kinetics class names in the standard (alphabetical) order."""
-    text = resources.files("i3d.weights").joinpath("kinetics400_labels.txt").read_text()
+    text = resources.files(__package__).joinpath("kinetics400_labels.txt").read_text()
     return text.splitlines()
 
 
 def _shipped(file: str):
     def labels() -> list[str]:
-        return resources.files("i3d.weights").joinpath(file).read_text().splitlines()
+        return resources.files(__package__).joinpath(file).read_text().splitlines()
 
     return labels
 
@@ -220,13 +193,15 @@ LABEL_SETS = {"kinetics400": kinetics400_labels, "kinetics600": _shipped("kineti
               "charades": _shipped("charades_labels.txt")}
 
 
+def find_entry(name: str) -> WeightsInfo | None:
+    """The entry of a registry name or alias; None for anything else. The one place aliases resolve."""
+    return REGISTRY.get(ALIASES.get(name, name))
+
+
 def registry_entry(name: str) -> WeightsInfo:
-    try:
-        return REGISTRY[ALIASES.get(name, name)]
-    except KeyError:
-        raise I3DError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
+    info = find_entry(name)
+    if info is None:
+        raise I3DError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}")
+    return info
 
 
-def recipe_for(modality: str) -> Preprocessing:
-    """The published recipe of a stream: every I3D checkpoint of either stream was trained with it."""
-    return RGB_RECIPE if modality == "rgb" else FLOW_RECIPE

@@ -8,33 +8,45 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from i3d.architecture import FIRST_CONV_WEIGHT
+from i3d.architecture import FIRST_CONV_WEIGHT, MODALITY_CHANNELS
 from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError
 from i3d.files import atomic_path, atomic_write_text
 from i3d.model import InceptionI3d
-from i3d.weights.registry import Preprocessing, recipe_for
+from i3d.video.recipe import Preprocessing, recipe_for
+from i3d.weights.registry import WeightsInfo
 
 FORMAT_VERSION = "1"
 
 
 @dataclass(frozen=True)
 class LoadedWeights:
+    """One set of weights as every command uses it: the tensors and the one record of what they are.
+
+    ``i3d.factory.resolve_weights`` is the only place that makes these from a name, alias or path, so the
+    canonical name, the file, its sha256, the labels, the stream and the recipe are decided once.
+    """
+
     state_dict: dict[str, torch.Tensor]
     labels: list[str]
-    modality: str
+    modality: str  # the stream: "rgb" or "flow"
     metadata: dict[str, str]
+    path: Path | None = None  # the file the tensors were read from
+    sha256: str | None = None  # of that file, as verified when it was read
+    info: WeightsInfo | None = field(default=None, compare=False)  # the registry entry, for a registry name
 
     @property
     def in_channels(self) -> int:
-        return self.state_dict[FIRST_CONV_WEIGHT].shape[1]
+        first = self.state_dict.get(FIRST_CONV_WEIGHT)
+        return first.shape[1] if first is not None else MODALITY_CHANNELS[self.modality]
 
     @property
     def num_classes(self) -> int:
@@ -42,19 +54,45 @@ class LoadedWeights:
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        """The canonical registry name, else the name the file records, else its path."""
+        if self.info is not None:
+            return self.info.name
+        return self.metadata.get("name") or (str(self.path) if self.path is not None else "")
+
+    @property
+    def stream(self) -> str:
+        return self.modality
 
     @property
     def multi_label(self) -> bool:
         return self.metadata.get("multi_label") == "true"
 
     @property
+    def provenance(self) -> str:
+        return self.info.provenance if self.info is not None else self.metadata.get("provenance", "")
+
+    @property
     def preprocessing(self) -> Preprocessing:
-        return recipe_for(self.modality)
+        return self.info.preprocessing if self.info is not None else recipe_for(self.modality)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Everything known about the weights, as plain data (for listings and reports)."""
+        base = self.info.meta if self.info is not None else dict(self.metadata)
+        return {**base, "modality": self.modality}
+
+    def record(self) -> dict[str, str | None]:
+        """What reports say about the weights: name, stream, file and sha256."""
+        return {"name": self.name, "stream": self.modality, "file": str(self.path) if self.path else None,
+                "sha256": self.sha256}
+
+    def without_tensors(self) -> LoadedWeights:
+        """The same record without its tensors (what a built model keeps: its own parameters hold them)."""
+        return replace(self, state_dict={})
 
     def transforms(self, flow_method: str = "torch", device: str = "cpu"):
         """The exact preprocessing callable these weights were trained with (what ``i3d predict`` applies)."""
-        from i3d.video.recipe import VideoTransform
+        from i3d.video.preset import VideoTransform
 
         return VideoTransform(self.preprocessing, flow_method, device)
 
@@ -112,32 +150,37 @@ def record_digest(path: Path) -> None:
     atomic_write_text(digest_path(path), json.dumps({"sha256": sha256_of(path), "verified": _stamp(path)}) + "\n")
 
 
-def verify_digest(path: Path, refetch: str) -> None:
-    """A file whose recorded sha256 no longer matches (flipped bits, a partial copy) is refused; the hash is
-    computed again only when the size or modification time changed since it last matched."""
+def verify_digest(path: Path, refetch: str) -> str:
+    """The file's sha256. A file whose recorded sha256 no longer matches (flipped bits, a partial copy) is
+    refused; the hash is computed again only when the size or modification time changed since it last
+    matched, or where no record exists."""
     sidecar = digest_path(path)
     if not sidecar.is_file():
-        return
+        return sha256_of(path)
     try:
         record = json.loads(sidecar.read_text())
         expected = record["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # an unreadable record proves nothing either way; the values are still checked
-    if record.get("verified") == _stamp(path):
-        return
+        return sha256_of(path)  # an unreadable record proves nothing either way; the values are still checked
+    if record.get("verified") == _stamp(path) and isinstance(expected, str):
+        return expected
     actual = sha256_of(path)
     if actual != expected:
         raise I3DError(f"{path}: sha256 {actual} differs from {expected}, recorded when it was written: the file "
                        f"is damaged; {refetch}")
     with contextlib.suppress(I3DError, OSError):  # only a shortcut for next time: a read-only folder keeps none
         atomic_write_text(sidecar, json.dumps({"sha256": expected, "verified": _stamp(path)}) + "\n")
+    return actual
 
 
-def load_weights(path: Path, refetch: str = "write it again") -> LoadedWeights:
-    """Load and check a weights file: recorded sha256, names and shapes, finite values, labels."""
+def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo | None = None) -> LoadedWeights:
+    """Load and check a weights file: recorded sha256, names and shapes, finite values, labels.
+
+    ``info`` is the registry entry the file was installed for (``i3d.factory.resolve_weights`` passes it).
+    """
     if not os.access(path, os.R_OK):
         raise I3DError(f"{path}: cannot be read (permission denied)")
-    verify_digest(path, refetch)
+    sha256 = verify_digest(path, refetch)
     try:
         state_dict = load_file(path)
         with safe_open(path, "pt") as f:
@@ -155,7 +198,7 @@ def load_weights(path: Path, refetch: str = "write it again") -> LoadedWeights:
     bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise I3DError(f"{path}: {bad} holds NaN or infinite values; {refetch}")
-    weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata)
+    weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata, Path(path), sha256, info)
     if FIRST_CONV_WEIGHT not in state_dict:
         raise I3DError(f"{path}: weights do not fit I3D: no {FIRST_CONV_WEIGHT}")
     try:

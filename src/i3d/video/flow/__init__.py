@@ -9,7 +9,8 @@ the flow input has T frames like the RGB input, and the two streams line up fram
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import cv2
@@ -17,14 +18,14 @@ import numpy as np
 import torch
 
 from i3d.devices import parse_device
-from i3d.errors import I3DError
+from i3d.errors import I3DError, I3DNotice
 from i3d.settings import FLOW_METHODS
 from i3d.video.decode import TARGET_FPS
-from i3d.video.flow.tvl1_torch import TVL1Params, tvl1_flow, use_compiled_kernels
+from i3d.video.flow import built_kernels
+from i3d.video.flow.tvl1_torch import EAGER_KERNELS, TVL1Params, tvl1_flow
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, SHORT_SIDE, center_crop
 
-METHODS = FLOW_METHODS
 FLOW_BOUND = 20.0  # pixels
 DEFAULT_BATCH = 8
 
@@ -39,25 +40,37 @@ def opencv_tvl1(firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return np.stack([solver.calc(a, b, None) for a, b in zip(firsts, seconds)])
 
 
+def kernels_for(device: torch.device, fused: bool = True) -> Mapping[str, Callable]:
+    """TV-L1's kernels for ``device``: the fused ones built for this CPU where they exist (loaded in
+    milliseconds), else the plain ones (the same results to float rounding, several times slower), said once."""
+    if fused and device.type == "cpu":
+        built = built_kernels.load()
+        if built is not None:
+            return built
+        warnings.warn("TV-L1 runs its plain kernels (same results, slower): the fused ones are not built for this "
+                      "machine; build them with `python -m i3d.video.flow.aot` (part of `make setup`)", I3DNotice,
+                      stacklevel=2)
+    return EAGER_KERNELS
+
+
 class FlowComputer:
     """TV-L1 over batches of frame pairs with the chosen backend."""
 
     def __init__(self, method: str = "torch", device: str = "cpu", batch_size: int = DEFAULT_BATCH,
                  compile: bool = True) -> None:
-        if method not in METHODS:
-            raise I3DError(f"flow method must be one of {', '.join(METHODS)}, not {method!r}")
+        if method not in FLOW_METHODS:
+            raise I3DError(f"flow method must be one of {', '.join(FLOW_METHODS)}, not {method!r}")
         if batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
         self.method, self.device, self.batch_size = method, parse_device(device), batch_size
-        if method == "torch":
-            use_compiled_kernels(compile and self.device.type == "cpu")
+        self.kernels = kernels_for(self.device, compile) if method == "torch" else EAGER_KERNELS
 
     def pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         if self.method == "opencv":
             return opencv_tvl1(firsts, seconds)
         first = torch.from_numpy(firsts).to(self.device)
         second = torch.from_numpy(seconds).to(self.device)
-        return tvl1_flow(first, second, TVL1Params()).cpu().numpy()
+        return tvl1_flow(first, second, TVL1Params(), self.kernels).cpu().numpy()
 
     def fields(self, grey_frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Flow (H, W, 2) in pixels from each frame to the next, then the last one again; batched, streamed."""
@@ -100,5 +113,5 @@ def flow_input_frames(
                             crop, bound)
 
 
-__all__ = ["FLOW_BOUND", "METHODS", "FlowComputer", "flow_from_frames", "flow_input_frames", "opencv_tvl1",
-           "to_flow_input", "to_grey"]
+__all__ = ["FLOW_BOUND", "FlowComputer", "flow_from_frames", "flow_input_frames", "kernels_for",
+           "opencv_tvl1", "to_flow_input", "to_grey"]

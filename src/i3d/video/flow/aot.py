@@ -1,4 +1,4 @@
-"""TV-L1's kernels compiled ahead of time, once per machine, loaded in milliseconds by every process.
+"""TV-L1's kernels compiled ahead of time, once per machine (``i3d.video.flow.built_kernels`` loads them).
 
 ``python -m i3d.video.flow.aot`` (run by the README's set-up) exports the iteration, the warp and the
 median with dynamic sizes and builds each with AOTInductor into ``$I3D_HOME/kernels/<key>/``; the key
@@ -10,7 +10,6 @@ the same numbers, and says so once). A folder that cannot be written leaves the 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import platform
@@ -23,19 +22,8 @@ from pathlib import Path
 
 import torch
 
-from i3d.download import cache_dir
 from i3d.video.flow import tvl1_torch as kernels
-
-NAMES = ("warp", "median", "step", "step_single")  # step_single: one pair (sizes of 1 are specialised)
-
-
-def cache_key() -> str:
-    """torch version, CPU capability and kernel source. The capability is ATen's (a lookup, where asking
-    Inductor would import it and probe the compiler: 2 s of a 10-frame run)."""
-    source = hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
-    isa = torch.backends.cpu.get_cpu_capability().lower()
-    return f"torch-{torch.__version__.replace('+', '_')}-{isa}-{source}"
-
+from i3d.video.flow.built_kernels import NAMES, cache_key, kernel_dir, load
 
 # Inductor compiles for -march=native: kernels built on one CPU could then use instructions another CPU
 # of the same ATen capability lacks (a shared home folder on a cluster, an image built elsewhere). They
@@ -48,8 +36,55 @@ def _portable_march() -> dict:
     return {"cpp.march": march} if march and platform.machine() in ("x86_64", "AMD64") else {}
 
 
-def kernel_dir() -> Path:
-    return cache_dir() / "kernels" / cache_key()
+def kernel_options() -> dict[str, dict]:
+    """Inductor options per kernel, for the ahead-of-time build and ``torch.compile`` alike.
+
+    The warp's indices are clamped inside the padding, and gathered (no negative-index wrap-around):
+    without a bounds check per load it runs 1.5x faster. The median's 113 comparators must stay one
+    loop (by default Inductor would store intermediates), on AVX-512 in 8-wide vectors: its 25 live
+    values then fit the registers better (12 % faster than 16-wide).
+    """
+    unlimited = 1 << 20
+    options = {"warp": {"assert_indirect_indexing": False},
+               "median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
+                          "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
+    if vector_bits() == 512:
+        options["median"]["cpp.simdlen"] = 256
+    return options
+
+
+def vector_bits() -> int:
+    """Width of the vectors Inductor compiles for on this CPU, 0 where unknown."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        return pick_vec_isa().bit_width()
+    except Exception:  # a private module: its absence only costs the median's tuning
+        return 0
+
+
+def compile_kernels() -> dict | None:
+    """The kernels compiled now with ``torch.compile`` (90 s the first time on a 2-core CPU, 12 s per process
+    after): the reference the ahead-of-time build is tested against. None without a working compiler."""
+    options = kernel_options()
+    compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
+                for name, kernel in kernels.EAGER_KERNELS.items()}
+    params = kernels.TVL1Params()
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
+    try:  # compile now, as used, on small inputs: then one kernel serves every size
+        with torch.inference_mode():
+            for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
+                rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
+                if batch == 2:  # the warp and the median see one shape at every batch size
+                    padded = torch.rand(batch * (128 + 8), 160 + 8)
+                    compiled["warp"](rows[0], padded, *rows[1:3], torch.empty(128, 1))
+                    compiled["median"](rows[0])
+                with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
+                    compiled["step"](*map(kernels.extended, rows[:2]), *rows[2:], *kernels._row_masks(batch, 128),
+                                     *constants)
+    except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
+        return None
+    return compiled
 
 
 class _Warp(torch.nn.Module):
@@ -98,7 +133,7 @@ def build(quiet: bool = False) -> Path:
     """Export and compile every kernel into the cache (a few minutes on 2 cores); the folder it wrote."""
     target = kernel_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
-    options = kernels.kernel_options()
+    options = kernel_options()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         for name in NAMES:
             start = time.perf_counter()
@@ -122,40 +157,10 @@ def build(quiet: bool = False) -> Path:
     return target
 
 
-_LOADED: dict[Path, dict] = {}  # one load per process: every FlowComputer (one per video) shares them
-
-
-def _runner(package: Path):
-    """The package's kernel, called on tensors, returning its list of tensors. The loader behind
-    ``torch._inductor.aoti_load_package``, used directly: importing Inductor costs a second, and its
-    wrapper re-parses the call spec at every call (thousands per video)."""
-    loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
-    return lambda *tensors: loader.boxed_run(list(tensors))
-
-
-def load() -> dict | None:
-    """The compiled kernels of this machine, or None when they were not built for it (or cannot load)."""
-    folder = kernel_dir()
-    if folder in _LOADED:
-        return _LOADED[folder]
-    try:
-        if json.loads((folder / "key.json").read_text())["key"] != cache_key():
-            return None
-        loaded = {name: _runner(folder / f"{name}.pt2") for name in NAMES}
-    except Exception:  # missing, partial, from another build: the plain kernels compute the same
-        return None
-
-    def step(*args):
-        return loaded["step_single" if args[9].shape[0] == 1 else "step"](*args[:11])
-
-    _LOADED[folder] = {"warp": loaded["warp"], "median": lambda padded: loaded["median"](padded)[0], "step": step}
-    return _LOADED[folder]
-
-
 if __name__ == "__main__":
     if "--if-missing" in sys.argv and load() is not None:
         sys.exit(0)
-    if kernels._vector_bits() == 0 and "--force" not in sys.argv:
+    if vector_bits() == 0 and "--force" not in sys.argv:
         print("no vector ISA Inductor knows here: TV-L1 keeps its plain kernels", file=sys.stderr)
         sys.exit(0)
     try:

