@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The torch version is stated once, in pyproject.toml; the set-up installs exactly that CPU build first.
 TORCH := $(shell sed -n 's/^ *"torch>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: demo test test-fast setup assets kernels browser bench lint
+.PHONY: demo test test-fast setup assets browser bench lint
 
 $(BIN)/i3d: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,10 @@ $(BIN)/i3d: pyproject.toml
 
 setup: $(BIN)/i3d
 
-assets: setup kernels
-	$(BIN)/i3d weights fetch
-	$(BIN)/i3d samples fetch
-
-# TV-L1's fused kernels, built once per machine (about a minute) and loaded in milliseconds by every process.
-kernels: setup
-	$(BIN)/python -m i3d.video.flow.aot --if-missing
+# The default weights, the sample videos and TV-L1's fused kernels for this CPU (built once per machine, about
+# a minute, then loaded in milliseconds by every process): what first use would otherwise fetch or build.
+assets: setup
+	$(BIN)/i3d setup
 
 demo: assets
 	$(BIN)/i3d predict

@@ -21,8 +21,8 @@ from excerpt import excerpt
 
 from i3d.factory import resolve_weights
 from i3d.features import ExtractionConfig, WindowSpec
-from i3d.features.core import extract_video
 from i3d.features.network import FeatureNetwork
+from i3d.features.video import extract_video
 from i3d.video.samples import fetch_samples
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from i3d.factory import resolve_weights
 from i3d.features import ExtractionConfig, WindowSpec, extract_features
-from i3d.features.core import DecodedVideo
 from i3d.features.network import FeatureNetwork
+from i3d.features.video import DecodedVideo
 from i3d.video.samples import fetch_samples
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+
+# Tests never reach the network, nor spend a minute compiling, by accident: first-use fetching and kernel
+# builds are off unless a test turns them on (the fixture below fetches the weights on purpose).
+os.environ["I3D_OFFLINE"] = "1"
+os.environ["I3D_BUILD_KERNELS"] = "0"
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float | Fraction, codec: str = "libx264") -> Path:

@@ -107,7 +107,7 @@ def test_torchscript_export_takes_any_frames_and_keeps_labels(pretrained, tmp_pa
 
 
 def test_flow_graph_refuses_uint8_input():
-    with pytest.raises(Exception, match="uint8 input applies to RGB"):
+    with pytest.raises(Exception, match="uint8_input applies to RGB"):
         ExportOptions("flow", uint8_input=True)
 
 

@@ -21,7 +21,9 @@ from i3d.cli.main import main
 from i3d.errors import I3DError
 from i3d.factory import build_model
 from i3d.features import ExtractionConfig, WindowSpec, extract_features
-from i3d.features.core import DecodedVideo, config_from_preset, per_frame_windows
+from i3d.features.presets import config_from_preset
+from i3d.features.video import DecodedVideo
+from i3d.features.windows import per_frame_windows
 from i3d.video.transforms import crop_views
 
 
@@ -161,11 +163,11 @@ def test_presets_set_defaults_that_explicit_settings_override():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--fps", "0"], "--fps: must be a rate above 0"),
-    (["--fps", "fast"], "--fps: expected frames per second"),
-    (["--crop-size", "300"], "--crop-size 300 is larger than the resized frame's short side (--size 256)"),
+    (["--fps", "0"], "--fps must be a rate above 0"),
+    (["--fps", "fast"], "--fps: expected a number or `native`"),
+    (["--crop-size", "300"], "--crop-size 300 is larger than the resized frame's short side (size 256)"),
     (["--crop-size", "100"], "crops need at least 193 px"),
-    (["--per-frame", "0"], "--per-frame: must be at least 1"),
+    (["--per-frame", "0"], "--per-frame must be at least 1"),
     (["--preset", "nope"], "unknown --preset 'nope'"),
 ])
 def test_bad_settings_are_one_line_before_any_work(tmp_path, capsys, args, message):

@@ -19,6 +19,7 @@ from i3d.factory import resolve_weights
 from i3d.model import InceptionI3d
 from i3d.weights.fetch import fetch_weights
 from i3d.weights.remote import MIRROR_VARIABLE, git_blob_sha1
+from i3d.weights.store import installed_path
 from test_convert import _data_for_index, _fixture, _port_state_dict
 
 
@@ -179,3 +180,49 @@ def test_unknown_names_list_the_known_ones(capsys):
     assert main(["weights", "fetch", "rgb_imagenet_v2"]) == 2
     err = capsys.readouterr().err
     assert "unknown weights 'rgb_imagenet_v2'; known: i3d-kinetics-400, rgb_imagenet" in err
+
+
+def test_first_use_fetches_verifies_and_installs_once(published, monkeypatch, recwarn):
+    from i3d.errors import I3DNotice
+    from i3d.factory import create_model
+
+    server, _, _ = published
+    with pytest.raises(I3DError, match=r"weights rgb_charades are not installed; run `i3d weights fetch rgb_charades`"):
+        resolve_weights("rgb_charades")  # I3D_OFFLINE=1, as in every test: nothing fetched
+    assert server.requests == []
+    monkeypatch.delenv("I3D_OFFLINE")
+    model = create_model("rgb_charades")
+    assert model.weights.name == "rgb_charades" and len(model.labels) == 157
+    assert any(issubclass(w.category, I3DNotice) and "fetching them now (first use" in str(w.message)
+               for w in recwarn.list)
+    fetched = len(server.requests)
+    assert resolve_weights("rgb_charades").sha256 == model.weights.sha256 and len(server.requests) == fetched
+
+
+def test_two_first_uses_at_once_fetch_one_verified_file(published, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, _, _ = published
+    monkeypatch.delenv("I3D_OFFLINE")
+    with ThreadPoolExecutor(2) as pool:
+        records = list(pool.map(lambda _: resolve_weights("rgb_imagenet").record(), range(2)))
+    assert records[0] == records[1]
+    fetched = [path for path, _ in server.requests]
+    assert sorted(fetched) == sorted(set(fetched)) and len(fetched) == 2  # the index and the data, once each
+    assert not list(installed_path("rgb_imagenet").parent.glob("*.tmp*"))
+
+
+def test_first_use_without_a_network_says_how_to_fetch_elsewhere(published, monkeypatch, capsys, tmp_path):
+    from conftest import numbered_frames, write_video
+
+    server, _, _ = published
+    monkeypatch.delenv("I3D_OFFLINE")
+    server.fail["models/rgb_charades.pt"] = 503
+    video = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
+    assert main(["predict", "--weights", "rgb_charades", str(video)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("i3d: error:")]) == 1
+    assert "could not be fetched" in err[-1] and "I3D_WEIGHTS_URL" in err[-1]
+    assert not installed_path("rgb_charades").exists()
+    assert main(["--offline", "predict", "--weights", "rgb_charades", str(video)]) == 2
+    assert "not installed; run `i3d weights fetch rgb_charades`" in capsys.readouterr().err

@@ -292,7 +292,7 @@ def test_two_processes_under_torchrun_give_the_single_process_number(tmp_path, p
 def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, capsys, pretrained):
     real, fake = _sets(tmp_path)
     report_path, stats = tmp_path / "out" / "report.json", tmp_path / "real.stats.npz"
-    args = ["fvd", str(real), str(fake), "--clips", "4", "--seed", "3", "-o", str(report_path), "--save-stats",
+    args = ["fvd", str(real), str(fake), "--videos", "4", "--seed", "3", "-o", str(report_path), "--save-stats",
             str(stats), "--quiet"]
     assert main(args) == 0
     report = json.loads(report_path.read_text())
@@ -303,10 +303,10 @@ def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, ca
     assert report["kvd"] is not None and report["kvd_subset_size"] == 4 and "universome/stylegan-v" in \
         report["protocol"]["source"]
     assert any("singular" in w for w in report["warnings"])
-    assert main(["fvd", str(stats), str(fake), "--clips", "4", "--seed", "3", "-o", str(report_path), "--quiet"]) == 0
+    assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "3", "-o", str(report_path), "--quiet"]) == 0
     assert json.loads(report_path.read_text())["fvd"] == pytest.approx(report["fvd"], rel=1e-9)
     capsys.readouterr()
-    assert main(["fvd", str(stats), str(fake), "--clips", "4", "--seed", "4", "--quiet"]) == 2
+    assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "4", "--quiet"]) == 2
     assert "statistics of another protocol (differs in seed)" in capsys.readouterr().err
 
 
@@ -321,8 +321,8 @@ def test_runs_report_mean_and_spread(tmp_path, capsys, pretrained):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--frames", "-5"], "--frames: must be at least 1"),
-    (["--clips", "0"], "--clips: must be at least 1"),
+    (["--frames", "-5"], "--frames must be at least 1, not -5"),
+    (["--videos", "0"], "--videos must be at least 2 (a covariance needs two), not 0"),
     (["--batch-size", "0"], "--batch-size: must be at least 1"),
     (["--range", "1,0"], "LOW must be below HIGH"),
 ])

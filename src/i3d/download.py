@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from i3d.errors import I3DError
@@ -52,3 +54,30 @@ def cache_dir() -> Path:
     """Where fetched weights and samples live: ``$I3D_HOME``, else ``~/.cache/i3d``."""
     root = os.environ.get("I3D_HOME") or Path.home() / ".cache" / "i3d"
     return Path(root)
+
+
+OFFLINE_VARIABLE = "I3D_OFFLINE"
+
+
+def offline() -> bool:
+    """Whether fetching on first use is turned off (``I3D_OFFLINE=1``, or ``i3d --offline``), as HF_HUB_OFFLINE
+    does for Hugging Face: what is not installed is then an error that says how to install it."""
+    return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (and threads) on ``path``, held for the block: two first uses
+    of the same file, in two processes or in Ray workers sharing one cache, fetch or build it once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: the atomic rename of every write still keeps readers safe
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -20,3 +20,16 @@ class OutputError(I3DError, OSError):
 class I3DNotice(UserWarning):
     """Something a user should know that changes no result (a slower path taken, a renamed option). The
     library warns; the CLI prints each as one ``i3d: note:`` line."""
+
+
+class SettingError(I3DError):
+    """A setting out of range, said by its field name (``batch_size must be at least 1``); the CLI says it by
+    its flag (``--batch-size must be at least 1``), from the same dataclass field."""
+
+    def __init__(self, field: str, problem: str, flag: str | None = None) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+        self.flag = flag or "--" + field.replace("_", "-")
+
+    def command_line(self) -> str:
+        return f"{self.flag} {self.problem}"

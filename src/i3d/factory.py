@@ -8,12 +8,14 @@ capability gets its networks here, so every command accepts the same names.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from i3d.errors import I3DError
+from i3d.download import file_lock, offline
+from i3d.errors import I3DError, I3DNotice, OutputError
 from i3d.inference import optimize_for_inference, use_fused_inference
 from i3d.model import InceptionI3d
 from i3d.weights import registry
@@ -57,13 +59,48 @@ def _installed(info: registry.WeightsInfo, default_flow: bool = False) -> Loaded
     name = info.name
     path = installed_path(name)
     if not path.exists():
-        if default_flow:
+        if default_flow and offline():
             raise I3DError(f"no flow weights installed: run `i3d weights fetch {name}` (DeepMind's flow "
                            "checkpoint; --mirror for a local copy), or give --flow-weights FILE")
-        raise I3DError(f"weights {name} are not installed; run `i3d weights fetch {name}`")
+        fetch_on_first_use(info)
     refetch = (f"re-fetch it: `i3d weights fetch {name} --force`" if info.fetchable
                else f"convert it again: {info.source.removeprefix('not downloadable here: ')}")
     return load_weights(path, refetch, info)
+
+
+def fetch_on_first_use(info: registry.WeightsInfo) -> None:
+    """Fetch, verify, convert and install weights the first time they are asked for, as torchvision and
+    Hugging Face do: one note, then the download's progress. Concurrent first uses (two processes, Ray
+    workers on one cache) fetch once, under a lock; every file is written whole or not at all."""
+    name = info.name
+    path = installed_path(name)
+    if offline() or not info.fetchable:
+        how = f"`i3d weights fetch {name}`" if info.fetchable else info.source.removeprefix("not downloadable here: ")
+        raise I3DError(f"weights {name} are not installed; run {how}")
+    lock = path.with_name(f".{name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError as error:
+        raise I3DError(f"{path.parent}: the weights cache cannot be written ({error.strerror or error}); set "
+                       "I3D_HOME to a folder you can write") from None
+    with file_lock(lock):
+        if path.exists():  # another process fetched them while this one waited
+            return
+        size = f", {info.download_bytes / 2**20:.0f} MB" if info.download_bytes else ""
+        warnings.warn(f"weights {name} are not installed: fetching them now (first use{size}; I3D_OFFLINE=1 "
+                      "turns this off)", I3DNotice, stacklevel=3)
+        from i3d.weights.fetch import fetch_weights
+
+        try:
+            fetch_weights(name)
+        except OutputError:
+            raise
+        except I3DError as error:
+            raise I3DError(f"weights {name} are not installed and could not be fetched ({error}); fetch them "
+                           f"where the network reaches their source (`i3d weights fetch {name}`) and copy "
+                           f"{path.name} into {path.parent}, or point --mirror / I3D_WEIGHTS_URL at a copy of "
+                           "the published files") from None
 
 
 def build_model(weights: LoadedWeights, optimize: bool = False) -> torch.nn.Module:

@@ -5,21 +5,40 @@ from them, so a field's help is the option's help. Plain data, no torch: ``i3d -
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from i3d.architecture import MIN_CROP, MIN_FRAMES
-from i3d.errors import I3DError
+from i3d.errors import SettingError
+from i3d.streams import canonical_stream, stream_modalities
+from i3d.video.recipe import RGB_RECIPE
 
 
-def setting(default: Any, help: str, choices: tuple | None = None, **argparse: Any) -> Any:
-    """A dataclass field with the help (and choices) of the command-line option made from it."""
+def setting(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | None = None, **argparse: Any) -> Any:
+    """A dataclass field with the help (and choices) of the command-line option made from it.
+
+    ``default_text`` replaces the default in the help where the value alone would mislead (None meaning
+    "the protocol's"); ``none_word`` is the word the option takes for None (``--fps native``); ``flag`` and
+    ``metavar`` name the option where the field's name would not.
+    """
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, **argparse})
 
 
-def check_choice(value: Any, choices: tuple, option: str) -> None:
+def option_name(field: dataclasses.Field) -> str:
+    """The command-line flag of a settings field: ``batch_size`` is ``--batch-size`` unless it says otherwise."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def invalid(settings: Any, name: str, problem: str) -> SettingError:
+    """The error of a field of a settings dataclass (an instance or the class), named as the field."""
+    return SettingError(name, problem, option_name(settings.__dataclass_fields__[name]))
+
+
+def check_choice(settings: Any, name: str, choices: tuple) -> None:
+    value = getattr(settings, name)
     if value not in choices:
-        raise I3DError(f"{option} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        raise invalid(settings, name, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
 FLOW_METHODS = ("torch", "opencv")  # the batched PyTorch TV-L1, or OpenCV-contrib's Dual TV-L1
@@ -47,9 +66,10 @@ class WindowSpec:
                         LAST_WINDOW_POLICIES, flag="--last-window")
 
     def __post_init__(self) -> None:
-        if self.clip_len < 1 or self.step < 1:
-            raise I3DError("--clip-len and --step must be at least 1")
-        check_choice(self.last, LAST_WINDOW_POLICIES, "--last-window")
+        for name in ("clip_len", "step"):
+            if getattr(self, name) < 1:
+                raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
+        check_choice(self, "last", LAST_WINDOW_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -63,12 +83,12 @@ class EvaluationProtocol:
 
     def __post_init__(self) -> None:
         if self.clips < 1:
-            raise I3DError("--clips must be at least 1")
+            raise invalid(self, "clips", f"must be at least 1, not {self.clips}")
         if self.clip_frames < MIN_FRAMES:
-            raise I3DError(f"--clip-frames must be at least {MIN_FRAMES}")
+            raise invalid(self, "clip_frames", f"must be at least {MIN_FRAMES}, not {self.clip_frames}")
         if self.crops not in (1, 3):
-            raise I3DError("--crops must be 1 (centre) or 3 (along the long side)")
-        check_choice(self.average, AVERAGES, "--average")
+            raise invalid(self, "crops", f"must be 1 (centre) or 3 (along the long side), not {self.crops}")
+        check_choice(self, "average", AVERAGES)
 
 
 @dataclass(frozen=True)
@@ -82,12 +102,15 @@ class BenchConfig:
     weights: str | None = setting(None, "weights name or .safetensors file (default: i3d-kinetics-400)")
 
     def __post_init__(self) -> None:
-        if self.frames < MIN_FRAMES or self.size < MIN_CROP:
-            raise I3DError(f"--frames must be at least {MIN_FRAMES} and --size at least {MIN_CROP} (the network's "
-                           f"last pool is 2x7x7), not {self.frames} and {self.size}")
-        if self.batch_size < 1 or self.repeats < 1:
-            raise I3DError(f"--batch-size and --repeats must be at least 1, not {self.batch_size} and "
-                           f"{self.repeats}")
+        if self.frames < MIN_FRAMES:
+            raise invalid(self, "frames", f"must be at least {MIN_FRAMES} (the network's last pool is 2x7x7), "
+                          f"not {self.frames}")
+        if self.size < MIN_CROP:
+            raise invalid(self, "size", f"must be at least {MIN_CROP} (the network's last pool is 2x7x7), not "
+                          f"{self.size}")
+        for name in ("batch_size", "repeats"):
+            if getattr(self, name) < 1:
+                raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -101,10 +124,10 @@ class ExportOptions:
     uint8_input: bool = setting(False, "RGB input as uint8 [0, 255], scaled in the graph", flag="--uint8")
 
     def __post_init__(self) -> None:
-        check_choice(self.stream, ("rgb", "flow", "joint"), "stream")
-        check_choice(self.layout, LAYOUTS, "layout")
+        check_choice(self, "stream", ("rgb", "flow", "joint"))
+        check_choice(self, "layout", LAYOUTS)
         if self.uint8_input and self.stream == "flow":
-            raise I3DError("uint8 input applies to RGB; flow input is float in [-1, 1]")
+            raise invalid(self, "uint8_input", "applies to RGB; flow input is float in [-1, 1]")
 
     @property
     def input_names(self) -> list[str]:
@@ -128,9 +151,12 @@ class FvdProtocol:
     """
 
     name: str
-    frames: int | None  # frames per clip; None: every frame of each video (all must be equally long)
-    stride: int = 1  # take every stride-th frame (StyleGAN-V's subsample_factor)
-    max_videos: int | None = None  # the first min(N, max_videos) videos, in plain string order of their names
+    frames: int | None = setting(help="frames per clip; None: every frame of each video (all equally long)",
+                                 default_text="the protocol's; google-research: every frame")
+    stride: int = setting(1, "take every K-th frame (StyleGAN-V's subsample_factor)", metavar="K",
+                          default_text="the protocol's")
+    max_videos: int | None = setting(None, "videos taken from each set (the first N, in plain string order of "
+                                     "their names)", flag="--videos", metavar="N", default_text="the protocol's")
     real_start: str = "random"  # real clips: "random" (uniform, seeded) or "first" frame
     fake_start: str = "first"  # generated clips start at their first frame
     short_real: str = "drop"  # a real video shorter than the clip: "drop" it (before counting) or "error"
@@ -138,22 +164,27 @@ class FvdProtocol:
     covariance: str = "n"  # divide by n (StyleGAN-V) or n - 1 (google-research, TF-GAN)
     sqrtm: str = "scipy"  # Tr sqrt(S_fake S_real): scipy.linalg.sqrtm, or TF-GAN's symmetric SVD roots
     frame_order: str = "string"  # frame files of a folder: plain string order of their names, or "natural"
-    skip_first: int = 0  # frames dropped from the start of every video first (conditioning frames)
-    seed: int = 0  # the random starts of real clips (StyleGAN-V never seeds them)
+    skip_first: int = setting(0, "frames dropped from the start of every video first (conditioning frames)",
+                              metavar="K")
+    seed: int = setting(0, "seed of the real clips' random starts (StyleGAN-V never seeds them)")
     source: str = ""
 
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames < 1:
-            raise I3DError(f"--frames must be at least 1, not {self.frames}")
-        if self.stride < 1 or self.skip_first < 0:
-            raise I3DError("--stride must be at least 1 and --skip-first at least 0")
+            raise invalid(self, "frames", f"must be at least 1, not {self.frames}")
+        if self.stride < 1:
+            raise invalid(self, "stride", f"must be at least 1, not {self.stride}")
+        if self.skip_first < 0:
+            raise invalid(self, "skip_first", f"must be at least 0, not {self.skip_first}")
+        if self.seed < 0:
+            raise invalid(self, "seed", f"must be at least 0, not {self.seed}")
         if self.max_videos is not None and self.max_videos < 2:
-            raise I3DError(f"--clips must be at least 2 (a covariance needs two), not {self.max_videos}")
-        check_choice(self.resize, FVD_RESIZES, "resize")
-        check_choice(self.covariance, FVD_COVARIANCES, "covariance")
-        check_choice(self.sqrtm, FVD_SQRTMS, "sqrtm")
-        check_choice(self.real_start, ("random", "first"), "real_start")
-        check_choice(self.short_real, ("drop", "error"), "short_real")
+            raise invalid(self, "max_videos", f"must be at least 2 (a covariance needs two), not {self.max_videos}")
+        check_choice(self, "resize", FVD_RESIZES)
+        check_choice(self, "covariance", FVD_COVARIANCES)
+        check_choice(self, "sqrtm", FVD_SQRTMS)
+        check_choice(self, "real_start", ("random", "first"))
+        check_choice(self, "short_real", ("drop", "error"))
 
     @property
     def span(self) -> int | None:
@@ -178,3 +209,128 @@ FVD_PROTOCOLS = {
                                    covariance="n-1", sqrtm="tfgan", frame_order="natural", source=_GOOGLE),
 }
 DEFAULT_FVD_PROTOCOL = "stylegan-v-16f"
+
+
+FEATURE_CROPS = ("center", "3", "10")
+CROP_COUNTS = {"center": 1, "3": 3, "10": 10}
+DECODERS = ("pyav", "opencv")
+RESIZE_METHODS = ("opencv", "pil")  # OpenCV INTER_LINEAR with the long side rounded; PIL bilinear, floored
+NPY_LAYOUTS = ("rows", "columns")
+FEATURE_STREAMS = ("rgb", "flow", "joint", "both")
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """How ``i3d features`` samples, crops and batches videos; the options of the command, field by field.
+
+    ``spec`` (the windows) has options of its own (``WindowSpec``); the fields without help are set by the
+    presets only.
+    """
+
+    spec: WindowSpec = field(default_factory=WindowSpec)
+    fmt: str = setting("npz", "npz (one file per video), npy (features only), h5 (one HDF5 file for the run)",
+                       FEATURE_FORMATS, flag="--format")
+    extras: tuple[str, ...] = ()  # "logits", "mixed_5c": the options --logits and --mixed-5c
+    batch_size: int = setting(4, "clips per network call; the crops of a window always share one")
+    weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
+                                  default_text="i3d-kinetics-400")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    workers: int = setting(1, "decoding processes (0: decode inline)")
+    stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed; `both` is "
+                          "its old name", FEATURE_STREAMS)
+    flow_weights: str | None = setting(None, "flow weights", default_text="flow_imagenet, once converted")
+    flow_method: str = setting("torch", "TV-L1 backend: the batched PyTorch one, or OpenCV-contrib's", FLOW_METHODS)
+    flow_dir: Path | None = setting(None, "saved flow inputs (`i3d flow`) named <output name>.npy, instead of "
+                                    "computing flow")
+    fps: float | None = setting(RGB_RECIPE.fps, "frames per second taken by their timestamps, or `native`: every "
+                                "decoded frame", none_word="native")
+    size: int = setting(RGB_RECIPE.short_side, "short side before cropping")
+    crop_size: int = setting(RGB_RECIPE.crop, "crop side")
+    crops: str = setting("center", "center; 3 along the long side; 10: corners, centre and their mirrors "
+                         "(TenCrop); 3 and 10 add a crop axis: (windows, crops, 1024)", FEATURE_CROPS)
+    per_frame: int | None = setting(None, "one feature per sampled frame from the W frames centred on it (ends "
+                                    "repeat the first/last frame), instead of windows", metavar="W")
+    decoder: str = "pyav"  # pyav, or opencv (cv2.VideoCapture) as some extractors decode
+    resize: str = "opencv"  # one of RESIZE_METHODS
+    needs_next_frame: bool = False  # a window is taken only if the frame after it exists (video_features)
+    npy_layout: str = "rows"  # --format npy: rows (windows x D) or columns (D x windows, as MS-TCN loads them)
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()  # the settings given explicitly on top of the preset
+
+    def __post_init__(self) -> None:
+        check_choice(self, "fmt", FEATURE_FORMATS)
+        if self.fmt == "npy" and self.extras:
+            raise invalid(self, "fmt", "npy holds the features only; use npz or h5 for logits or Mixed_5c maps")
+        if self.batch_size < 1:
+            raise invalid(self, "batch_size", f"must be at least 1, not {self.batch_size}")
+        if self.workers < 0:
+            raise invalid(self, "workers", f"must be at least 0, not {self.workers}")
+        if self.fps is not None and not self.fps > 0:
+            raise invalid(self, "fps", f"must be a rate above 0 or `native`, not {self.fps}")
+        for name in ("size", "crop_size"):
+            if getattr(self, name) < 1:
+                raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
+        if self.crop_size < MIN_CROP:
+            raise invalid(self, "crop_size", f"{self.crop_size} is too small: the network's last pool is 7x7 at "
+                          f"1/32 of the input, so crops need at least {MIN_CROP} px")
+        if self.crop_size > self.size:
+            raise invalid(self, "crop_size", f"{self.crop_size} is larger than the resized frame's short side "
+                          f"(size {self.size})")
+        check_choice(self, "crops", FEATURE_CROPS)
+        if self.per_frame is not None and self.per_frame < 1:
+            raise invalid(self, "per_frame", f"must be at least 1 frame, not {self.per_frame}")
+        if "mixed_5c" in self.extras and (self.crops != "center" or self.per_frame is not None):
+            raise invalid(self, "extras", "mixed_5c is for windows with the centre crop (not with crops or "
+                          "per_frame)")
+        check_choice(self, "decoder", DECODERS)
+        check_choice(self, "resize", RESIZE_METHODS)
+        check_choice(self, "npy_layout", NPY_LAYOUTS)
+        object.__setattr__(self, "stream", canonical_stream(self.stream))
+        if self.flow_dir is not None and self.crops != "center":
+            raise invalid(self, "flow_dir", "holds centre crops; other crops need the flow computed")
+
+    @property
+    def modalities(self) -> list[str]:
+        return stream_modalities(self.stream)
+
+    @property
+    def crop_count(self) -> int:
+        return CROP_COUNTS[self.crops]
+
+    @property
+    def windows_per_call(self) -> int:
+        """batch_size counts clips through the network: a window's crops always share one call."""
+        return max(1, self.batch_size // self.crop_count)
+
+    def settings(self, weights_sha256: list[str]) -> dict:
+        """What an output depends on; a rerun into the same folder with other settings is refused."""
+        flow = {"flow_method": self.flow_method if self.flow_dir is None else f"saved in {self.flow_dir}"}
+        sampling = {"fps": self.fps, "size": self.size, "crop_size": self.crop_size, "crops": self.crops,
+                    "per_frame": self.per_frame, "decoder": self.decoder, "resize": self.resize,
+                    "needs_next_frame": self.needs_next_frame}
+        defaults = ExtractionConfig.__dataclass_fields__
+        changed = {k: v for k, v in sampling.items() if v != defaults[k].default}  # older outputs stay valid
+        return {**dataclasses.asdict(self.spec), "extras": sorted(self.extras), "stream": self.stream,
+                "weights": weights_sha256, **(flow if self.stream != "rgb" else {}), **changed}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``i3d serve`` loads and how much it takes; the options of the command, field by field."""
+
+    weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
+                                  default_text="i3d-kinetics-400")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    max_upload_mb: float = setting(200.0, "uploads past this are refused with 413 while streaming")
+    queue_size: int = setting(4, "requests waiting or running per process; the next gets 429", flag="--queue")
+    threads: int = 1  # predictions running at once in this process
+    timeout_s: float = setting(300.0, "seconds per prediction (504 past it)", flag="--timeout")
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):
+                raise invalid(self, name, f"must be above 0, not {value}")
+        for name in ("queue_size", "threads"):
+            if getattr(self, name) < 1:
+                raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_device, add_weights, non_negative_int, positive_int
+from i3d.cli.options import add_device, add_settings, add_weights, given_settings, positive_int
 from i3d.errors import I3DError
 
 
@@ -21,7 +21,7 @@ def _value_range(text: str) -> tuple[float, float]:
 
 
 def add_parser(commands) -> None:
-    from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS
+    from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol
 
     parser = commands.add_parser(
         "fvd", help="Frechet Video Distance (and KVD) between two sets of videos, by a published protocol",
@@ -33,16 +33,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--protocol", choices=list(FVD_PROTOCOLS), default=DEFAULT_FVD_PROTOCOL,
                         help="stylegan-v-*: StyleGAN-V's fvd2048_16f, fvd2048_128f, fvd2048_128f_subsample8f; "
                         f"google-research: the original frechet_video_distance (default: {DEFAULT_FVD_PROTOCOL})")
-    parser.add_argument("--clips", type=positive_int, default=None,
-                        help="videos taken from each set, keeping the protocol's rule (default: the protocol's)")
-    parser.add_argument("--frames", type=positive_int, default=None,
-                        help="frames per clip (default: the protocol's; google-research: every frame)")
-    parser.add_argument("--stride", type=positive_int, default=None, help="take every K-th frame (default: the "
-                        "protocol's)")
-    parser.add_argument("--skip-first", type=non_negative_int, default=None,
-                        help="drop K conditioning frames from the start of every video (default: 0)")
-    parser.add_argument("--seed", type=non_negative_int, default=None, help="seed of the real clips' random starts "
-                        "(default: 0)")
+    add_settings(parser, FvdProtocol)
     parser.add_argument("--runs", type=positive_int, default=1,
                         help="draws of the real clips (seeds seed, seed+1, ...): mean and standard deviation "
                         "(default: 1)")
@@ -64,7 +55,9 @@ def run(args: argparse.Namespace) -> None:
 
     from i3d.files import atomic_path, check_writable
     from i3d.fvd import VideoEmbedder, compute_fvd, get_protocol
+    from i3d.settings import FvdProtocol
 
+    protocol = get_protocol(args.protocol, **given_settings(args, FvdProtocol))
     for path in (args.output, args.save_stats):
         if path is not None:
             check_writable(path)
@@ -75,8 +68,6 @@ def run(args: argparse.Namespace) -> None:
             raise I3DError(f"{source}: no such file or folder")
     if args.fake.name.endswith(".stats.npz"):
         raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
-    protocol = get_protocol(args.protocol, max_videos=args.clips, frames=args.frames, stride=args.stride,
-                            skip_first=args.skip_first, seed=args.seed)
     embedder = VideoEmbedder(args.weights, args.device, args.batch_size, protocol.resize)
     with tqdm(unit="clip", disable=args.quiet, file=sys.stderr, delay=1.0) as bar:  # no bar before a quick error
         report = compute_fvd(args.real, args.fake, protocol, embedder, args.runs, args.value_range,

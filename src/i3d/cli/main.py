@@ -12,10 +12,10 @@ import sys
 import warnings
 
 from i3d.cli import interrupt
-from i3d.errors import I3DError
+from i3d.errors import I3DError, SettingError
 
 COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "serve", "weights",
-            "samples", "bench")
+            "samples", "bench", "setup", "doctor")
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +34,9 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="i3d", description="I3D video action recognition.",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--offline", action="store_true",
+                        help="never fetch weights or samples on first use (as I3D_OFFLINE=1): what is not installed "
+                        "is an error that says how to install it")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
                                      help="one of:")
     for name in COMMANDS:
@@ -53,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
             args.innermost_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help (0) or an argument error (2), already printed
         return int(done.code or 0)
-    warnings.showwarning = _note  # deprecation notes as one line each, not a source listing
+    if args.offline:
+        os.environ["I3D_OFFLINE"] = "1"
+    warnings.showwarning = _note  # notes as one line each, not a source listing
     try:
         code = args.run(args)  # commands over many items return 1 when some of them failed
+    except SettingError as error:  # the library names the field; the command line names the flag
+        print(f"i3d: error: {error.command_line()}", file=sys.stderr)
+        return 2
     except I3DError as error:
         print(f"i3d: error: {error}", file=sys.stderr)
         return 2

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-_TYPES = {"int": int, "float": float, "str": str}
+from i3d.settings import option_name
 
-
-def option_name(field: dataclasses.Field) -> str:
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+_TYPES = {"int": int, "float": float, "str": str, "Path": Path}
 
 
 def _converter(field: dataclasses.Field):
@@ -19,7 +18,11 @@ def _converter(field: dataclasses.Field):
     kind = str(field.type)
     base = _TYPES.get(kind.split(" ")[0], str)
 
+    none_word = field.metadata.get("none_word")
+
     def convert(text: str) -> Any:
+        if none_word is not None and text == none_word:
+            return text  # given_settings turns it into None (None itself means "not given")
         if "None" in kind and text.lower() in ("none", "null"):
             return None
         if kind.startswith("bool"):
@@ -31,7 +34,8 @@ def _converter(field: dataclasses.Field):
         try:
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {base.__name__ == 'int' and 'an integer' or 'a number'}, "
+            expected = "an integer" if base is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {expected}{f' or `{none_word}`' if none_word else ''}, "
                                              f"not {text!r}") from None
 
     convert.__name__ = base.__name__
@@ -39,16 +43,18 @@ def _converter(field: dataclasses.Field):
 
 
 def add_settings(parser: argparse.ArgumentParser, settings: type, skip: Iterable[str] = ()) -> None:
-    """One option per field of ``settings``; left out, an option is None (the dataclass's default applies).
+    """One option per field of ``settings`` that has help; left out, an option is None (the dataclass's
+    default applies). The help ends with the default, written once, in the field.
 
     A flag (bool field) may stand alone (true) or take a value: ``--amp false``.
     """
     for field in dataclasses.fields(settings):
-        if field.name in skip:
+        if field.name in skip or not field.metadata.get("help"):
             continue
-        help_text = field.metadata.get("help", "")
-        if field.default not in (None, ""):
-            help_text += f" (default: {field.default})"
+        help_text = field.metadata["help"]
+        default = field.metadata.get("default_text", field.default)
+        if default not in (None, "", dataclasses.MISSING):
+            help_text += f" (default: {default})"
         flag, choices = option_name(field), field.metadata.get("choices")
         if str(field.type).startswith("bool"):
             extra = {"nargs": "?", "const": True, "metavar": "BOOL"}
@@ -59,9 +65,15 @@ def add_settings(parser: argparse.ArgumentParser, settings: type, skip: Iterable
 
 
 def given_settings(args: argparse.Namespace, settings: type) -> dict[str, Any]:
-    """The fields the user set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(settings)
-            if getattr(args, f.name, None) is not None}
+    """The fields the user set on the command line (a field's ``none_word``, such as ``native``, is None)."""
+    given = {}
+    for field in dataclasses.fields(settings):
+        if not field.metadata.get("help"):  # not an option (a preset's setting, or set by other options)
+            continue
+        value = getattr(args, field.name, None)
+        if value is not None:
+            given[field.name] = None if value == field.metadata.get("none_word") else value
+    return given
 
 
 def build_settings(args: argparse.Namespace, settings: type) -> Any:

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from i3d.cli.options import add_device, add_weights, positive_int
+from i3d.cli.options import add_settings, build_settings, positive_int
 from i3d.errors import I3DError
 
-
-def _above_zero(unit: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {unit}, not {text!r}") from None
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be above 0 {unit}, not {text}")
-        return value
-
-    return parse
+CONFIG_VARIABLE = "I3D_SERVE_CONFIG"  # the settings, as JSON, for each of uvicorn's worker processes
 
 
 def _port(text: str) -> int:
@@ -32,21 +21,16 @@ def _port(text: str) -> int:
 
 
 def add_parser(commands) -> None:
+    from i3d.settings import ServeConfig
+
     parser = commands.add_parser("serve", help="an HTTP service and web page: upload a video, get its classes",
                                  description="POST /v1/predict (multipart), GET /v1/models, GET /healthz, GET / "
                                  "(the page), OpenAPI at /docs and /openapi.json.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="(default: 8000)")
-    parser.add_argument("--max-upload-mb", type=_above_zero("megabytes"), default=200.0,
-                        help="uploads past this are refused with 413 while streaming (default: 200)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="server processes, each with its own model (default: 1)")
-    parser.add_argument("--queue", type=positive_int, default=4,
-                        help="requests waiting or running per process; the next gets 429 (default: 4)")
-    parser.add_argument("--timeout", type=_above_zero("seconds"), default=300.0,
-                        help="seconds per prediction (default: 300)")
-    add_weights(parser)
-    add_device(parser)
+    add_settings(parser, ServeConfig)
     parser.set_defaults(run=run)
 
 
@@ -55,10 +39,14 @@ def run(args: argparse.Namespace) -> None:
         import uvicorn
     except ImportError:
         raise I3DError("i3d serve needs FastAPI and uvicorn: pip install 'i3d[serve]'") from None
+    import dataclasses
+    import json
     import os
 
-    os.environ["I3D_SERVE_CONFIG"] = f"{args.weights or ''}|{args.device}|{args.max_upload_mb}|{args.queue}|" \
-                                     f"{args.timeout}"
+    from i3d.settings import ServeConfig
+
+    config = build_settings(args, ServeConfig)
+    os.environ[CONFIG_VARIABLE] = json.dumps(dataclasses.asdict(config))
     _check_can_listen(args.host, args.port)
     print(f"i3d serve: http://{args.host}:{args.port}/ (OpenAPI at /docs)", flush=True)
     uvicorn.run("i3d.serve.app:app_from_environment", factory=True, host=args.host, port=args.port,

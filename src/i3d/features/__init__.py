@@ -9,7 +9,7 @@ import importlib
 
 __all__ = ["PRESETS", "ExtractionConfig", "ExtractionSummary", "WindowSpec", "extract_features", "plan_windows"]
 
-_HOMES = {"ExtractionConfig": "i3d.features.core", "ExtractionSummary": "i3d.features.extract",
+_HOMES = {"ExtractionConfig": "i3d.settings", "ExtractionSummary": "i3d.features.extract",
           "extract_features": "i3d.features.extract", "WindowSpec": "i3d.settings",
           "plan_windows": "i3d.features.windows", "PRESETS": "i3d.features.presets"}
 

@@ -17,14 +17,6 @@ from pathlib import Path
 
 from i3d.architecture import FEATURE_DIM
 from i3d.errors import I3DError
-from i3d.features.core import (
-    Accumulator,
-    DecodedVideo,
-    ExtractionConfig,
-    Outcome,
-    describe_error,
-    extract_video,
-)
 from i3d.features.h5store import H5_NAME, H5Store
 from i3d.features.jobs import Job, collect_jobs
 from i3d.features.outputs import (
@@ -36,8 +28,9 @@ from i3d.features.outputs import (
     reusable_output,
     write_features,
 )
+from i3d.features.video import Accumulator, DecodedVideo, Outcome, describe_error, extract_video
 from i3d.files import check_writable, remove_stale_temporaries
-from i3d.settings import ENGINES
+from i3d.settings import ENGINES, ExtractionConfig
 
 __all__ = ["ExtractionConfig", "ExtractionSummary", "extract_features", "local_engine"]
 
@@ -82,57 +75,83 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
             except Exception as error:
                 yield job, describe_error(error)
         return
-    context = multiprocessing.get_context("spawn")
-    tasks: multiprocessing.Queue = context.Queue()
-    results: multiprocessing.Queue = context.Queue(maxsize=2 * config.batch_size + 2)  # bounds held windows
-    for job in jobs:
-        tasks.put((job.index, job.path, job.name))
+    pool = DecodingPool(jobs, config)
     by_index = {job.index: job for job in jobs}
-    workers: dict[str, multiprocessing.Process] = {}
-    current: dict[str, int] = {}  # worker name -> video it is decoding
     accumulators: dict[int, Accumulator] = {}
-
-    def start_worker() -> None:
-        worker = context.Process(target=_decode_worker, args=(tasks, results, config, os.getpid()),
-                                 daemon=True)
-        worker.start()
-        workers[worker.name] = worker
-
-    for _ in range(min(config.workers, len(jobs))):
-        start_worker()
-    remaining = len(jobs)
     try:
-        while remaining:
-            try:
-                kind, index, payload = results.get(timeout=1.0)
-            except queue.Empty:
-                for name, worker in list(workers.items()):
-                    if not worker.is_alive():  # killed by a crashing decoder: fail its video, replace it
-                        del workers[name]
-                        if name in current:
-                            accumulators.pop(current[name], None)
-                            remaining -= 1
-                            yield by_index[current.pop(name)], f"decoding process died (exit code {worker.exitcode})"
-                        start_worker()
-                continue
+        for kind, index, payload in pool.events():
             if kind == "start":
-                current[payload] = index
                 accumulators[index] = Accumulator(run, config.windows_per_call)
             elif kind == "window":
                 accumulators[index].add(payload)
+            elif kind == "died":
+                accumulators.pop(index, None)
+                yield by_index[index], payload
             else:
-                for name in [n for n, i in current.items() if i == index]:
-                    del current[name]
                 accumulator = accumulators.pop(index)
-                remaining -= 1
                 try:
                     yield by_index[index], accumulator.result(payload) if kind == "end" else payload
                 except Exception as error:
                     yield by_index[index], describe_error(error)
     finally:
-        for _ in workers:
-            tasks.put(None)
-        for worker in workers.values():
+        pool.close()
+
+
+class DecodingPool:
+    """Decoding processes fed the jobs through one queue; their windows come back through a bounded one
+    (so a fast decoder never holds more than a few batches). A process that dies (a crashing decoder)
+    fails its video and is replaced."""
+
+    def __init__(self, jobs: Sequence[Job], config: ExtractionConfig) -> None:
+        self.config = config
+        self.context = multiprocessing.get_context("spawn")
+        self.tasks: multiprocessing.Queue = self.context.Queue()
+        self.results: multiprocessing.Queue = self.context.Queue(maxsize=2 * config.batch_size + 2)
+        for job in jobs:
+            self.tasks.put((job.index, job.path, job.name))
+        self.remaining = len(jobs)
+        self.workers: dict[str, multiprocessing.Process] = {}
+        self.current: dict[str, int] = {}  # worker name -> video it is decoding
+        for _ in range(min(config.workers, len(jobs))):
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        worker = self.context.Process(target=_decode_worker, args=(self.tasks, self.results, self.config,
+                                                                   os.getpid()), daemon=True)
+        worker.start()
+        self.workers[worker.name] = worker
+
+    def events(self) -> Iterator[tuple[str, int, object]]:
+        """(kind, video index, payload): start, window, end (its summary), error (its text) or died, until
+        every video has ended one way or another."""
+        while self.remaining:
+            try:
+                kind, index, payload = self.results.get(timeout=1.0)
+            except queue.Empty:
+                yield from self._replace_dead_workers()
+                continue
+            if kind == "start":
+                self.current[payload] = index
+            elif kind in ("end", "error"):
+                for name in [n for n, i in self.current.items() if i == index]:
+                    del self.current[name]
+                self.remaining -= 1
+            yield kind, index, payload
+
+    def _replace_dead_workers(self) -> Iterator[tuple[str, int, object]]:
+        for name, worker in list(self.workers.items()):
+            if worker.is_alive():
+                continue
+            del self.workers[name]
+            if name in self.current:
+                self.remaining -= 1
+                yield "died", self.current.pop(name), f"decoding process died (exit code {worker.exitcode})"
+            self._start_worker()
+
+    def close(self) -> None:
+        for _ in self.workers:
+            self.tasks.put(None)
+        for worker in self.workers.values():
             worker.join(timeout=2)
             if worker.is_alive():
                 worker.terminate()
@@ -177,7 +196,6 @@ def extract_features(
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
     from i3d.factory import resolve_weights
-    from i3d.features.network import FeatureNetwork
 
     config = config or ExtractionConfig()
     if engine not in ENGINES:
@@ -194,71 +212,94 @@ def extract_features(
     except OSError as error:
         raise I3DError(f"{outdir}: cannot write there ({error.strerror or error})") from None
     remove_stale_temporaries(outdir)
-    manifest = Manifest(outdir, run_record(config, settings, named))
-    store = H5Store(outdir / H5_NAME) if config.fmt == "h5" else None
-    dim = FEATURE_DIM * len(config.modalities)
-    rows: list[ManifestRow | None] = [None] * len(jobs)
-    todo = []
-    for job in jobs:
-        reused = _reusable(outdir, job, config, settings, dim, store)
-        if reused is None:
-            todo.append(job)
-            continue
-        earlier = manifest.earlier.get(str(job.path), {})
-        for key in ("frames", "source_fps", "duration_s", "dropped_frames"):
-            if getattr(reused, key) is None and earlier.get(key) is not None:
-                setattr(reused, key, earlier[key])
-        reused.input, reused.output = str(job.path), _output_name(job, config)
-        rows[job.index] = reused
+    writer = FeatureWriter(outdir, config, settings, Manifest(outdir, run_record(config, settings, named)), len(jobs))
+    todo = [job for job in jobs if not writer.reuse(job)]
     started = time.perf_counter()
-    committing: dict[str, tuple[Job, ManifestRow]] = {}
-
-    def commit() -> None:
-        try:
-            done = store.commit()
-        except OSError as error:  # e.g. a full disk: these videos are failed, the committed file is intact
-            done, reason = [], f"cannot write {store.path} ({error.strerror or error})"
-            for job, row in committing.values():
-                failed = ManifestRow(row.input, "failed", error=reason)
-                manifest.append(failed)
-                rows[job.index] = failed
-            store.pending.clear()
-            committing.clear()
-        for name in done:
-            job, row = committing.pop(name)
-            manifest.append(row)
-            rows[job.index] = row
-
     if todo:
-        if engine == "ray":
-            from i3d.features.ray_engine import ray_engine
-
-            outcomes: Iterable[Outcome] = ray_engine(todo, weights, config, ray_address, ray_workers)
-        else:
-            network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
-            outcomes = local_engine(todo, network.run, config)
+        outcomes = _engine_outcomes(todo, weights, config, engine, ray_address, ray_workers)
         if progress is not None:
             outcomes = progress(outcomes, len(todo))
         try:
             for job, outcome in outcomes:
-                if isinstance(outcome, str):
-                    row = ManifestRow(str(job.path), "failed", error=outcome)
-                elif store is not None:
-                    store.add(job.name, outcome, settings)
-                    committing[job.name] = (job, _row(job, outcome, config))
-                    if store.due:
-                        commit()
-                    continue
-                else:
-                    row = _write(outdir, job, outcome, config, settings)
-                manifest.append(row)
-                rows[job.index] = row
+                writer.add(job, outcome)
         finally:
-            if store is not None:
-                commit()
-    summary = ExtractionSummary([r for r in rows if r is not None], manifest.path, time.perf_counter() - started)
-    manifest.finish(summary.rows)
+            writer.commit()
+    summary = ExtractionSummary(writer.finished_rows(), writer.manifest.path, time.perf_counter() - started)
+    writer.manifest.finish(summary.rows)
     return summary
+
+
+def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfig, engine: str,
+                     ray_address: str | None, ray_workers: int) -> Iterable[Outcome]:
+    if engine == "ray":
+        from i3d.features.ray_engine import ray_engine
+
+        return ray_engine(jobs, weights, config, ray_address, ray_workers)
+    from i3d.features.network import FeatureNetwork
+
+    network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
+    return local_engine(jobs, network.run, config)
+
+
+class FeatureWriter:
+    """Where each video's outcome goes: its own file (npz, npy) or the run's HDF5 file (committed in groups),
+    and a manifest row appended as soon as the output is whole; outputs an earlier run left are reused."""
+
+    def __init__(self, outdir: Path, config: ExtractionConfig, settings: dict, manifest: Manifest,
+                 count: int) -> None:
+        self.outdir, self.config, self.settings, self.manifest = outdir, config, settings, manifest
+        self.store = H5Store(outdir / H5_NAME) if config.fmt == "h5" else None
+        self.dim = FEATURE_DIM * len(config.modalities)
+        self.rows: list[ManifestRow | None] = [None] * count
+        self.committing: dict[str, tuple[Job, ManifestRow]] = {}
+
+    def reuse(self, job: Job) -> bool:
+        """Whether an earlier run's output of this video is whole and made with the same settings."""
+        reused = _reusable(self.outdir, job, self.config, self.settings, self.dim, self.store)
+        if reused is None:
+            return False
+        earlier = self.manifest.earlier.get(str(job.path), {})
+        for key in ("frames", "source_fps", "duration_s", "dropped_frames"):
+            if getattr(reused, key) is None and earlier.get(key) is not None:
+                setattr(reused, key, earlier[key])
+        reused.input, reused.output = str(job.path), _output_name(job, self.config)
+        self.rows[job.index] = reused
+        return True
+
+    def add(self, job: Job, outcome: VideoFeatures | str) -> None:
+        if isinstance(outcome, str):
+            self._record(job, ManifestRow(str(job.path), "failed", error=outcome))
+        elif self.store is not None:
+            self.store.add(job.name, outcome, self.settings)
+            self.committing[job.name] = (job, _row(job, outcome, self.config))
+            if self.store.due:
+                self.commit()
+        else:
+            self._record(job, _write(self.outdir, job, outcome, self.config, self.settings))
+
+    def _record(self, job: Job, row: ManifestRow) -> None:
+        self.manifest.append(row)
+        self.rows[job.index] = row
+
+    def commit(self) -> None:
+        """The HDF5 file's pending videos made durable, then their rows; a failed write fails those videos
+        and leaves the committed file intact."""
+        if self.store is None:
+            return
+        try:
+            done = self.store.commit()
+        except OSError as error:  # e.g. a full disk
+            done, reason = [], f"cannot write {self.store.path} ({error.strerror or error})"
+            for job, row in self.committing.values():
+                self._record(job, ManifestRow(row.input, "failed", error=reason))
+            self.store.pending.clear()
+            self.committing.clear()
+        for name in done:
+            job, row = self.committing.pop(name)
+            self._record(job, row)
+
+    def finished_rows(self) -> list[ManifestRow]:
+        return [row for row in self.rows if row is not None]
 
 
 def _output_name(job: Job, config: ExtractionConfig) -> str:

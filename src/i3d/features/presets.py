@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from i3d.errors import I3DError
+from i3d.settings import ExtractionConfig, WindowSpec
+
 
 @dataclass(frozen=True)
 class FeaturePreset:
@@ -74,3 +77,25 @@ PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
         "with the Inception I3D",
     ),
 ]}
+
+
+SPEC_FIELDS = ("clip_len", "step", "last")
+
+
+def config_from_preset(preset: str | None = None, **given) -> ExtractionConfig:
+    """The extraction settings of a named protocol (``features.presets``), with ``given`` settings on top.
+
+    ``given`` holds ExtractionConfig fields and the window fields clip_len, step and last; the manifest
+    records the preset and which settings were given.
+    """
+    values: dict = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise I3DError(f"unknown --preset {preset!r}; known: {', '.join(PRESETS)} (see --list-presets)")
+        values.update(PRESETS[preset].settings)
+        values.update(PRESETS[preset].output)
+    values.update(given)
+    spec = {k: values.pop(k) for k in SPEC_FIELDS if k in values}
+    base = values.pop("spec", WindowSpec())
+    spec = WindowSpec(**{**{k: getattr(base, k) for k in SPEC_FIELDS}, **spec})
+    return ExtractionConfig(spec=spec, preset=preset, overrides=tuple(sorted(given)) if preset else (), **values)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from i3d.errors import I3DError
-from i3d.features.core import ExtractionConfig, Outcome, describe_error, extract_video
 from i3d.features.jobs import Job
+from i3d.features.video import Outcome, describe_error, extract_video
+from i3d.settings import ExtractionConfig
 from i3d.weights.store import LoadedWeights
 
 

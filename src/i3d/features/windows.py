@@ -19,7 +19,7 @@ import numpy as np
 from i3d.settings import DEFAULT_CLIP_LEN, DEFAULT_STEP, LAST_WINDOW_POLICIES, WindowSpec
 
 __all__ = ["DEFAULT_CLIP_LEN", "DEFAULT_STEP", "LAST_WINDOW_POLICIES", "Window", "WindowSpec", "iter_windows",
-           "plan_windows"]
+           "per_frame_windows", "plan_windows"]
 
 @dataclass
 class Window:
@@ -63,3 +63,34 @@ def iter_windows(frames: Iterable[np.ndarray], spec: WindowSpec) -> Iterator[Win
         if spec.last == "repeat":
             clip = np.concatenate([clip, np.repeat(clip[-1:], spec.clip_len - len(clip), axis=0)])
         yield Window(index, start, count, clip)
+
+
+def per_frame_windows(frames: Iterator[np.ndarray], width: int) -> Iterator[Window]:
+    """Window t holds frames t - (W-1)//2 .. t + W//2, the first and last frame repeated past the ends;
+    row t's span is the real frames in it. Streamed: at most W frames are held."""
+    before, after = (width - 1) // 2, width // 2
+    held: deque[np.ndarray] = deque()
+    count = 0
+    emitted = 0
+
+    def window(t: int) -> Window:
+        return Window(t, max(0, t - before), min(count, t + after + 1), np.stack(held))
+
+    for frame in frames:
+        if count == 0:
+            held.extend([frame] * before)
+        held.append(frame)
+        count += 1
+        if len(held) > width:
+            held.popleft()
+        if len(held) == width and count - 1 - after >= emitted:
+            yield window(emitted)
+            emitted += 1
+    while emitted < count:  # past the end: the last frame repeated (also fills a video shorter than W)
+        held.append(held[-1])
+        while len(held) < width:
+            held.append(held[-1])
+        while len(held) > width:
+            held.popleft()
+        yield window(emitted)
+        emitted += 1

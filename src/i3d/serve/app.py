@@ -14,7 +14,6 @@ import os
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -24,45 +23,92 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from i3d.errors import I3DError
+from i3d.settings import ServeConfig
 
 ACCEPTED_TYPES = ("video/", "application/octet-stream", "image/gif")
 CHUNK = 1 << 20
-
-
-@dataclass
-class ServeConfig:
-    weights: str | None = None
-    device: str = "cpu"
-    max_upload_mb: float = 200.0
-    queue_size: int = 4  # requests waiting or running at once; the next gets 429
-    threads: int = 1  # predictions running at once in this process
-    timeout_s: float = 300.0
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
-    """The app; ``classifier`` (an ``i3d.predict.Classifier``) is built from ``config`` when not given."""
-    config = config or ServeConfig()
-    state = {"classifier": classifier, "busy": 0}
-    lock = threading.Lock()
-    executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="i3d-predict")
+class PredictionService:
+    """What the routes share: the classifier (loaded once per process), the count of requests in flight,
+    the thread pool the predictions run in, and the limits of ``config``."""
 
-    def model():
-        with lock:  # loaded once per process, on first use (or at startup)
-            if state["classifier"] is None:
+    def __init__(self, config: ServeConfig, classifier=None) -> None:
+        self.config, self.classifier, self.busy = config, classifier, 0
+        self.lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="i3d-predict")
+
+    def model(self):
+        with self.lock:  # loaded once per process, on first use (or at startup)
+            if self.classifier is None:
                 from i3d.predict import Classifier
 
-                state["classifier"] = Classifier(config.weights, config.device)
-            return state["classifier"]
+                self.classifier = Classifier(self.config.weights, self.config.device)
+            return self.classifier
+
+    def describe(self) -> dict:
+        classifier = self.model()
+        return {"models": [{"name": classifier.weights["rgb"].name, "stream": classifier.stream,
+                            "classes": len(classifier.labels), "multi_label": classifier.multi_label,
+                            "labels": classifier.labels, "device": str(classifier.device),
+                            "type": type(classifier.models["rgb"]).__name__}]}
+
+    async def store_upload(self, file: UploadFile) -> Path | JSONResponse:
+        """The upload streamed to a temporary file (the caller removes it), or the error response: too large
+        (413, as soon as it passes the limit), no room (507) or empty (400)."""
+        suffix = Path(file.filename or "upload").suffix[:16] if file.filename else ""
+        try:
+            fd, name = tempfile.mkstemp(prefix="i3d-upload-", suffix=suffix if suffix.isascii() else "")
+        except OSError as error:  # the server's temporary folder is full or gone: the server's problem
+            return _error(507, f"the server could not store the upload ({error.strerror or error})")
+        path = Path(name)
+        try:
+            size, limit = 0, int(self.config.max_upload_mb * 2**20)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := await file.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        path.unlink(missing_ok=True)
+                        return _error(413, f"the upload passed {self.config.max_upload_mb:g} MB (--max-upload-mb)")
+                    out.write(chunk)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            return _error(507, f"the server could not store the upload ({error.strerror or error})")
+        if size == 0:
+            path.unlink(missing_ok=True)
+            return _error(400, "the upload is empty")
+        return path
+
+    async def predict(self, path: Path, filename: str, top_k: int, start: float | None, end: float | None,
+                      timeline: bool) -> dict | JSONResponse:
+        """The prediction off the event loop, within the time limit; errors as JSON naming the upload, never
+        a server-side path."""
+        work = asyncio.get_running_loop().run_in_executor(self.executor, _predict, self.model(), path, top_k,
+                                                          start, end, timeline)
+        try:
+            return await asyncio.wait_for(work, self.config.timeout_s)
+        except asyncio.TimeoutError:
+            return _error(504, f"the prediction took longer than {self.config.timeout_s:g} s")
+        except I3DError as error:
+            return _error(422, str(error).replace(str(path), filename))
+        except Exception as error:  # a fault of ours: still JSON, and never a server-side path
+            message = f"{type(error).__name__}: {error}".replace(str(path), filename)
+            return _error(500, f"the prediction failed ({message})")
+
+
+def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
+    """The app; ``classifier`` (an ``i3d.predict.Classifier``) is built from ``config`` when not given."""
+    service = PredictionService(config or ServeConfig(), classifier)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await asyncio.get_running_loop().run_in_executor(executor, model)  # the model loads before serving
+        await asyncio.get_running_loop().run_in_executor(service.executor, service.model)  # loaded before serving
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        service.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="i3d", description="I3D video action recognition: upload a video, get its classes.",
                   version="1", lifespan=lifespan)
@@ -75,16 +121,11 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "busy": state["busy"], "queue_size": config.queue_size}
+        return {"status": "ok", "busy": service.busy, "queue_size": service.config.queue_size}
 
     @app.get("/v1/models")
     async def models() -> dict:
-        classifier = model()
-        rgb = classifier.models["rgb"]
-        return {"models": [{"name": config.weights or "i3d-kinetics-400", "stream": classifier.stream,
-                            "classes": len(classifier.labels), "multi_label": classifier.multi_label,
-                            "labels": classifier.labels, "device": str(classifier.device),
-                            "type": type(rgb).__name__}]}
+        return service.describe()
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -100,42 +141,20 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
                                "(or application/octet-stream)")
         if not 1 <= top_k <= 1000:
             return _error(422, f"top_k must be between 1 and 1000, not {top_k}")
-        if state["busy"] >= config.queue_size:
-            return _error(429, f"{state['busy']} requests are already waiting or running; try again shortly",
+        if service.busy >= service.config.queue_size:
+            return _error(429, f"{service.busy} requests are already waiting or running; try again shortly",
                           {"Retry-After": "5"})
-        state["busy"] += 1
-        suffix = Path(file.filename or "upload").suffix[:16] if file.filename else ""
-        path = None
+        service.busy += 1
         try:
+            stored = await service.store_upload(file)
+            if isinstance(stored, JSONResponse):
+                return stored
             try:
-                fd, name = tempfile.mkstemp(prefix="i3d-upload-", suffix=suffix if suffix.isascii() else "")
-                path = Path(name)
-                size, limit = 0, int(config.max_upload_mb * 2**20)
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := await file.read(CHUNK):
-                        size += len(chunk)
-                        if size > limit:
-                            return _error(413, f"the upload passed {config.max_upload_mb:g} MB (--max-upload-mb)")
-                        out.write(chunk)
-            except OSError as error:  # the server's temporary folder is full or gone: the server's problem
-                return _error(507, f"the server could not store the upload ({error.strerror or error})")
-            if size == 0:
-                return _error(400, "the upload is empty")
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(executor, _predict, model(), path, top_k, start, end, timeline)
-            try:
-                return await asyncio.wait_for(work, config.timeout_s)
-            except asyncio.TimeoutError:
-                return _error(504, f"the prediction took longer than {config.timeout_s:g} s")
-            except I3DError as error:
-                return _error(422, str(error).replace(str(path), file.filename or "the upload"))
-            except Exception as error:  # a fault of ours: still JSON, and never a server-side path
-                message = f"{type(error).__name__}: {error}".replace(str(path), file.filename or "the upload")
-                return _error(500, f"the prediction failed ({message})")
+                return await service.predict(stored, file.filename or "the upload", top_k, start, end, timeline)
+            finally:
+                stored.unlink(missing_ok=True)
         finally:
-            state["busy"] -= 1
-            if path is not None:
-                path.unlink(missing_ok=True)
+            service.busy -= 1
 
     return app
 
@@ -155,5 +174,6 @@ def _predict(classifier, path: Path, top_k: int, start: float | None, end: float
 
 def app_from_environment() -> FastAPI:
     """The app of ``i3d serve`` (uvicorn's factory, once per worker process): settings from the command line."""
-    weights, device, max_mb, queue, timeout = os.environ.get("I3D_SERVE_CONFIG", "|cpu|200|4|300").split("|")
-    return create_app(ServeConfig(weights or None, device, float(max_mb), int(queue), 1, float(timeout)))
+    import json
+
+    return create_app(ServeConfig(**json.loads(os.environ.get("I3D_SERVE_CONFIG", "{}"))))

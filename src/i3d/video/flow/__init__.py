@@ -9,6 +9,7 @@ the flow input has T frames like the RGB input, and the two streams line up fram
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -40,17 +41,52 @@ def opencv_tvl1(firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
     return np.stack([solver.calc(a, b, None) for a, b in zip(firsts, seconds)])
 
 
+BUILD_VARIABLE = "I3D_BUILD_KERNELS"  # 0: never build on first use (the plain kernels run instead)
+
+
 def kernels_for(device: torch.device, fused: bool = True) -> Mapping[str, Callable]:
-    """TV-L1's kernels for ``device``: the fused ones built for this CPU where they exist (loaded in
-    milliseconds), else the plain ones (the same results to float rounding, several times slower), said once."""
-    if fused and device.type == "cpu":
-        built = built_kernels.load()
-        if built is not None:
-            return built
-        warnings.warn("TV-L1 runs its plain kernels (same results, slower): the fused ones are not built for this "
-                      "machine; build them with `python -m i3d.video.flow.aot` (part of `make setup`)", I3DNotice,
-                      stacklevel=2)
+    """TV-L1's kernels for ``device``: on a CPU the fused ones built for it, loaded in milliseconds; built on
+    first use where they are missing and a compiler exists (about a minute, once per machine; `i3d setup`
+    does it ahead). Else the plain kernels, the same results to float rounding and several times slower."""
+    if not fused or device.type != "cpu":
+        return EAGER_KERNELS
+    built = built_kernels.load()
+    if built is None and os.environ.get(BUILD_VARIABLE, "1") != "0":
+        built = build_on_first_use()
+    if built is not None:
+        return built
+    warnings.warn("TV-L1 runs its plain kernels (same results, slower): the fused ones are not built for this "
+                  "machine and could not be built here; `i3d setup` says why", I3DNotice, stacklevel=2)
     return EAGER_KERNELS
+
+
+def build_on_first_use() -> Mapping[str, Callable] | None:
+    """Build the fused kernels in a child process (the compiler's imports stay out of this one), once: a
+    second process waits on the lock and loads what the first built."""
+    import subprocess
+    import sys
+
+    from i3d.download import cache_dir, file_lock
+
+    try:
+        lock = cache_dir() / "kernels" / ".build.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError:  # a cache that cannot be written keeps the plain kernels
+        return None
+    failed = built_kernels.kernel_dir().with_name(built_kernels.kernel_dir().name + ".failed")
+    with file_lock(lock):
+        built = built_kernels.load()
+        if built is not None or failed.exists():  # built meanwhile, or tried before: not a minute every call
+            return built
+        warnings.warn("building TV-L1's fused kernels for this CPU, once (about a minute on 2 cores; `i3d setup` "
+                      "does it ahead)", I3DNotice, stacklevel=3)
+        done = subprocess.run([sys.executable, "-m", "i3d.video.flow.aot", "--if-missing", "--quiet"],
+                              capture_output=True, text=True)
+        built = built_kernels.load()
+        if built is None:  # `i3d setup` tries again, and shows why
+            failed.write_text(done.stderr[-2000:] or "the build left no kernels\n")
+        return built
 
 
 class FlowComputer:

@@ -164,7 +164,7 @@ if __name__ == "__main__":
         print("no vector ISA Inductor knows here: TV-L1 keeps its plain kernels", file=sys.stderr)
         sys.exit(0)
     try:
-        print(f"TV-L1 kernels in {build()}")
+        print(f"TV-L1 kernels in {build(quiet='--quiet' in sys.argv)}")
     except Exception as error:  # no compiler toolchain: the plain kernels still compute the same thing
         print(f"TV-L1 kernels could not be built ({type(error).__name__}: {str(error)[:200]}); "
               "flow uses the plain kernels", file=sys.stderr)

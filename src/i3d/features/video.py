@@ -1,23 +1,20 @@
-"""One video end to end, shared by every engine: the extraction settings, decoding into windows,
-batching windows through the network, and the error text a failed video records.
+"""One video end to end, shared by every engine: decoded into windows (``DecodedVideo``), the windows
+batched through the network (``Accumulator``), and the error text a failed video records.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from i3d.architecture import MIN_CROP
 from i3d.errors import I3DError
 from i3d.features.jobs import Job
 from i3d.features.outputs import VideoFeatures
-from i3d.features.windows import Window, WindowSpec, iter_windows, plan_windows
-from i3d.settings import FEATURE_FORMATS
-from i3d.streams import canonical_stream, stream_modalities
+from i3d.features.windows import Window, WindowSpec, iter_windows, per_frame_windows, plan_windows
+from i3d.settings import ExtractionConfig
 from i3d.video.decode import (
     TARGET_FPS,
     iter_image_folder,
@@ -26,7 +23,7 @@ from i3d.video.decode import (
     resample_fps_timed,
     source_fps,
 )
-from i3d.video.transforms import CROP, RESIZERS, SHORT_SIDE, crop_mirrored, crop_views
+from i3d.video.transforms import RESIZERS, crop_mirrored, crop_views
 
 Outcome = tuple[Job, "VideoFeatures | str"]
 
@@ -40,116 +37,6 @@ class VideoSummary:
     interval: float  # how long the last one stays
     sample_fps: float | None  # None: every decoded frame (native rate)
     per_frame: bool
-
-
-CROPS = ("center", "3", "10")
-CROP_COUNTS = {"center": 1, "3": 3, "10": 10}
-DECODERS = ("pyav", "opencv")
-
-
-@dataclass(frozen=True)
-class ExtractionConfig:
-    spec: WindowSpec = field(default_factory=WindowSpec)
-    fmt: str = "npz"
-    extras: tuple[str, ...] = ()
-    batch_size: int = 4
-    weights: str | None = None
-    device: str = "cpu"
-    workers: int = 1  # decoding processes beside the network; 0 decodes in the network's process
-    stream: str = "rgb"  # rgb, flow or joint (both side by side)
-    flow_weights: str | None = None
-    flow_method: str = "torch"
-    flow_dir: Path | None = None  # saved flow inputs (`i3d flow`), <flow_dir>/<output name>.npy
-    fps: float | None = TARGET_FPS  # frames sampled at this rate by their timestamps; None: every decoded frame
-    size: int = SHORT_SIDE  # short side after resizing, before cropping
-    crop_size: int = CROP
-    crops: str = "center"  # center, 3 (along the long side) or 10 (TenCrop: corners, centre, mirrored)
-    per_frame: int | None = None  # one feature per sampled frame from a centred window of this many frames
-    decoder: str = "pyav"  # pyav, or opencv (cv2.VideoCapture) as some extractors decode
-    resize: str = "opencv"  # opencv: INTER_LINEAR, long side rounded; pil: PIL bilinear, long side floored
-    needs_next_frame: bool = False  # a window is taken only if the frame after it exists (video_features)
-    npy_layout: str = "rows"  # --format npy: rows (windows x D) or columns (D x windows, as MS-TCN loads them)
-    preset: str | None = None
-    overrides: tuple[str, ...] = ()  # the settings given explicitly on top of the preset
-
-    def __post_init__(self) -> None:
-        if self.fmt not in FEATURE_FORMATS:
-            raise I3DError(f"--format must be one of {', '.join(FEATURE_FORMATS)}")
-        if self.fmt == "npy" and self.extras:
-            raise I3DError("--format npy holds the features only; use npz or h5 for logits or Mixed_5c maps")
-        if self.batch_size < 1 or self.workers < 0:
-            raise I3DError("--batch-size must be at least 1 and --workers at least 0")
-        if self.fps is not None and not self.fps > 0:
-            raise I3DError(f"--fps must be a rate above 0 or `native`, not {self.fps}")
-        if self.size < 1 or self.crop_size < 1:
-            raise I3DError("--size and --crop-size must be at least 1")
-        if self.crop_size < MIN_CROP:
-            raise I3DError(f"--crop-size {self.crop_size} is too small: the network's last pool is 7x7 at 1/32 of "
-                           f"the input, so crops need at least {MIN_CROP} px")
-        if self.crop_size > self.size:
-            raise I3DError(f"--crop-size {self.crop_size} is larger than the resized frame's short side "
-                           f"(--size {self.size})")
-        if self.crops not in CROPS:
-            raise I3DError(f"--crops must be one of {', '.join(CROPS)}, not {self.crops!r}")
-        if self.per_frame is not None and self.per_frame < 1:
-            raise I3DError(f"--per-frame must be at least 1 frame, not {self.per_frame}")
-        if "mixed_5c" in self.extras and (self.crops != "center" or self.per_frame is not None):
-            raise I3DError("--mixed-5c is for windows with the centre crop (not with --crops or --per-frame)")
-        if self.decoder not in DECODERS:
-            raise I3DError(f"decoder must be one of {', '.join(DECODERS)}")
-        if self.resize not in RESIZERS:
-            raise I3DError(f"resize must be one of {', '.join(RESIZERS)}")
-        object.__setattr__(self, "stream", canonical_stream(self.stream))
-        if self.flow_dir is not None and self.crops != "center":
-            raise I3DError("saved flow inputs (--flow-dir) are centre crops; --crops needs the flow computed")
-
-    @property
-    def modalities(self) -> list[str]:
-        return stream_modalities(self.stream)
-
-    @property
-    def crop_count(self) -> int:
-        return CROP_COUNTS[self.crops]
-
-    @property
-    def windows_per_call(self) -> int:
-        """--batch-size counts clips through the network: a window's crops always share one call."""
-        return max(1, self.batch_size // self.crop_count)
-
-    def settings(self, weights_sha256: list[str]) -> dict:
-        """What an output depends on; a rerun into the same folder with other settings is refused."""
-        flow = {"flow_method": self.flow_method if self.flow_dir is None else f"saved in {self.flow_dir}"}
-        sampling = {"fps": self.fps, "size": self.size, "crop_size": self.crop_size, "crops": self.crops,
-                    "per_frame": self.per_frame, "decoder": self.decoder, "resize": self.resize,
-                    "needs_next_frame": self.needs_next_frame}
-        defaults = ExtractionConfig.__dataclass_fields__
-        changed = {k: v for k, v in sampling.items() if v != defaults[k].default}  # older outputs stay valid
-        return {**asdict(self.spec), "extras": sorted(self.extras), "stream": self.stream,
-                "weights": weights_sha256, **(flow if self.stream != "rgb" else {}), **changed}
-
-
-SPEC_FIELDS = ("clip_len", "step", "last")
-
-
-def config_from_preset(preset: str | None = None, **given) -> ExtractionConfig:
-    """The extraction settings of a named protocol (``features.presets``), with ``given`` settings on top.
-
-    ``given`` holds ExtractionConfig fields and the window fields clip_len, step and last; the manifest
-    records the preset and which settings were given.
-    """
-    from i3d.features.presets import PRESETS
-
-    values: dict = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise I3DError(f"unknown --preset {preset!r}; known: {', '.join(PRESETS)} (see --list-presets)")
-        values.update(PRESETS[preset].settings)
-        values.update(PRESETS[preset].output)
-    values.update(given)
-    spec = {k: values.pop(k) for k in SPEC_FIELDS if k in values}
-    base = values.pop("spec", WindowSpec())
-    spec = WindowSpec(**{**{k: getattr(base, k) for k in SPEC_FIELDS}, **spec})
-    return ExtractionConfig(spec=spec, preset=preset, overrides=tuple(sorted(given)) if preset else (), **values)
 
 
 class DecodedVideo:
@@ -267,37 +154,6 @@ class DecodedVideo:
         if len(self.times) > 1 and self.times[-1] > self.times[-2]:
             return self.times[-1] - self.times[-2]
         return 1.0 / (self.source_fps or TARGET_FPS)
-
-
-def per_frame_windows(frames: Iterator[np.ndarray], width: int) -> Iterator[Window]:
-    """Window t holds frames t - (W-1)//2 .. t + W//2, the first and last frame repeated past the ends;
-    row t's span is the real frames in it. Streamed: at most W frames are held."""
-    before, after = (width - 1) // 2, width // 2
-    held: deque[np.ndarray] = deque()
-    count = 0
-    emitted = 0
-
-    def window(t: int) -> Window:
-        return Window(t, max(0, t - before), min(count, t + after + 1), np.stack(held))
-
-    for frame in frames:
-        if count == 0:
-            held.extend([frame] * before)
-        held.append(frame)
-        count += 1
-        if len(held) > width:
-            held.popleft()
-        if len(held) == width and count - 1 - after >= emitted:
-            yield window(emitted)
-            emitted += 1
-    while emitted < count:  # past the end: the last frame repeated (also fills a video shorter than W)
-        held.append(held[-1])
-        while len(held) < width:
-            held.append(held[-1])
-        while len(held) > width:
-            held.popleft()
-        yield window(emitted)
-        emitted += 1
 
 
 class Accumulator:
