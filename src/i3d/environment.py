@@ -107,8 +107,6 @@ def kernels() -> dict[str, Any]:
 def report() -> dict[str, Any]:
     import torch
 
-    from i3d import __version__
-
     cache = cache_dir()
     cuda = torch.version.cuda
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -117,7 +115,7 @@ def report() -> dict[str, Any]:
     missing = {command: f"pip install 'i3d[{extra}]'" for command, (extra, names) in EXTRAS.items()
                if any(distribution_version(name) is None for name in names)}
     return {
-        "i3d": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+        "i3d": distribution_version("i3d"), "python": sys.version.split()[0], "platform": platform.platform(),
         "torch": torch.__version__, "cuda": cuda, "cudnn": cudnn, "optional": optional,
         "cpu": cpu_info(), "devices": devices(),
         "cache": {"folder": str(cache), "writable": os.access(cache if cache.exists() else cache.parent, os.W_OK),
