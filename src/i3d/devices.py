@@ -28,3 +28,50 @@ def parse_device(device: str | torch.device) -> torch.device:
     elif parsed.type not in ("cpu", "cuda", "mps", "xpu", "meta"):
         raise I3DError(f"--device {device}: this build of PyTorch cannot run I3D on {parsed.type}; use cpu or cuda")
     return parsed
+
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere: then only fp32 is offered on CPU)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_precision(precision: str, device: str | torch.device = "cpu") -> None:
+    """Refuse, in one line and before any work, a precision the device cannot run usefully: bf16 needs a
+    CPU with native bf16 (AVX512_BF16 or AMX) or a CUDA GPU of compute capability 8.0 or more (emulated bf16
+    on older GPUs is slower than fp32); fp16 is for CUDA (CPUs have no fast fp16 convolutions); int8 runs
+    on CPU through OpenVINO (``pip install 'i3d[openvino]'``)."""
+    if precision not in PRECISIONS:
+        raise I3DError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    device = parse_device(device)
+    if precision == "fp32":
+        return
+    if device.type == "cuda":
+        if precision == "int8":
+            raise I3DError("--precision int8 runs on CPU (OpenVINO); on a GPU use fp16 or bf16")
+        if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise I3DError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no native bf16 (compute "
+                           "capability 8.0 or more); use fp16")
+        return
+    if device.type != "cpu":
+        raise I3DError(f"--precision {precision} is offered on CPU and CUDA, not {device.type}; use fp32")
+    if precision == "fp16":
+        raise I3DError("--precision fp16 is for CUDA GPUs: CPUs have no fast fp16 convolutions; use bf16 (on a CPU "
+                       "with native bf16) or fp32")
+    if precision == "bf16" and not {"avx512_bf16", "amx_bf16"} & cpu_flags():
+        raise I3DError("--precision bf16: this CPU has no native bf16 (AVX512_BF16 or AMX), where it would be "
+                       "slower than fp32; use fp32")
+    if precision == "int8":
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
+            raise I3DError("--precision int8 runs through OpenVINO: pip install 'i3d[openvino]'")

@@ -19,11 +19,11 @@ from torch import nn
 from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
 
 
-def fold_unit(unit: Unit3d) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_unit(unit: Unit3d, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of one convolution with its (scale-free) BatchNorm folded in: computed in float64,
-    returned in the convolution's dtype and on its device."""
+    returned in ``dtype`` (default: the convolution's) on its device."""
     weight = unit.conv3d.weight.detach()
-    dtype = weight.dtype
+    dtype = dtype or weight.dtype
     bias = unit.conv3d.bias.detach() if unit.conv3d.bias is not None else weight.new_zeros(weight.shape[0])
     norm = unit.batch_norm
     if norm is not None:
@@ -52,8 +52,8 @@ class FoldedConv(nn.Module):
         return F.relu_(y) if self.relu else y
 
     @classmethod
-    def from_units(cls, *units: Unit3d) -> FoldedConv:
-        folded = [fold_unit(u) for u in units]
+    def from_units(cls, *units: Unit3d, dtype: torch.dtype | None = None) -> FoldedConv:
+        folded = [fold_unit(u, dtype) for u in units]
         return cls(torch.cat([w for w, _ in folded]), torch.cat([b for _, b in folded]), units[0].stride,
                    units[0].relu)
 
@@ -79,14 +79,14 @@ def fast_max_pool(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, .
 
 
 class FastInception(nn.Module):
-    def __init__(self, block: InceptionBlock) -> None:
+    def __init__(self, block: InceptionBlock, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         heads = [block.Branch_0.Conv3d_0a_1x1, block.Branch_1.Conv3d_0a_1x1, block.Branch_2.Conv3d_0a_1x1]
         self.split = [u.conv3d.out_channels for u in heads]
-        self.heads = FoldedConv.from_units(*heads)
-        self.branch_1 = FoldedConv.from_units(block.Branch_1.Conv3d_0b_3x3)
-        self.branch_2 = FoldedConv.from_units(block.Branch_2.Conv3d_0b_3x3)
-        self.branch_3 = FoldedConv.from_units(block.Branch_3.Conv3d_0b_1x1)
+        self.heads = FoldedConv.from_units(*heads, dtype=dtype)
+        self.branch_1 = FoldedConv.from_units(block.Branch_1.Conv3d_0b_3x3, dtype=dtype)
+        self.branch_2 = FoldedConv.from_units(block.Branch_2.Conv3d_0b_3x3, dtype=dtype)
+        self.branch_3 = FoldedConv.from_units(block.Branch_3.Conv3d_0b_1x1, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layout = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else None
@@ -106,23 +106,36 @@ class FastInception(nn.Module):
 
 
 class FastI3d(nn.Module):
-    """Same inputs, outputs and endpoints as the ``InceptionI3d`` it was built from; inference only."""
+    """Same inputs, outputs and endpoints as the ``InceptionI3d`` it was built from; inference only.
 
-    def __init__(self, model: InceptionI3d, channels_last: bool = True) -> None:
+    ``compute_dtype`` (default: the model's) is what the convolutions run in: ``torch.bfloat16`` on a
+    float32 model gives bf16 convolutions with the classifier still in float32; outputs come back in the
+    input's dtype, so float32 in gives float32 out.
+    """
+
+    def __init__(self, model: InceptionI3d, channels_last: bool = True, compute_dtype: torch.dtype | None = None
+                 ) -> None:
         super().__init__()
         self.endpoints, self.channels_last = model.endpoints, channels_last
         self.num_classes, self.in_channels = model.num_classes, model.in_channels
+        self.compute_dtype = compute_dtype or next(model.parameters()).dtype
         self.layers = nn.ModuleDict()
         for name in self.endpoints:
             layer = getattr(model, name, None)
             if isinstance(layer, Unit3d):
-                self.layers[name] = FoldedConv.from_units(layer)
+                self.layers[name] = FoldedConv.from_units(layer, dtype=self.compute_dtype)
             elif isinstance(layer, InceptionBlock):
-                self.layers[name] = FastInception(layer)
+                self.layers[name] = FastInception(layer, dtype=self.compute_dtype)
         self.logits = copy.deepcopy(model.Logits) if "Logits" in self.endpoints else None
+        self.head_dtype = next(model.parameters()).dtype  # the classifier stays in the model's own dtype
         self.eval()
 
     def _run(self, x: torch.Tensor, wanted: set[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        source = x.dtype
+        x, taken = self._run_layers(x.to(self.compute_dtype), wanted)
+        return x.to(source), {name: t.to(source) for name, t in taken.items()}
+
+    def _run_layers(self, x: torch.Tensor, wanted: set[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         last = max((self.endpoints.index(n) for n in wanted), default=len(self.endpoints) - 1)
@@ -133,7 +146,7 @@ class FastI3d(nn.Module):
             elif name in MAX_POOLS:
                 x = fast_max_pool(x, *MAX_POOLS[name])
             elif name == "Logits":
-                x = self.logits(x)
+                x = self.logits(x.to(self.head_dtype))
             else:
                 x = torch.softmax(x, dim=-1)
             if name in wanted:
@@ -161,12 +174,16 @@ def optimize_for_inference(model: InceptionI3d, channels_last: bool = True) -> F
     return FastI3d(model, channels_last)
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class FusedInference:
     """The fused form of one network, built on first use and rebuilt whenever any parameter or buffer
     changed (replaced, moved to another device or dtype, or written in place: tensor version counters),
-    so it never computes with stale weights."""
+    so it never computes with stale weights. ``compute_dtype`` None follows the model's dtype."""
 
-    def __init__(self) -> None:
+    def __init__(self, compute_dtype: torch.dtype | None = None) -> None:
+        self.compute_dtype = compute_dtype
         self.cached: tuple[tuple, FastI3d] | None = None
 
     @staticmethod
@@ -184,19 +201,24 @@ class FusedInference:
             return None
         if self.cached is None or self.cached[0] != fingerprint:
             channels_last = next(model.parameters()).device.type != "mps"
-            self.cached = (fingerprint, FastI3d(model, channels_last))
+            self.cached = (fingerprint, FastI3d(model, channels_last, self.compute_dtype))
         return self.cached[1]
 
     def __deepcopy__(self, memo: dict) -> FusedInference:
-        return FusedInference()  # a copy of the model has weights of its own
+        return FusedInference(self.compute_dtype)  # a copy of the model has weights of its own
 
 
-def use_fused_inference(model: InceptionI3d, enabled: bool = True) -> InceptionI3d:
+def use_fused_inference(model: InceptionI3d, enabled: bool = True, precision: str | None = None) -> InceptionI3d:
     """Make ``model`` run its fused form in eval mode with autograd off (``model.fast_inference``); the
-    plain form stays for training, gradients, tracing and export. Returns the model."""
+    plain form stays for training, gradients, tracing and export. Returns the model.
+
+    ``precision`` (fp32, bf16, fp16) is what the convolutions compute in, whatever the model's dtype; None
+    follows the model (``model.to(torch.bfloat16)`` then computes in bf16). Inputs and outputs keep their
+    dtype either way. Which precision a device runs usefully is ``i3d.devices.check_precision``'s to say.
+    """
     model.__dict__.pop("_detached_form", None)
-    if enabled:
-        model.__dict__["inference_form"] = FusedInference()  # not a submodule: not in state_dict, not moved
+    if enabled:  # not a submodule: not in state_dict, not moved by .to()
+        model.__dict__["inference_form"] = FusedInference(PRECISIONS[precision] if precision else None)
     else:
         model.__dict__.pop("inference_form", None)
     return model
