@@ -76,6 +76,8 @@ class EvaluationReport:
     list_file: str
     protocol: dict
     weights: dict
+    precision: str = "fp32"
+    runtime: str = "torch"
     videos: int = 0
     evaluated: int = 0
     failed: int = 0
@@ -121,16 +123,19 @@ def evaluate(
     protocol: EvaluationProtocol | None = None,
     weights: str | Path | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
+    runtime: str = "auto",
     progress: Callable[[Iterator[LabelledVideo], int], Iterator[LabelledVideo]] | None = None,
 ) -> EvaluationReport:
     """Evaluate every listed video; one that cannot be read is recorded in ``failures`` and excluded."""
     protocol = protocol or EvaluationProtocol()
-    classifier = Classifier(weights, device)
+    classifier = Classifier(weights, device, precision=precision, runtime=runtime)
     labels = classifier.labels
     videos = read_list(list_file, labels)
     record = classifier.weights["rgb"]
     report = EvaluationReport(str(list_file), asdict(protocol), {"name": record.name, "file": str(record.path),
-                                                                 "sha256": record.sha256})
+                                                                 "sha256": record.sha256},
+                              classifier.precision, classifier.runtime)
     iterator: Iterator[LabelledVideo] = iter(videos)
     if progress is not None:
         iterator = progress(iterator, len(videos))

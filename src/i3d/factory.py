@@ -18,6 +18,7 @@ from i3d.download import file_lock, offline
 from i3d.errors import I3DError, I3DNotice, OutputError
 from i3d.inference import optimize_for_inference, use_fused_inference
 from i3d.model import InceptionI3d
+from i3d.openvino_runtime import openvino_available, use_openvino_inference
 from i3d.weights import registry
 from i3d.weights.registry import DEFAULT_WEIGHTS, find_entry, registry_entry
 from i3d.weights.store import LoadedWeights, installed_path, load_weights
@@ -126,6 +127,8 @@ def create_model(
     final_endpoint: str = "Logits",
     seed: int | None = None,
     fused: bool = True,
+    precision: str = "fp32",
+    runtime: str = "torch",
 ) -> InceptionI3d:
     """I3D built for ``weights`` (a registry name or alias, a converted ``.safetensors`` file, or weights
     already resolved).
@@ -136,7 +139,8 @@ def create_model(
     one, initialised from ``seed`` where given; ``in_channels=2`` on RGB weights initialises a flow network
     from them (cross-modal). The model comes in eval mode with ``weights`` (the record: name, stream, file,
     sha256, labels, recipe), ``labels`` and ``weights_meta`` set; ``fused`` (the default) makes it run
-    its fused form whenever it is in eval mode with autograd off.
+    its fused form whenever it is in eval mode with autograd off, in ``precision`` (fp32, bf16, fp16; int8
+    with OpenVINO) on ``runtime`` (torch, openvino, or auto: OpenVINO on CPU where it is installed).
     """
     if num_classes is not None and num_classes < 1:
         raise I3DError(f"num_classes must be at least 1, not {num_classes}")
@@ -172,11 +176,39 @@ def create_model(
         labels = wanted
     model.eval()
     if fused:
-        use_fused_inference(model)
+        attach_inference_form(model, precision, runtime)
     model.labels = labels
     model.weights = record.without_tensors() if record is not None else None
     model.weights_meta = meta
     return model
+
+
+RUNTIMES = ("auto", "torch", "openvino")
+
+
+def choose_runtime(runtime: str, precision: str, device: str | torch.device = "cpu") -> str:
+    """torch or openvino: ``auto`` is OpenVINO for a CPU where it is installed (the faster runtime there, and
+    the one int8 form), PyTorch elsewhere."""
+    if runtime not in RUNTIMES:
+        raise I3DError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    on_cpu = torch.device(device).type == "cpu"
+    if runtime == "auto":
+        return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
+    if runtime == "openvino" and not on_cpu:
+        raise I3DError("--runtime openvino runs on the CPU; on a GPU use --runtime torch")
+    return runtime
+
+
+def attach_inference_form(model: InceptionI3d, precision: str = "fp32", runtime: str = "torch",
+                          device: str | torch.device = "cpu") -> InceptionI3d:
+    """The form ``model`` runs in eval mode with autograd off: PyTorch's fused form in ``precision``, or the
+    network compiled by OpenVINO (fp32, bf16, int8). int8 has no PyTorch form."""
+    if choose_runtime(runtime, precision, device) == "openvino":
+        return use_openvino_inference(model, precision)
+    if precision == "int8":
+        raise I3DError("--precision int8 runs through OpenVINO (--runtime openvino or auto, with "
+                       "pip install 'i3d[openvino]')")
+    return use_fused_inference(model, precision=None if precision == "fp32" else precision)
 
 
 def _new_classifier(model: InceptionI3d, num_classes: int, seed: int | None) -> None:
@@ -192,14 +224,17 @@ def _new_classifier(model: InceptionI3d, num_classes: int, seed: int | None) -> 
         torch.set_rng_state(generator_state)
 
 
-def load_model(name: Weights = None, optimize: bool = False) -> torch.nn.Module:
-    """Pretrained I3D in eval mode, (B, C, T, H, W) in [-1, 1] -> logits (B, num_classes).
+def load_model(name: Weights = None, optimize: bool = False, precision: str = "fp32", runtime: str = "auto"
+               ) -> torch.nn.Module:
+    """Pretrained I3D in eval mode, (B, C, T, H, W) float32 in [-1, 1] -> float32 logits (B, num_classes).
 
-    Fast by default: in eval mode with autograd off (``torch.inference_mode()`` or ``no_grad``) it runs the
-    fused inference form; ``train()``, gradients and ``load_state_dict`` work as on the plain network.
-    ``optimize=True`` returns the inference-only form itself.
+    Fast by default: in eval mode with autograd off (``torch.inference_mode()`` or ``no_grad``) it runs its
+    inference form: on a CPU with OpenVINO installed the network compiled by OpenVINO (``runtime="auto"``),
+    else PyTorch's fused form; ``precision`` is fp32 (the default, within 1e-4 of the reference), bf16,
+    fp16 (CUDA) or int8 (OpenVINO). ``train()``, gradients and ``load_state_dict`` work as on the plain
+    network. ``optimize=True`` returns PyTorch's fused form itself.
     """
-    model = create_model(name)
+    model = create_model(name, precision=precision, runtime=runtime)
     if not optimize:
         return model
     fast = optimize_for_inference(model)

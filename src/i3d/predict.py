@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import parse_device
+from i3d.devices import check_precision, parse_device
 from i3d.errors import I3DError
-from i3d.factory import create_model
+from i3d.factory import choose_runtime, create_model
 from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.inputs import is_array_file, load_clip_array
 from i3d.video.samples import sample_path
@@ -31,6 +31,8 @@ class Prediction:
     frames: int  # frames seen by the network (25 fps), before any loop padding
     windows: int
     multi_label: bool = False  # classes scored independently (Charades): sigmoid, not softmax
+    precision: str = "fp32"  # what the network computed in
+    runtime: str = "torch"  # which runtime ran it: torch or openvino
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -55,6 +57,8 @@ class Prediction:
             "frames": self.frames,
             "windows": self.windows,
             "multi_label": self.multi_label,
+            "precision": self.precision,
+            "runtime": self.runtime,
             "top": [{"label": label, "probability": p, "logit": logit} for label, p, logit in self.top(k)],
         })
 
@@ -91,10 +95,15 @@ class Classifier:
         stream: str = "rgb",
         flow_weights: str | Path | None = None,
         flow_method: str = "torch",
+        precision: str = "fp32",
+        runtime: str = "auto",
     ) -> None:
         stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
-        self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m).to(self.device)
+        check_precision(precision, self.device)
+        self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
+        self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m, precision=precision,
+                                       runtime=self.runtime).to(self.device)
                        for m in stream_modalities(stream)}
         self.weights = {m: model.weights for m, model in self.models.items()}  # the records: name, file, sha256
         if len({tuple(w.labels) for w in self.weights.values()}) > 1:
@@ -148,4 +157,9 @@ class Classifier:
                 raise I3DError(f"{path} is an RGB array; the joint stream needs the flow too (--flow FILE.npy)")
             logits, frames, count = self._stream_logits(modality, source_path, start_s, end_s, window_frames)
             summed = logits if summed is None else summed + logits
-        return Prediction(summed.astype(np.float32), self.labels, frames, count, self.multi_label)
+        if not np.isfinite(summed).all():
+            names = " and ".join(w.name for w in self.weights.values())
+            raise I3DError(f"the weights {names} give non-finite scores on {path.name}: the weights are damaged "
+                           "(check them with `i3d weights verify`, or convert them again)")
+        return Prediction(summed.astype(np.float32), self.labels, frames, count, self.multi_label, self.precision,
+                          self.runtime)

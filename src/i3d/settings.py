@@ -49,9 +49,14 @@ FEATURE_FORMATS = ("npz", "npy", "h5")
 ENGINES = ("local", "ray")
 EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 LAYOUTS = ("NCTHW", "NTHWC")  # NTHWC is the layout of DeepMind's TensorFlow graph
-BENCH_PATHS = ("eager", "optimized", "torchscript", "onnxruntime", "cuda")
+BENCH_PATHS = ("default", "eager", "optimized", "openvino", "torchscript", "onnxruntime", "cuda")
 AVERAGES = ("softmax", "logits")
 LAST_WINDOW_POLICIES = ("keep", "repeat", "drop")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+RUNTIMES = ("auto", "torch", "openvino")
+PRECISION_HELP = ("what the network computes in: fp32 (within 1e-4 of the reference), bf16 (CPUs with native bf16, "
+                  "CUDA 8.0+), fp16 (CUDA), int8 (CPU, OpenVINO)")
+RUNTIME_HELP = "auto: OpenVINO on a CPU where it is installed (faster there), else PyTorch"
 DEFAULT_CLIP_LEN = 64  # the reference's training clip length: 2.56 s at 25 fps
 DEFAULT_STEP = 64  # non-overlapping windows, one feature per 2.56 s
 
@@ -100,8 +105,12 @@ class BenchConfig:
     batch_size: int = setting(1, "clips per forward pass")
     repeats: int = setting(3, "timed runs after one warm-up")
     weights: str | None = setting(None, "weights name or .safetensors file (default: i3d-kinetics-400)")
+    precision: str = setting("fp32", PRECISION_HELP + "; for the default and openvino paths", PRECISIONS)
+    runtime: str = setting("auto", RUNTIME_HELP + "; for the default path", RUNTIMES)
 
     def __post_init__(self) -> None:
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "runtime", RUNTIMES)
         if self.frames < MIN_FRAMES:
             raise invalid(self, "frames", f"must be at least {MIN_FRAMES} (the network's last pool is 2x7x7), "
                           f"not {self.frames}")
@@ -235,6 +244,8 @@ class ExtractionConfig:
     weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
                                   default_text="i3d-kinetics-400")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
+    precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
+    runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     workers: int = setting(1, "decoding processes (0: decode inline)")
     stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed; `both` is "
                           "its old name", FEATURE_STREAMS)
@@ -285,6 +296,8 @@ class ExtractionConfig:
         check_choice(self, "decoder", DECODERS)
         check_choice(self, "resize", RESIZE_METHODS)
         check_choice(self, "npy_layout", NPY_LAYOUTS)
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "runtime", RUNTIMES)
         object.__setattr__(self, "stream", canonical_stream(self.stream))
         if self.flow_dir is not None and self.crops != "center":
             raise invalid(self, "flow_dir", "holds centre crops; other crops need the flow computed")
@@ -307,7 +320,7 @@ class ExtractionConfig:
         flow = {"flow_method": self.flow_method if self.flow_dir is None else f"saved in {self.flow_dir}"}
         sampling = {"fps": self.fps, "size": self.size, "crop_size": self.crop_size, "crops": self.crops,
                     "per_frame": self.per_frame, "decoder": self.decoder, "resize": self.resize,
-                    "needs_next_frame": self.needs_next_frame}
+                    "needs_next_frame": self.needs_next_frame, "precision": self.precision}
         defaults = ExtractionConfig.__dataclass_fields__
         changed = {k: v for k, v in sampling.items() if v != defaults[k].default}  # older outputs stay valid
         return {**dataclasses.asdict(self.spec), "extras": sorted(self.extras), "stream": self.stream,
@@ -321,12 +334,16 @@ class ServeConfig:
     weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
                                   default_text="i3d-kinetics-400")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
+    precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
+    runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     max_upload_mb: float = setting(200.0, "uploads past this are refused with 413 while streaming")
     queue_size: int = setting(4, "requests waiting or running per process; the next gets 429", flag="--queue")
     threads: int = 1  # predictions running at once in this process
     timeout_s: float = setting(300.0, "seconds per prediction (504 past it)", flag="--timeout")
 
     def __post_init__(self) -> None:
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "runtime", RUNTIMES)
         for name in ("max_upload_mb", "timeout_s"):
             value = getattr(self, name)
             if not 0 < value < float("inf"):
@@ -334,3 +351,17 @@ class ServeConfig:
         for name in ("queue_size", "threads"):
             if getattr(self, name) < 1:
                 raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
+
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Where and how a command runs the network: its device, precision and runtime."""
+
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
+    runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
+
+    def __post_init__(self) -> None:
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "runtime", RUNTIMES)

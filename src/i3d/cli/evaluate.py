@@ -6,19 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_device, add_settings, add_weights, build_settings
+from i3d.cli.options import add_settings, add_weights, build_settings
 from i3d.errors import I3DError
 
 
 def add_parser(commands) -> None:
-    from i3d.settings import EvaluationProtocol
+    from i3d.settings import EvaluationProtocol, InferenceSettings
 
     parser = commands.add_parser("evaluate", help="top-1/top-5 accuracy over a labelled list of videos")
     parser.add_argument("list", type=Path, help="CSV of path,label[,start_s,end_s] (label: class name or index)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="JSON report")
     add_settings(parser, EvaluationProtocol)
     add_weights(parser)
-    add_device(parser)
+    add_settings(parser, InferenceSettings)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -32,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
 
     from i3d.evaluate import evaluate
     from i3d.files import atomic_path, check_writable
-    from i3d.settings import EvaluationProtocol
+    from i3d.settings import EvaluationProtocol, InferenceSettings
 
     if args.output is not None:
         check_writable(args.output)
     protocol = build_settings(args, EvaluationProtocol)
-    report = evaluate(args.list, protocol, args.weights, args.device,
+    run_on = build_settings(args, InferenceSettings)
+    report = evaluate(args.list, protocol, args.weights, run_on.device, run_on.precision, run_on.runtime,
                       progress=lambda videos, total: tqdm(videos, total=total, unit="video", disable=args.quiet))
     for failure in report.failures:
         print(f"failed: {with_path(failure['path'], failure['error'])}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_device, add_settings, add_weights, given_settings, positive_int
+from i3d.cli.options import add_settings, add_weights, build_settings, given_settings, positive_int
 from i3d.errors import I3DError
 
 
@@ -21,7 +21,7 @@ def _value_range(text: str) -> tuple[float, float]:
 
 
 def add_parser(commands) -> None:
-    from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol
+    from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol, InferenceSettings
 
     parser = commands.add_parser(
         "fvd", help="Frechet Video Distance (and KVD) between two sets of videos, by a published protocol",
@@ -41,7 +41,7 @@ def add_parser(commands) -> None:
                         help="value range of float arrays (uint8 is always 0-255) (default: 0,255)")
     parser.add_argument("--no-kvd", action="store_true", help="skip the kernel distance")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per network call (default: 8)")
-    add_device(parser)
+    add_settings(parser, InferenceSettings)
     add_weights(parser, "weights (the TF-Hub I3D every FVD uses)")
     parser.add_argument("--save-stats", type=Path, default=None,
                         help="write REAL's statistics (.stats.npz) for reuse with the same protocol")
@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> None:
 
     from i3d.files import atomic_path, check_writable
     from i3d.fvd import VideoEmbedder, compute_fvd, get_protocol
-    from i3d.settings import FvdProtocol
+    from i3d.settings import FvdProtocol, InferenceSettings
 
+    run_on = build_settings(args, InferenceSettings)
     protocol = get_protocol(args.protocol, **given_settings(args, FvdProtocol))
     for path in (args.output, args.save_stats):
         if path is not None:
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> None:
             raise I3DError(f"{source}: no such file or folder")
     if args.fake.name.endswith(".stats.npz"):
         raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
-    embedder = VideoEmbedder(args.weights, args.device, args.batch_size, protocol.resize)
+    embedder = VideoEmbedder(args.weights, run_on.device, args.batch_size, protocol.resize, run_on.precision,
+                             run_on.runtime)
     with tqdm(unit="clip", disable=args.quiet, file=sys.stderr, delay=1.0) as bar:  # no bar before a quick error
         report = compute_fvd(args.real, args.fake, protocol, embedder, args.runs, args.value_range,
                              not args.no_kvd, save_stats=args.save_stats, progress=bar.update)

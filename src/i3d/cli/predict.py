@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_device, add_flow_options, add_weights, positive_int, seconds
+from i3d.cli.options import add_flow_options, add_settings, add_weights, build_settings, positive_int, seconds
 from i3d.errors import I3DError
 
 
@@ -25,7 +25,9 @@ def add_parser(commands) -> None:
                         help="rgb, flow, or joint: RGB and flow logits summed, as the reference does (default: rgb)")
     add_flow_options(parser)
     parser.add_argument("--flow", default=None, help="a saved flow input (.npy from `i3d flow`) for INPUT")
-    add_device(parser)
+    from i3d.settings import InferenceSettings
+
+    add_settings(parser, InferenceSettings)
     timeline = parser.add_argument_group("over time")
     timeline.add_argument("--timeline", action="store_true",
                           help="top-k of every window over the whole video, as CSV (or JSON with --json)")
@@ -57,7 +59,11 @@ def run(args: argparse.Namespace) -> None:
     for output in (args.plot, args.render):
         if output is not None:
             check_writable(output)
-    classifier = Classifier(args.weights, args.device, args.stream, args.flow_weights, args.flow_method)
+    from i3d.settings import InferenceSettings
+
+    run_on = build_settings(args, InferenceSettings)
+    classifier = Classifier(args.weights, run_on.device, args.stream, args.flow_weights, args.flow_method,
+                            run_on.precision, run_on.runtime)
     if not over_time:
         prediction = classifier.predict(args.input, args.start, args.end, flow=args.flow)
         top_k = args.top_k or 20

@@ -195,9 +195,11 @@ def extract_features(
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
-    from i3d.factory import resolve_weights
+    from i3d.devices import check_precision
+    from i3d.factory import choose_runtime, resolve_weights
 
     config = config or ExtractionConfig()
+    check_precision(config.precision, config.device)
     if engine not in ENGINES:
         raise I3DError(f"--engine must be one of {', '.join(ENGINES)}")
     if outdir.exists() and not outdir.is_dir():
@@ -212,7 +214,9 @@ def extract_features(
     except OSError as error:
         raise I3DError(f"{outdir}: cannot write there ({error.strerror or error})") from None
     remove_stale_temporaries(outdir)
-    writer = FeatureWriter(outdir, config, settings, Manifest(outdir, run_record(config, settings, named)), len(jobs))
+    record = {**run_record(config, settings, named), "runtime": choose_runtime(config.runtime, config.precision,
+                                                                                 config.device)}
+    writer = FeatureWriter(outdir, config, settings, Manifest(outdir, record), len(jobs))
     todo = [job for job in jobs if not writer.reuse(job)]
     started = time.perf_counter()
     if todo:
@@ -237,7 +241,8 @@ def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfi
         return ray_engine(jobs, weights, config, ray_address, ray_workers)
     from i3d.features.network import FeatureNetwork
 
-    network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
+    network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
+                                  config.precision, config.runtime)
     return local_engine(jobs, network.run, config)
 
 

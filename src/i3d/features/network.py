@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import parse_device
-from i3d.factory import create_model
+from i3d.devices import check_precision, parse_device
+from i3d.factory import choose_runtime, create_model
 from i3d.video.transforms import loop_pad, to_unit_range
 from i3d.weights.store import LoadedWeights
 
@@ -25,9 +25,13 @@ class FeatureNetwork:
     """
 
     def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
-                 extras: Sequence[str] = (), squeeze_crops: bool = True) -> None:
+                 extras: Sequence[str] = (), squeeze_crops: bool = True, precision: str = "fp32",
+                 runtime: str = "auto") -> None:
         self.device = parse_device(device)
-        self.models = {m: create_model(w, stream=m).to(self.device) for m, w in weights.items()}
+        check_precision(precision, self.device)
+        self.runtime = choose_runtime(runtime, precision, self.device)
+        self.models = {m: create_model(w, stream=m, precision=precision, runtime=self.runtime).to(self.device)
+                       for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
         self.extras, self.squeeze_crops = tuple(extras), squeeze_crops
 

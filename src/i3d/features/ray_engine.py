@@ -23,7 +23,8 @@ class _Extractor:
         from i3d.features.network import FeatureNetwork
 
         torch.set_num_threads(threads)
-        self.network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center")
+        self.network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
+                                  config.precision, config.runtime)
         self.config = config
 
     def extract(self, index: int, path: str, name: str):

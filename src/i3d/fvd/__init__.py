@@ -79,6 +79,11 @@ def set_statistics(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder,
         if metadata.get("weights_sha256") != embedder.weights["sha256"]:
             raise I3DError(f"{source}: statistics of other weights (sha256 {metadata.get('weights_sha256')}, "
                            f"these are {embedder.weights['sha256']})")
+        saved_precision = metadata.get("precision", "fp32")  # files written before precisions existed: fp32
+        if saved_precision != embedder.precision:
+            raise I3DError(f"{source}: statistics computed in {saved_precision}, not {embedder.precision}: "
+                           f"recompute them with --precision {embedder.precision}, or use --precision "
+                           f"{saved_precision}")
         return stats, None, metadata
     selection = Selection(str(source))
     stats = GaussianStats(kept=[] if keep else None)
@@ -167,7 +172,8 @@ def compute_fvd(
         if run == 0:
             if save_stats is not None and selection is not None:
                 real_stats.save(save_stats, {"protocol": _protocol_record(protocol), "source": str(real),
-                                             "weights_sha256": embedder.weights["sha256"], "run": 0})
+                                             "weights_sha256": embedder.weights["sha256"],
+                                             "precision": embedder.precision, "run": 0})
             real_embeddings, fake_embeddings = real_stats.embeddings, fake_stats.embeddings
             if kvd and real_embeddings is not None and fake_embeddings is not None:
                 kvd_value, subset = kernel_distance(real_embeddings, fake_embeddings, kvd_subsets, kvd_subset_size,

@@ -47,7 +47,8 @@ class PredictionService:
             if self.classifier is None:
                 from i3d.predict import Classifier
 
-                self.classifier = Classifier(self.config.weights, self.config.device)
+                self.classifier = Classifier(self.config.weights, self.config.device,
+                                             precision=self.config.precision, runtime=self.config.runtime)
             return self.classifier
 
     def describe(self) -> dict:

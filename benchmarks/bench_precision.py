@@ -1,0 +1,121 @@
+"""Every runtime and precision side by side, in one process: seconds per clip, and what each costs in fidelity.
+
+    .venv/bin/python benchmarks/bench_precision.py [--frames 79] [--repeats 3]
+
+Forms: PyTorch's fused form in fp32 and bf16 (and ``torch.autocast`` around it, the usual recipe), and the
+OpenVINO runtime (``runtime="openvino"``) in fp32, bf16 and int8; ``i3d.load_model()``'s default is one of
+them, named. All are timed alternating in this process (median of REPEATS after a warm-up), on one
+1 x 3 x FRAMES x 224 x 224 clip of bikes.mp4. Fidelity, each against the same network computed in float64
+by PyTorch: max |logit difference| on that clip; top-1 agreement on 64-frame clips of the three sample
+videos; the 1024-d features' cosine similarity (min over those clips) and max |difference|; and the FVD
+between two sets of 16-frame clips (bikes against bigbuckbunny; the google-research protocol's
+statistics) against the float64 number. A precision this CPU cannot run usefully is left out, with why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import i3d
+from i3d.devices import check_precision, cpu_flags
+from i3d.errors import I3DError
+from i3d.factory import attach_inference_form, create_model
+from i3d.fvd.distance import GaussianStats, fvd_from_stats
+from i3d.video.inputs import rgb_input_frames
+from i3d.video.samples import sample_path
+from i3d.video.transforms import to_unit_range
+
+
+def clips_of(name: str, frames: int) -> list[torch.Tensor]:
+    decoded = to_unit_range(np.stack(list(rgb_input_frames(sample_path(name)))))
+    return [torch.from_numpy(decoded[s : s + frames].transpose(3, 0, 1, 2)[None].copy())
+            for s in range(0, len(decoded) - frames + 1, frames)]
+
+
+def forms() -> dict[str, torch.nn.Module]:
+    """name -> a model whose forward (eval, inference mode) is that form; those this CPU cannot run are left out."""
+    made: dict[str, torch.nn.Module] = {}
+    for runtime, precision in [("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
+                               ("openvino", "int8")]:
+        try:
+            check_precision(precision, "cpu")
+            made[f"{runtime} {precision}"] = attach_inference_form(create_model(fused=False), precision, runtime)
+        except I3DError as error:
+            print(f"left out: {runtime} {precision}: {error}")
+    if "torch bf16" in made:
+        fp32 = made["torch fp32"]
+
+        class Autocast(torch.nn.Module):
+            def forward(self, x):
+                with torch.autocast("cpu", torch.bfloat16):
+                    return fp32(x).float()
+
+            def forward_features(self, x):
+                with torch.autocast("cpu", torch.bfloat16):
+                    return fp32.forward_features(x).float()
+
+        made["torch.autocast bf16"] = Autocast()
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=79)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    default = i3d.load_model()
+    default_form = type(default.__dict__["inference_form"]).__name__
+    default_name = "openvino fp32" if default_form == "OpenVinoInference" else "torch fp32"
+    models = forms()
+    reference = create_model(fused=False).double()
+    clip = clips_of("bikes.mp4", args.frames)[0]
+    views = [c for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4") for c in clips_of(name, 64)]
+    sets = {name: clips_of(name, 16)[:8] for name in ("bikes.mp4", "bigbuckbunny.mp4")}
+    with torch.inference_mode():
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for model in models.values():
+            model(clip)  # warm-up; an OpenVINO form converts (once per machine) and compiles here
+        for _ in range(args.repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(clip)
+                times[name].append(time.perf_counter() - start)
+        exact = {"clip": reference(clip.double()), "views": [reference(v.double()) for v in views],
+                 "features": [reference.forward_features(v.double()) for v in views],
+                 "sets": {k: [reference(c.double()).numpy() for c in v] for k, v in sets.items()}}
+        exact_fvd = fvd_from_stats(*(_stats(exact["sets"][k]) for k in sets))
+        flags = cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"}
+        print(f"1 x 3 x {args.frames} x 224 x 224 clip of bikes.mp4, {torch.get_num_threads()} threads, torch "
+              f"{torch.__version__}; CPU flags: {', '.join(sorted(flags))}")
+        print(f"i3d.load_model() default: {default_name}; fidelity against PyTorch float64; {len(views)} 64-frame "
+              f"clips of the 3 samples; FVD of 8 v 8 16-frame clips, float64: {exact_fvd:.4f}")
+        print(f"{'form':>20} {'s/clip':>7} {'vs torch fp32':>13} {'max|dlogit|':>11} {'top-1 agree':>11} "
+              f"{'feat cos min':>12} {'feat max|d|':>11} {'FVD diff':>9}")
+        base = statistics.median(times["torch fp32"])
+        for name, model in models.items():
+            seconds = statistics.median(times[name])
+            logit_error = float((model(clip).double() - exact["clip"]).abs().max())
+            agree = np.mean([int(model(v).argmax()) == int(e.argmax()) for v, e in zip(views, exact["views"])])
+            features = [model.forward_features(v).double() for v in views]
+            cosine = min(float(torch.nn.functional.cosine_similarity(f, e).min())
+                         for f, e in zip(features, exact["features"]))
+            feature_error = max(float((f - e).abs().max()) for f, e in zip(features, exact["features"]))
+            fvd = fvd_from_stats(*(_stats([model(c).double().numpy() for c in v]) for v in sets.values()))
+            mark = "  <- default" if name == default_name else ""
+            print(f"{name:>20} {seconds:7.3f} {seconds / base:12.2f}x {logit_error:11.2e} {agree:11.2f} "
+                  f"{cosine:12.6f} {feature_error:11.2e} {abs(fvd - exact_fvd):9.4f}{mark}")
+
+
+def _stats(logits: list[np.ndarray]) -> GaussianStats:
+    stats = GaussianStats()
+    stats.add(np.concatenate(logits).astype(np.float64))
+    return stats
+
+
+if __name__ == "__main__":
+    main()
