@@ -289,7 +289,7 @@ def test_two_processes_under_torchrun_give_the_single_process_number(tmp_path, p
     assert float((tmp_path / "value.txt").read_text()) == pytest.approx(single.compute(), rel=1e-6)
 
 
-def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, capsys, pretrained):
+def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, capsys, pretrained, monkeypatch):
     real, fake = _sets(tmp_path)
     report_path, stats = tmp_path / "out" / "report.json", tmp_path / "real.stats.npz"
     args = ["fvd", str(real), str(fake), "--videos", "4", "--seed", "3", "-o", str(report_path), "--save-stats",
@@ -308,6 +308,13 @@ def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, ca
     capsys.readouterr()
     assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "4", "--quiet"]) == 2
     assert "statistics of another protocol (differs in seed)" in capsys.readouterr().err
+    assert report["weights"]["precision"] == "fp32" and report["weights"]["runtime"] in ("torch", "openvino")
+    import i3d.devices
+
+    monkeypatch.setattr(i3d.devices, "cpu_flags", lambda: {"avx512_bf16"})  # any CPU: the refusal is the point
+    assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "3", "--precision", "bf16", "--runtime",
+                 "torch", "--quiet"]) == 2
+    assert "statistics computed in fp32, not bf16" in capsys.readouterr().err
 
 
 def test_runs_report_mean_and_spread(tmp_path, capsys, pretrained):

@@ -97,3 +97,22 @@ def test_the_openvino_runtime_is_the_same_function(tmp_path, monkeypatch):
     assert list((tmp_path / "compiled").glob("*-fp32-3ch-openvino-*.xml"))  # converted once, cached
     model.train()
     assert model(x[:1, :, :9]).requires_grad  # training runs PyTorch
+
+
+def test_predict_and_features_record_their_precision_and_runtime(tmp_path, capsys):
+    import json
+
+    from conftest import numbered_frames, write_video
+    from i3d.weights.store import save_weights
+
+    weights = _weights(seed=5)
+    path = tmp_path / "w.safetensors"
+    save_weights(path, weights.state_dict, weights.labels, "rgb", name="random")
+    video = write_video(tmp_path / "v.mp4", numbered_frames(10, 48, 64), 25)
+    assert main(["predict", str(video), "--json", "--weights", str(path), "--runtime", "torch"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["precision"], printed["runtime"]) == ("fp32", "torch")
+    assert main(["features", str(video), "-o", str(tmp_path / "out"), "--weights", str(path), "--runtime", "torch",
+                 "--quiet"]) == 0
+    run = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])["run"]
+    assert run["runtime"] == "torch" and "precision" not in run["settings"]  # fp32: outputs of before stay valid
