@@ -238,3 +238,28 @@ def test_ray_engine_writes_what_the_local_engine_writes(extracted, videos, tmp_p
             for key in a.files:
                 np.testing.assert_allclose(a[key], b[key], atol=1e-4) if a[key].dtype.kind == "f" else \
                     np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):
+    """A class folder of links into one store of videos: each name an input, the file computed once."""
+    from i3d.features import ExtractionConfig, WindowSpec, extract_features
+    from i3d.model import InceptionI3d
+    from i3d.weights.store import save_weights
+
+    store = tmp_path / "store"
+    store.mkdir()
+    video = write_video(store / "real.mp4", np.full((12, 48, 64, 3), 100, np.uint8), 25)
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("v0.mp4", "v1.mp4", "v2.mp4"):
+        (links / name).symlink_to(video)
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")
+    config = ExtractionConfig(WindowSpec(16, 16), workers=0, weights=str(weights), runtime="torch")
+    summary = extract_features([links], tmp_path / "out", config)
+    assert summary.line().startswith("3 videos: 3 done")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.npz")) == ["v0.npz", "v1.npz", "v2.npz"]
+    features = [np.load(tmp_path / "out" / f"v{i}.npz")["features"] for i in range(3)]
+    assert all(np.array_equal(features[0], f) for f in features[1:])
+    assert sorted(Path(r.input).name for r in summary.rows) == ["v0.mp4", "v1.mp4", "v2.mp4"]

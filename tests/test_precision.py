@@ -116,3 +116,25 @@ def test_predict_and_features_record_their_precision_and_runtime(tmp_path, capsy
                  "--quiet"]) == 0
     run = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])["run"]
     assert run["runtime"] == "torch" and "precision" not in run["settings"]  # fp32: outputs of before stay valid
+
+
+def test_devices_default_to_auto_and_ray_workers_share_gpus():
+    from i3d.devices import parse_device
+    from i3d.features.ray_engine import gpu_share
+    from i3d.settings import ExtractionConfig, InferenceSettings, ServeConfig
+
+    assert InferenceSettings().device == ExtractionConfig().device == ServeConfig().device == "auto"
+    assert parse_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert gpu_share(ExtractionConfig(device="cuda:1"), 2, 1.0) == (0.5, ExtractionConfig(device="cuda"))
+    assert gpu_share(ExtractionConfig(device="cuda"), 2, 4.0)[0] == 1.0
+    assert gpu_share(ExtractionConfig(device="auto"), 2, 0) == (0, ExtractionConfig(device="cpu"))
+    assert gpu_share(ExtractionConfig(device="cpu"), 2, 4.0) == (0, ExtractionConfig(device="cpu"))
+    with pytest.raises(I3DError, match="the Ray cluster has no GPUs"):
+        gpu_share(ExtractionConfig(device="cuda"), 2, 0)
+
+
+def test_sums_over_processes_without_a_group_are_the_values():
+    from i3d.devices import all_reduce_sum
+
+    values = torch.tensor([1.5, 2.0], dtype=torch.float64)
+    assert torch.equal(all_reduce_sum(values), values) and all_reduce_sum(values).dtype == torch.float64

@@ -122,7 +122,7 @@ def evaluate(
     list_file: Path,
     protocol: EvaluationProtocol | None = None,
     weights: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "fp32",
     runtime: str = "auto",
     progress: Callable[[Iterator[LabelledVideo], int], Iterator[LabelledVideo]] | None = None,

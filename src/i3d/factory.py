@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from i3d.devices import parse_device
 from i3d.download import file_lock, offline
 from i3d.errors import I3DError, I3DNotice, OutputError
 from i3d.inference import optimize_for_inference, use_fused_inference
@@ -191,7 +192,7 @@ def choose_runtime(runtime: str, precision: str, device: str | torch.device = "c
     the one int8 form), PyTorch elsewhere."""
     if runtime not in RUNTIMES:
         raise I3DError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    on_cpu = torch.device(device).type == "cpu"
+    on_cpu = parse_device(device).type == "cpu"
     if runtime == "auto":
         return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
     if runtime == "openvino" and not on_cpu:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, parse_device
+from i3d.devices import check_precision, exact_on_cuda, parse_device
 from i3d.errors import I3DError
 from i3d.factory import choose_runtime, create_model
 from i3d.streams import canonical_stream, stream_modalities
@@ -91,7 +91,7 @@ class Classifier:
     def __init__(
         self,
         weights: str | Path | None = None,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         stream: str = "rgb",
         flow_weights: str | Path | None = None,
         flow_method: str = "torch",
@@ -101,6 +101,7 @@ class Classifier:
         stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
         check_precision(precision, self.device)
+        exact_on_cuda(self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
         self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m, precision=precision,
                                        runtime=self.runtime).to(self.device)

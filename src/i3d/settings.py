@@ -243,7 +243,7 @@ class ExtractionConfig:
     batch_size: int = setting(4, "clips per network call; the crops of a window always share one")
     weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
                                   default_text="i3d-kinetics-400")
-    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    device: str = setting("auto", "auto (CUDA where available), cpu, cuda or cuda:N")
     precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     workers: int = setting(1, "decoding processes (0: decode inline)")
@@ -333,7 +333,7 @@ class ServeConfig:
 
     weights: str | None = setting(None, "RGB weights: a registry name (`i3d weights list`) or a .safetensors file",
                                   default_text="i3d-kinetics-400")
-    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    device: str = setting("auto", "auto (CUDA where available), cpu, cuda or cuda:N")
     precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     max_upload_mb: float = setting(200.0, "uploads past this are refused with 413 while streaming")
@@ -358,7 +358,7 @@ class ServeConfig:
 class InferenceSettings:
     """Where and how a command runs the network: its device, precision and runtime."""
 
-    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    device: str = setting("auto", "auto (CUDA where available), cpu, cuda or cuda:N")
     precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
 

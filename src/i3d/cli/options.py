@@ -122,7 +122,8 @@ def add_weights(parser: argparse.ArgumentParser, what: str = "RGB weights") -> N
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA where available), cpu, cuda or cuda:N "
+                        "(default: auto)")
 
 
 def add_flow_options(parser: argparse.ArgumentParser) -> None:

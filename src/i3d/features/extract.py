@@ -220,17 +220,34 @@ def extract_features(
     todo = [job for job in jobs if not writer.reuse(job)]
     started = time.perf_counter()
     if todo:
-        outcomes = _engine_outcomes(todo, weights, config, engine, ray_address, ray_workers)
+        names_of = _names_of_each_file(todo)  # several names (links) of one file: computed once, written to each
+        outcomes = _engine_outcomes([names[0] for names in names_of.values()], weights, config, engine,
+                                    ray_address, ray_workers)
         if progress is not None:
-            outcomes = progress(outcomes, len(todo))
+            outcomes = progress(outcomes, len(names_of))
         try:
             for job, outcome in outcomes:
-                writer.add(job, outcome)
+                for named in names_of[_file_of(job)]:
+                    writer.add(named, outcome)
         finally:
             writer.commit()
     summary = ExtractionSummary(writer.finished_rows(), writer.manifest.path, time.perf_counter() - started)
     writer.manifest.finish(summary.rows)
     return summary
+
+
+def _file_of(job: Job) -> Path:
+    try:
+        return job.path.resolve()
+    except OSError:  # a link loop: its own input, which fails as such
+        return job.path.absolute()
+
+
+def _names_of_each_file(jobs: Sequence[Job]) -> dict[Path, list[Job]]:
+    names: dict[Path, list[Job]] = {}
+    for job in jobs:
+        names.setdefault(_file_of(job), []).append(job)
+    return names
 
 
 def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfig, engine: str,

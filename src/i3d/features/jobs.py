@@ -27,7 +27,11 @@ def _hidden(relative: Path) -> bool:
 
 
 def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
-    """Videos from files, folders (searched recursively) and list files, in the order given, each once."""
+    """Videos from files, folders (searched recursively) and list files, in the order given, each once.
+
+    Every name is an input of its own, links included: a class folder of links into one store of videos
+    gets one output per link (``extract_features`` computes a file that several names lead to once).
+    """
     named: list[tuple[Path, str]] = []
     for given in map(Path, inputs):
         if given.is_dir():
@@ -47,12 +51,12 @@ def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
     seen: dict[Path, str] = {}
     owners: dict[str, Path] = {}
     for path, name in named:
-        if path.resolve() in seen:
+        if path.absolute() in seen:  # the same name given twice (not two names of one file: those are two inputs)
             continue
         if name in owners:
             raise I3DError(f"{owners[name]} and {path} would both write {name}.npz; "
                            "give their folder instead, so outputs keep the folder structure")
-        seen[path.resolve()], owners[name] = name, path
+        seen[path.absolute()], owners[name] = name, path
     if not seen:
         raise I3DError("no inputs")
     return [Job(i, owners[name], name) for i, name in enumerate(seen.values())]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, parse_device
+from i3d.devices import check_precision, exact_on_cuda, parse_device
 from i3d.factory import choose_runtime, create_model
 from i3d.video.transforms import loop_pad, to_unit_range
 from i3d.weights.store import LoadedWeights
@@ -24,11 +24,12 @@ class FeatureNetwork:
     Window frames carry the streams' channels side by side: RGB (3, uint8 or [-1, 1]), flow (2), or 5.
     """
 
-    def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "cpu",
+    def __init__(self, weights: dict[str, LoadedWeights], device: str | torch.device = "auto",
                  extras: Sequence[str] = (), squeeze_crops: bool = True, precision: str = "fp32",
                  runtime: str = "auto") -> None:
         self.device = parse_device(device)
         check_precision(precision, self.device)
+        exact_on_cuda(self.device)
         self.runtime = choose_runtime(runtime, precision, self.device)
         self.models = {m: create_model(w, stream=m, precision=precision, runtime=self.runtime).to(self.device)
                        for m, w in weights.items()}

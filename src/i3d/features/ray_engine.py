@@ -7,6 +7,7 @@ the same code as the local engine's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 from i3d.errors import I3DError
@@ -36,6 +37,19 @@ class _Extractor:
             return index, describe_error(error)
 
 
+def gpu_share(config: ExtractionConfig, workers: int, cluster_gpus: float) -> tuple[float, ExtractionConfig]:
+    """The GPUs each actor asks Ray for, and the settings it runs with. CUDA workers share the cluster's GPUs
+    (fractions of one when there are more workers than GPUs: two actors on a one-GPU machine both start);
+    an actor sees only the GPUs Ray gives it, so it runs on ``cuda`` (its first), whatever index was named."""
+    if not str(config.device).startswith(("cuda", "auto")):
+        return 0, config
+    if cluster_gpus == 0:
+        if str(config.device) == "auto":
+            return 0, dataclasses.replace(config, device="cpu")
+        raise I3DError(f"--device {config.device}: the Ray cluster has no GPUs (use --device cpu)")
+    return min(1.0, cluster_gpus / workers), dataclasses.replace(config, device="cuda")
+
+
 def ray_engine(
     jobs: Sequence[Job], weights: dict[str, LoadedWeights], config: ExtractionConfig, address: str | None, workers: int,
     cpus_per_worker: int = 1,
@@ -54,7 +68,7 @@ def ray_engine(
         else:
             ray.init(num_cpus=workers * cpus_per_worker, include_dashboard=False, log_to_driver=False)
     try:
-        gpus = 1 if str(config.device).startswith("cuda") else 0
+        gpus, config = gpu_share(config, workers, ray.cluster_resources().get("GPU", 0))
         actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus)(_Extractor)
         weights_ref = ray.put(weights)
         pool = ActorPool([actor.remote(weights_ref, config, cpus_per_worker) for _ in range(workers)])

@@ -93,15 +93,16 @@ def check_videos(videos: np.ndarray | torch.Tensor, name: str, value_range: tupl
 class VideoEmbedder:
     """The TF-Hub I3D's 400 logits of clips, in batches, on any device, by a protocol's preprocessing."""
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu", batch_size: int = 8,
+    def __init__(self, weights: str | Path | None = None, device: str = "auto", batch_size: int = 8,
                  resize: str = "half-pixel", precision: str = "fp32", runtime: str = "auto") -> None:
-        from i3d.devices import check_precision
+        from i3d.devices import check_precision, exact_on_cuda
         from i3d.factory import choose_runtime, create_model
 
         if batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
         self.device, self.batch_size, self.resize = parse_device(device), batch_size, resize
         check_precision(precision, self.device)
+        exact_on_cuda(self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
         model = create_model(weights, stream="rgb", precision=precision, runtime=self.runtime)
         self.model = model.to(self.device)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.devices import all_reduce_sum
 from i3d.errors import I3DError
 from i3d.fvd.clips import clip_indices
 from i3d.fvd.distance import GaussianStats, fvd_from_stats
@@ -29,7 +30,7 @@ class FrechetVideoDistance:
     """
 
     def __init__(self, protocol: FvdProtocol | str = DEFAULT_FVD_PROTOCOL, weights: str | Path | None = None,
-                 device: str = "cpu", batch_size: int = 8, value_range: tuple[float, float] = (0.0, 255.0),
+                 device: str = "auto", batch_size: int = 8, value_range: tuple[float, float] = (0.0, 255.0),
                  seed: int | None = None, embedder: VideoEmbedder | None = None) -> None:
         if isinstance(protocol, str):
             if protocol not in FVD_PROTOCOLS:
@@ -73,9 +74,7 @@ class FrechetVideoDistance:
         outer = stats.outer if stats.outer is not None else np.zeros((dimension, dimension))
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return GaussianStats(stats.count, total, outer)
-        flat = torch.from_numpy(np.concatenate([[float(stats.count)], total, outer.ravel()]))
-        torch.distributed.all_reduce(flat)
-        flat = flat.numpy()
+        flat = all_reduce_sum(torch.from_numpy(np.concatenate([[float(stats.count)], total, outer.ravel()]))).numpy()
         return GaussianStats(int(round(flat[0])), flat[1 : 1 + dimension], flat[1 + dimension :].reshape(dimension,
                                                                                                           dimension))
 

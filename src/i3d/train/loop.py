@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from i3d.devices import parse_device
+from i3d.devices import all_reduce_sum, parse_device
 from i3d.errors import I3DError
 from i3d.factory import create_model
 from i3d.files import atomic_path, atomic_write_text, check_folder_writable
@@ -63,9 +63,12 @@ def start_process_group() -> Process:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Process()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():  # before the group: NCCL binds each rank to its current device
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    return Process(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Process(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 class SampleStream(torch.utils.data.Dataset):
@@ -137,8 +140,8 @@ def pick_device(config: TrainConfig, process: Process) -> torch.device:
     if config.device == "auto":
         return torch.device(f"cuda:{process.local_rank}" if torch.cuda.is_available() else "cpu")
     device = parse_device(config.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{process.local_rank}")
+    if device.type == "cuda" and (device.index is None or process.world > 1):  # each rank its own GPU
+        device = torch.device(f"cuda:{process.local_rank % torch.cuda.device_count()}")
     return device
 
 
@@ -347,7 +350,8 @@ def setup(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> Run:
     optimizer = torch.optim.SGD(trainable, lr=lr_at(lr_schedule(config.schedule), 0), momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    amp_dtype = ((torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16)
+                 if use_amp else None)  # emulated bf16 (T4, V100) is slower than fp16
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     network = TemporalLogits(model) if labelled.multi_label else model
     run = Run(config, process, device, say, labelled, train_videos, val_videos, model, network, frozen, optimizer,
@@ -514,6 +518,4 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
 def _mean_over_processes(value: float, process: Process) -> float:
     if process.world == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return float(tensor) / process.world
+    return float(all_reduce_sum(torch.tensor([value], dtype=torch.float64))) / process.world

@@ -92,7 +92,7 @@ def build_on_first_use() -> Mapping[str, Callable] | None:
 class FlowComputer:
     """TV-L1 over batches of frame pairs with the chosen backend."""
 
-    def __init__(self, method: str = "torch", device: str = "cpu", batch_size: int = DEFAULT_BATCH,
+    def __init__(self, method: str = "torch", device: str = "auto", batch_size: int = DEFAULT_BATCH,
                  compile: bool = True) -> None:
         if method not in FLOW_METHODS:
             raise I3DError(f"flow method must be one of {', '.join(FLOW_METHODS)}, not {method!r}")
