@@ -165,3 +165,27 @@ def test_the_page_in_a_real_browser_shows_the_top_label(server, classifier, vide
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_a_token_guards_every_api_call_and_an_open_address_needs_one(classifier, capsys):
+    token = "a-token-of-some-length"
+    running = Running(create_app(ServeConfig(token=token), classifier))
+    try:
+        for headers, status in [({}, 401), ({"Authorization": "Bearer wrong-token-of-some-len"}, 401),
+                                ({"Authorization": f"Bearer {token}"}, 200)]:
+            try:
+                with request.urlopen(request.Request(running.url + "/v1/models", headers=headers)) as response:
+                    got, body = response.status, json.loads(response.read())
+            except request.HTTPError as error:
+                got, body = error.code, json.loads(error.read())
+            assert got == status and (status == 200 or "Authorization: Bearer" in body["error"])
+        with request.urlopen(running.url + "/healthz") as response:  # the page and health stay open
+            assert response.status == 200
+    finally:
+        running.stop()
+    from i3d.cli.main import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--port", str(_free_port())]) == 2
+    assert "give --token (or I3D_SERVE_TOKEN), or --no-auth" in capsys.readouterr().err
+    assert main(["serve", "--token", "short"]) == 2
+    assert "--token must be at least 16 characters" in capsys.readouterr().err

@@ -94,3 +94,29 @@ def test_negative_or_nan_spans_are_refused_in_the_api_too(tmp_path, pretrained):
         with pytest.raises(I3DError, match="not a time in the video"):
             classifier.predict(video, start_s=start)
     assert np.isfinite(classifier.predict(video, start_s=0.2).logits).all()
+
+
+def test_weights_that_contradict_their_metadata_are_refused_at_load(tmp_path):
+    """Metadata says RGB, the first convolution takes 2 channels: one line at load, not a shape error later."""
+    state = InceptionI3d(2, 2).state_dict()
+    save_file(state, tmp_path / "odd.safetensors",
+              metadata={"i3d_format": "1", "modality": "rgb", "labels": '["a", "b"]'})
+    with pytest.raises(I3DError, match="metadata says rgb .3 input channels. but its first convolution takes 2"):
+        load_weights(tmp_path / "odd.safetensors")
+
+
+def test_a_network_giving_nan_is_an_error_naming_the_weights_never_nan_printed(tmp_path, capsys):
+    from conftest import numbered_frames, write_video
+    from i3d.cli.main import main
+
+    torch.manual_seed(0)
+    network = InceptionI3d(3, 3)
+    with torch.no_grad():
+        network.Mixed_5c.Branch_0.Conv3d_0a_1x1.batch_norm.running_var.fill_(-10.0)  # rsqrt of a negative: NaN
+    path = tmp_path / "w.safetensors"
+    save_file(network.state_dict(), path, metadata={"i3d_format": "1", "modality": "rgb", "labels": '["a", "b", "c"]',
+                                                    "name": "broken"})
+    video = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
+    assert main(["predict", str(video), "--weights", str(path), "--runtime", "torch"]) == 2
+    captured = capsys.readouterr()
+    assert "nan" not in captured.out.lower() and "give non-finite scores" in captured.err

@@ -327,6 +327,9 @@ class ExtractionConfig:
                 "weights": weights_sha256, **(flow if self.stream != "rgb" else {}), **changed}
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """What ``i3d serve`` loads and how much it takes; the options of the command, field by field."""
@@ -340,6 +343,7 @@ class ServeConfig:
     queue_size: int = setting(4, "requests waiting or running per process; the next gets 429", flag="--queue")
     threads: int = 1  # predictions running at once in this process
     timeout_s: float = setting(300.0, "seconds per prediction (504 past it)", flag="--timeout")
+    token: str | None = None  # every /v1/ call must send "Authorization: Bearer <token>" (--token, I3D_SERVE_TOKEN)
 
     def __post_init__(self) -> None:
         check_choice(self, "precision", PRECISIONS)
@@ -351,6 +355,9 @@ class ServeConfig:
         for name in ("queue_size", "threads"):
             if getattr(self, name) < 1:
                 raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
+        if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
+            raise invalid(self, "token", f"must be at least {MIN_TOKEN_LENGTH} characters, not {len(self.token)} "
+                          "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
 
 
 

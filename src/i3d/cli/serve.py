@@ -31,6 +31,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="server processes, each with its own model (default: 1)")
     add_settings(parser, ServeConfig)
+    parser.add_argument("--token", default=None, help="every API call must send `Authorization: Bearer TOKEN` "
+                        "(default: $I3D_SERVE_TOKEN, else none)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="serve an address other than loopback without a token, on purpose")
     parser.set_defaults(run=run)
 
 
@@ -45,12 +49,27 @@ def run(args: argparse.Namespace) -> None:
 
     from i3d.settings import ServeConfig
 
-    config = build_settings(args, ServeConfig)
+    token = args.token or os.environ.get("I3D_SERVE_TOKEN") or None
+    config = dataclasses.replace(build_settings(args, ServeConfig), token=token)
+    if token is None and not args.no_auth and not _is_loopback(args.host):
+        raise I3DError(f"--host {args.host} answers other machines: give --token (or I3D_SERVE_TOKEN), or --no-auth "
+                       "to serve it without one on purpose")
     os.environ[CONFIG_VARIABLE] = json.dumps(dataclasses.asdict(config))
     _check_can_listen(args.host, args.port)
     print(f"i3d serve: http://{args.host}:{args.port}/ (OpenAPI at /docs)", flush=True)
     uvicorn.run("i3d.serve.app:app_from_environment", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False  # said by the listening check, with its reason
+    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def _check_can_listen(host: str, port: int) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from i3d.architecture import MIN_FRAMES
 from i3d.devices import check_precision, exact_on_cuda, parse_device
+from i3d.errors import I3DError
 from i3d.factory import choose_runtime, create_model
 from i3d.video.transforms import loop_pad, to_unit_range
 from i3d.weights.store import LoadedWeights
@@ -34,6 +35,7 @@ class FeatureNetwork:
         self.models = {m: create_model(w, stream=m, precision=precision, runtime=self.runtime).to(self.device)
                        for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
+        self.names = " and ".join(w.name for w in weights.values())
         self.extras, self.squeeze_crops = tuple(extras), squeeze_crops
 
     @torch.inference_mode()
@@ -64,6 +66,9 @@ class FeatureNetwork:
         if parts["mixed_5c"]:
             outputs["mixed_5c"] = torch.cat(parts["mixed_5c"], dim=-1)
         arrays = {k: v.float().cpu().numpy() for k, v in outputs.items()}
+        if not all(np.isfinite(v).all() for v in arrays.values()):
+            raise I3DError(f"the weights {self.names} give non-finite features: the weights are damaged (check "
+                           "them with `i3d weights verify`, or convert them again)")
         if crops == 1 and self.squeeze_crops:
             return [{k: v[i] for k, v in arrays.items()} for i in range(len(clips))]
         return [{k: v[i * crops : (i + 1) * crops] for k, v in arrays.items()} for i in range(len(clips))]

@@ -122,5 +122,9 @@ class VideoEmbedder:
         out = []
         for start in range(0, len(videos), self.batch_size):
             batch = preprocess(videos[start : start + self.batch_size].to(self.device), self.resize, value_range)
-            out.append(self.model(batch).float().cpu().numpy().astype(np.float64))
+            logits = self.model(batch).float().cpu().numpy().astype(np.float64)
+            if not np.isfinite(logits).all():
+                raise I3DError(f"the weights {self.weights['name']} give non-finite logits on {name}: the weights are "
+                               "damaged (check them with `i3d weights verify`, or convert them again)")
+            out.append(logits)
         return np.concatenate(out) if out else np.zeros((0, self.dimension))

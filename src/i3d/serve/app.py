@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import tempfile
 import threading
@@ -113,6 +114,18 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
 
     app = FastAPI(title="i3d", description="I3D video action recognition: upload a video, get its classes.",
                   version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def authorise(request, call_next):
+        """With a token, every /v1/ call must carry it (compared in constant time); the page and /healthz stay
+        open, and the page asks for the token once."""
+        token = service.config.token
+        if token is not None and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(401, "this server needs its token: send the header Authorization: Bearer <token>",
+                              {"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_form(request, error: RequestValidationError) -> JSONResponse:

@@ -201,6 +201,12 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
     weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata, Path(path), sha256, info)
     if FIRST_CONV_WEIGHT not in state_dict:
         raise I3DError(f"{path}: weights do not fit I3D: no {FIRST_CONV_WEIGHT}")
+    if weights.modality not in MODALITY_CHANNELS:
+        raise I3DError(f"{path}: its metadata names the stream {weights.modality!r}, not rgb or flow")
+    if weights.in_channels != MODALITY_CHANNELS[weights.modality]:
+        raise I3DError(f"{path}: its metadata says {weights.modality} ({MODALITY_CHANNELS[weights.modality]} "
+                       f"input channels) but its first convolution takes {weights.in_channels}: the file "
+                       f"contradicts itself; {refetch}")
     try:
         check_state_dict(state_dict, len(labels), weights.in_channels)
     except I3DError as error:
