@@ -167,22 +167,30 @@ def test_the_page_in_a_real_browser_shows_the_top_label(server, classifier, vide
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
-def test_a_token_guards_every_api_call_and_an_open_address_needs_one(classifier, capsys):
-    token = "a-token-of-some-length"
-    running = Running(create_app(ServeConfig(token=token), classifier))
-    try:
-        for headers, status in [({}, 401), ({"Authorization": "Bearer wrong-token-of-some-len"}, 401),
-                                ({"Authorization": f"Bearer {token}"}, 200)]:
-            try:
-                with request.urlopen(request.Request(running.url + "/v1/models", headers=headers)) as response:
-                    got, body = response.status, json.loads(response.read())
-            except request.HTTPError as error:
-                got, body = error.code, json.loads(error.read())
-            assert got == status and (status == 200 or "Authorization: Bearer" in body["error"])
-        with request.urlopen(running.url + "/healthz") as response:  # the page and health stay open
-            assert response.status == 200
-    finally:
-        running.stop()
+TOKEN = "a-token-of-some-length"
+
+
+@pytest.fixture(scope="module")
+def guarded(classifier):
+    running = Running(create_app(ServeConfig(token=TOKEN), classifier))
+    yield running
+    running.stop()
+
+
+def test_a_token_guards_every_api_call(guarded):
+    for headers, status in [({}, 401), ({"Authorization": "Bearer wrong-token-of-some-len"}, 401),
+                            ({"Authorization": f"Bearer {TOKEN}"}, 200)]:
+        try:
+            with request.urlopen(request.Request(guarded.url + "/v1/models", headers=headers)) as response:
+                got, body = response.status, json.loads(response.read())
+        except request.HTTPError as error:
+            got, body = error.code, json.loads(error.read())
+        assert got == status and (status == 200 or "Authorization: Bearer" in body["error"])
+    with request.urlopen(guarded.url + "/healthz") as response:  # the page and health stay open
+        assert response.status == 200
+
+
+def test_an_address_other_than_loopback_needs_a_token(capsys):
     from i3d.cli.main import main
 
     assert main(["serve", "--host", "0.0.0.0", "--port", str(_free_port())]) == 2
