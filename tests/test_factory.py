@@ -118,7 +118,8 @@ def test_transforms_is_the_recipe_and_what_predict_feeds_the_network(tmp_path, p
     np.testing.assert_array_equal(clip[0].permute(1, 2, 3, 0).numpy(), expected)
     with torch.inference_mode():
         logits = build_model(pretrained, optimize=True)(clip)[0].numpy()
-    np.testing.assert_array_equal(Classifier().predict(path).logits, logits)
+    np.testing.assert_array_equal(Classifier(runtime="torch").predict(path).logits, logits)
+    np.testing.assert_allclose(Classifier(runtime="openvino").predict(path).logits, logits, atol=1e-4, rtol=0)
 
 
 def test_transforms_takes_uint8_frames_as_well_as_files(tmp_path):

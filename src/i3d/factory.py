@@ -8,6 +8,7 @@ capability gets its networks here, so every command accepts the same names.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,14 +186,19 @@ def create_model(
 
 
 RUNTIMES = ("auto", "torch", "openvino")
+RUNTIME_VARIABLE = "I3D_RUNTIME"  # decides what runtime "auto" means (torch or openvino)
 
 
 def choose_runtime(runtime: str, precision: str, device: str | torch.device = "cpu") -> str:
     """torch or openvino: ``auto`` is OpenVINO for a CPU where it is installed (the faster runtime there, and
-    the one int8 form), PyTorch elsewhere."""
+    the one int8 form), PyTorch elsewhere; ``I3D_RUNTIME`` (torch or openvino) decides ``auto`` instead."""
     if runtime not in RUNTIMES:
         raise I3DError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     on_cpu = parse_device(device).type == "cpu"
+    if runtime == "auto" and os.environ.get(RUNTIME_VARIABLE) in ("torch", "openvino"):
+        runtime = os.environ[RUNTIME_VARIABLE]
+        if runtime == "openvino" and not on_cpu:
+            runtime = "torch"
     if runtime == "auto":
         return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
     if runtime == "openvino" and not on_cpu:
