@@ -392,3 +392,28 @@ def test_compute_fvd_given_arrays_points_to_the_in_memory_api():
     videos = np.zeros((2, 16, 32, 32, 3), np.uint8)
     with pytest.raises(I3DError, match=r"takes paths .* not ndarray; for videos in memory use i3d.fvd.fvd"):
         compute_fvd(videos, videos)
+
+
+@pytest.mark.parametrize(("make_fake", "message"), [
+    (lambda rng: rng.integers(0, 255, (1, 16, 32, 32, 3), dtype=np.uint8), "1 video; FVD needs at least 2"),
+    (lambda rng: np.full((3, 16, 32, 32, 3), np.nan, np.float32), "contains NaN or infinite values"),
+    (lambda rng: np.zeros((3, 16, 32, 32, 3), bool), "dtype bool"),
+    (lambda rng: np.zeros((3, 16, 0, 32, 3), np.uint8), "holds no pixels"),
+])
+def test_both_sets_are_checked_before_either_is_embedded(tmp_path, make_fake, message):
+    from i3d.fvd import VideoEmbedder, compute_fvd
+    from i3d.model import InceptionI3d
+    from i3d.weights.store import LoadedWeights
+
+    rng = np.random.default_rng(0)
+    real, fake = tmp_path / "real.npy", tmp_path / "fake.npy"
+    np.save(real, rng.integers(0, 255, (3, 16, 32, 32, 3), dtype=np.uint8))
+    np.save(fake, make_fake(rng))
+    torch.manual_seed(0)
+    weights = LoadedWeights(InceptionI3d().state_dict(), [str(i) for i in range(400)], "rgb", {"name": "random"})
+    embedder = VideoEmbedder(weights, "cpu")
+    embedded = []
+    embedder.embed = lambda *args, **kwargs: embedded.append(args) or pytest.fail("embedded before the check")
+    with pytest.raises(I3DError, match=message):
+        compute_fvd(real, fake, "stylegan-v-16f", embedder)
+    assert embedded == []

@@ -26,7 +26,7 @@ from i3d.fvd.distance import (
     fvd_from_stats,
     kernel_distance,
 )
-from i3d.fvd.embed import VideoEmbedder, preprocess, tf1_bilinear_matrix
+from i3d.fvd.embed import VideoEmbedder, check_videos, preprocess, tf1_bilinear_matrix
 from i3d.fvd.metric import FrechetVideoDistance
 from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol
 from i3d.versions import software_versions
@@ -63,27 +63,50 @@ def _protocol_record(protocol: FvdProtocol) -> dict:
     return {k: v for k, v in asdict(protocol).items() if k != "source"}
 
 
+def saved_statistics(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder) -> tuple[GaussianStats, dict]:
+    """A ``.stats.npz`` written for the same protocol, weights and precision, and its metadata; refused
+    otherwise, in one line."""
+    stats, metadata = GaussianStats.load(source)
+    saved = metadata.get("protocol")
+    wanted = _protocol_record(protocol)
+    if not isinstance(saved, dict) or {k: saved.get(k) for k in wanted} != wanted:
+        differing = sorted(k for k in wanted if not isinstance(saved, dict) or saved.get(k) != wanted[k])
+        raise I3DError(f"{source}: statistics of another protocol (differs in {', '.join(differing) or 'all'}); "
+                       f"recompute them with --protocol {protocol.name}")
+    if metadata.get("weights_sha256") != embedder.weights["sha256"]:
+        raise I3DError(f"{source}: statistics of other weights (sha256 {metadata.get('weights_sha256')}, "
+                       f"these are {embedder.weights['sha256']})")
+    saved_precision = metadata.get("precision", "fp32")  # files written before precisions existed: fp32
+    if saved_precision != embedder.precision:
+        raise I3DError(f"{source}: statistics computed in {saved_precision}, not {embedder.precision}: "
+                       f"recompute them with --precision {embedder.precision}, or use --precision "
+                       f"{saved_precision}")
+    return stats, metadata
+
+
+def check_set(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder,
+              value_range: tuple[float, float] = (0.0, 255.0)) -> None:
+    """Everything about a set that is known without embedding it, checked before either set is embedded: a
+    statistics file's protocol, weights and precision; how many videos there are; an array's shape, dtype
+    and values (read one video at a time). What only decoding shows is said when that video is decoded."""
+    if source.name.endswith(".stats.npz"):
+        saved_statistics(source, protocol, embedder)
+        return
+    videos = list_videos(source, protocol)
+    if len(videos) < 2:
+        raise I3DError(f"{source}: {len(videos)} video; FVD needs at least 2 per set")
+    for video in videos:
+        if video.array is not None:
+            check_videos(video.array[None], video.name, value_range)
+
+
 def set_statistics(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder, real: bool, run: int = 0,
                    value_range: tuple[float, float] = (0.0, 255.0), keep: bool = True,
                    progress: Callable[[int], None] | None = None) -> tuple[GaussianStats, Selection | None, dict]:
     """Statistics of one set: embedded by the protocol, or read from a ``.stats.npz`` written for the same protocol
     and weights. Returns (stats, selection or None, stats-file metadata)."""
     if source.name.endswith(".stats.npz"):
-        stats, metadata = GaussianStats.load(source)
-        saved = metadata.get("protocol")
-        wanted = _protocol_record(protocol)
-        if not isinstance(saved, dict) or {k: saved.get(k) for k in wanted} != wanted:
-            differing = sorted(k for k in wanted if not isinstance(saved, dict) or saved.get(k) != wanted[k])
-            raise I3DError(f"{source}: statistics of another protocol (differs in {', '.join(differing) or 'all'}); "
-                           f"recompute them with --protocol {protocol.name}")
-        if metadata.get("weights_sha256") != embedder.weights["sha256"]:
-            raise I3DError(f"{source}: statistics of other weights (sha256 {metadata.get('weights_sha256')}, "
-                           f"these are {embedder.weights['sha256']})")
-        saved_precision = metadata.get("precision", "fp32")  # files written before precisions existed: fp32
-        if saved_precision != embedder.precision:
-            raise I3DError(f"{source}: statistics computed in {saved_precision}, not {embedder.precision}: "
-                           f"recompute them with --precision {embedder.precision}, or use --precision "
-                           f"{saved_precision}")
+        stats, metadata = saved_statistics(source, protocol, embedder)
         return stats, None, metadata
     selection = Selection(str(source))
     stats = GaussianStats(kept=[] if keep else None)
@@ -161,6 +184,8 @@ def compute_fvd(
     embedder = embedder or VideoEmbedder(resize=protocol.resize)
     if embedder.resize != protocol.resize:
         raise I3DError(f"the embedder resizes {embedder.resize}, the protocol {protocol.resize}")
+    for source in (Path(real), Path(fake)):  # both sets, before either is embedded
+        check_set(source, protocol, embedder, value_range)
     fake_stats, fake_selection, _ = set_statistics(Path(fake), protocol, embedder, False, 0, value_range, kvd,
                                                    progress)
     values, kvd_value, subset, real_selection, first_real = [], None, None, None, None
