@@ -275,3 +275,14 @@ def test_inflated_network_on_a_boring_video_answers_as_the_2d_network_on_its_ima
     assert float(expected.abs().max()) > 0.1  # a real signal, not zeros everywhere
     with pytest.raises(I3DError, match="not a torchvision GoogLeNet"):
         inflate_googlenet({k: v for k, v in state_2d.items() if not k.startswith("conv2.")})
+
+
+def test_a_charades_list_without_its_actions_column_names_the_file_and_the_column(tmp_path):
+    from i3d.errors import I3DError
+    from i3d.train.data import read_labelled_set
+
+    listed = tmp_path / "Charades_v1_train.csv"
+    listed.write_text("id,subject,scene,quality,relevance,verified,script,objects,descriptions,length\n"
+                      "46GP8,HR43,Kitchen,6,7,Yes,a script,food,a description,24.83\n")
+    with pytest.raises(I3DError, match="Charades_v1_train.csv: a Charades list .* needs its `actions` column"):
+        read_labelled_set(listed)

@@ -117,8 +117,12 @@ def read_labelled_set(source: Path, videos_dir: Path | None = None, classes: lis
             header = next(csv.reader(file), [])
     except UnicodeDecodeError:
         raise I3DError(f"{source}: not UTF-8 text; save the list as UTF-8 CSV") from None
-    if "actions" in [cell.strip() for cell in header]:
+    columns = [cell.strip() for cell in header]
+    if "actions" in columns:
         return read_charades_csv(source, videos_dir or source.parent, classes)
+    if "id" in columns and len(columns) > 2:  # Charades' header without its labels: never read as video paths
+        raise I3DError(f"{source}: a Charades list (it has an `id` column) needs its `actions` column "
+                       "(`class start end;...`)")
     return read_label_csv(source, classes)
 
 
