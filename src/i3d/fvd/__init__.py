@@ -97,7 +97,7 @@ def check_set(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder,
         raise I3DError(f"{source}: {len(videos)} video; FVD needs at least 2 per set")
     for video in videos:
         if video.array is not None:
-            check_videos(video.array[None], video.name, value_range)
+            check_videos(np.array(video.array[None]), video.name, value_range)  # a copy: memmaps are read-only
 
 
 def set_statistics(source: Path, protocol: FvdProtocol, embedder: VideoEmbedder, real: bool, run: int = 0,
