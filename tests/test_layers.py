@@ -13,7 +13,7 @@ LAYERS = [
     ("plain data", ["i3d.architecture", "i3d.errors", "i3d.settings", "i3d.streams", "i3d.lists", "i3d.files",
                     "i3d.download", "i3d.versions", "i3d.devices", "i3d.video.recipe"]),
     ("recipe", ["i3d.video"]),
-    ("network", ["i3d.model", "i3d.inference", "i3d.openvino_runtime", "i3d.weights"]),
+    ("network", ["i3d.model", "i3d.resnet3d", "i3d.inference", "i3d.openvino_runtime", "i3d.weights"]),
     ("one way in", ["i3d.factory"]),
     ("capabilities", ["i3d.predict", "i3d.timeline", "i3d.render", "i3d.serve", "i3d.features", "i3d.fvd",
                       "i3d.evaluate", "i3d.train", "i3d.export", "i3d.visualize", "i3d.bench", "i3d.environment"]),

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import torch
 
+from i3d.architecture import RESNET_LAYOUTS
 from i3d.devices import parse_device
 from i3d.download import file_lock, offline
 from i3d.errors import I3DError, I3DNotice, OutputError
 from i3d.inference import optimize_for_inference, use_fused_inference
 from i3d.model import InceptionI3d
 from i3d.openvino_runtime import openvino_available, use_openvino_inference
+from i3d.resnet3d import ResNet3d
 from i3d.weights import registry
 from i3d.weights.registry import DEFAULT_WEIGHTS, find_entry, registry_entry
-from i3d.weights.store import LoadedWeights, installed_path, load_weights
+from i3d.weights.store import LoadedWeights, installed_path, load_weights, new_network
 
 DEFAULT_FLOW_WEIGHTS = "flow_imagenet"
 
@@ -108,7 +110,7 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
 
 def build_model(weights: LoadedWeights, optimize: bool = False) -> torch.nn.Module:
     """The plain network of loaded weights in eval mode; ``optimize`` gives the inference-only fused form."""
-    model = InceptionI3d(weights.num_classes, weights.in_channels)
+    model = new_network(weights.layout, weights.num_classes, weights.in_channels)
     model.load_state_dict(weights.state_dict)
     model.eval()
     model = optimize_for_inference(model) if optimize else model
@@ -131,9 +133,9 @@ def create_model(
     fused: bool = True,
     precision: str = "fp32",
     runtime: str = "torch",
-) -> InceptionI3d:
+) -> InceptionI3d | ResNet3d:
     """I3D built for ``weights`` (a registry name or alias, a converted ``.safetensors`` file, or weights
-    already resolved).
+    already resolved): the Inception network, or the ResNet-50 of the layout the weights record.
 
     ``pretrained=False`` gives the same architecture freshly initialised (a registry name only decides its
     classes and channels then). ``stream`` refuses weights of the other stream. ``num_classes`` other than
@@ -149,10 +151,15 @@ def create_model(
     if pretrained:
         record = resolve_weights(weights, stream)
         state_dict, labels, modality, meta = record.state_dict, record.labels, record.modality, record.meta
+        layout = record.layout
     else:
         record, info = None, registry_entry(str(weights or DEFAULT_WEIGHTS))
         state_dict, labels, modality, meta = None, None, info.modality, {**info.meta, "modality": info.modality}
+        layout = RESNET_LAYOUTS[info.layout] if info.layout else None
     channels = 3 if modality == "rgb" else 2
+    if layout is not None and in_channels not in (None, 3):
+        raise I3DError(f"{record.name if record else weights}: the ResNet-50 I3D family is RGB only (3 input "
+                       "channels)")
     if state_dict is not None and in_channels not in (None, channels):
         if (channels, in_channels) != (3, 2):
             raise I3DError(f"{record.name}: {channels}-channel weights cannot start a {in_channels}-channel "
@@ -163,7 +170,10 @@ def create_model(
         meta = {**meta, "modality": modality}
     channels = in_channels or channels
     weights_classes = len(labels) if labels is not None else registry_entry(str(weights)).num_classes
-    model = InceptionI3d(weights_classes, channels, dropout, final_endpoint)
+    try:
+        model = new_network(layout, weights_classes, channels, dropout, final_endpoint)
+    except ValueError as error:
+        raise I3DError(str(error)) from None
     if state_dict is not None:
         if final_endpoint != "Logits":
             state_dict = {k: v for k, v in state_dict.items() if k.split(".")[0] in model.endpoints}

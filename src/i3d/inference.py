@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
+from i3d.resnet3d import ResNet3d, fold_batch_norm
 
 
 def fold_unit(unit: Unit3d, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +202,9 @@ class FusedInference:
             return None
         if self.cached is None or self.cached[0] != fingerprint:
             channels_last = next(model.parameters()).device.type != "mps"
-            self.cached = (fingerprint, FastI3d(model, channels_last, self.compute_dtype))
+            form = (fold_batch_norm(model, self.compute_dtype, channels_last) if isinstance(model, ResNet3d)
+                    else FastI3d(model, channels_last, self.compute_dtype))
+            self.cached = (fingerprint, form)
         return self.cached[1]
 
     def __deepcopy__(self, memo: dict) -> FusedInference:

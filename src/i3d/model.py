@@ -24,7 +24,8 @@ from i3d.architecture import (
 )
 
 __all__ = ["ENDPOINTS", "FEATURE_DIM", "INCEPTION_CHANNELS", "MAX_POOLS", "MIN_FRAMES", "InceptionI3d",
-           "Unit3d", "InceptionBlock", "BatchNormNoScale", "max_pool_same", "pad_same", "same_padding"]
+           "Unit3d", "InceptionBlock", "InferenceFormHolder", "BatchNormNoScale", "max_pool_same", "pad_same",
+           "same_padding"]
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -156,7 +157,39 @@ class Logits(nn.Module):
         return torch.einsum("bft,cf->bct", pooled, conv.weight.flatten(1)) + conv.bias[:, None]
 
 
-class InceptionI3d(nn.Module):
+class InferenceFormHolder:
+    """What a network needs to run an inference form attached from outside (``i3d.inference``): this file
+    stays the plain network, and every network family shares the switch."""
+
+    @property
+    def fast_inference(self) -> bool:
+        """Whether eval mode with autograd off runs the attached inference form (``i3d.inference``)."""
+        return self.__dict__.get("inference_form") is not None
+
+    @fast_inference.setter
+    def fast_inference(self, enabled: bool) -> None:
+        if enabled and self.__dict__.get("_detached_form") is None and not self.fast_inference:
+            raise ValueError("no inference form attached: use i3d.inference.use_fused_inference(model)")
+        if enabled and not self.fast_inference:
+            self.__dict__["inference_form"] = self.__dict__.pop("_detached_form")
+        elif not enabled and self.fast_inference:
+            self.__dict__["_detached_form"] = self.__dict__.pop("inference_form")
+
+    def fast(self) -> nn.Module | None:
+        """The inference form to run now, or None: only in eval mode with autograd off, never while tracing.
+
+        The form is attached from outside (``i3d.inference.use_fused_inference``): this file stays the plain
+        network. It is a callable of the model that answers None when it cannot vouch for the weights.
+        """
+        form = self.__dict__.get("inference_form")
+        if form is None or self.training or torch.is_grad_enabled():
+            return None
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return None
+        return form(self)
+
+
+class InceptionI3d(InferenceFormHolder, nn.Module):
     """The I3D network. ``forward`` maps (B, C, T, H, W) in [-1, 1] to logits (B, num_classes).
 
     ``final_endpoint`` builds the network only up to that endpoint (as the reference does);
@@ -167,6 +200,9 @@ class InceptionI3d(nn.Module):
     BatchNorm folded, merged 1x1 convolutions and channels-last layout, about half the time on CPU, rebuilt
     whenever a weight changed; training, gradients, tracing and export use the plain form.
     """
+
+    feature_dim = FEATURE_DIM
+    feature_map = "Mixed_5c"  # the endpoint the clip feature is pooled from
 
     def __init__(
         self,
@@ -212,33 +248,6 @@ class InceptionI3d(nn.Module):
                 taken[name] = x
         return x, taken
 
-    @property
-    def fast_inference(self) -> bool:
-        """Whether eval mode with autograd off runs the attached inference form (``i3d.inference``)."""
-        return self.__dict__.get("inference_form") is not None
-
-    @fast_inference.setter
-    def fast_inference(self, enabled: bool) -> None:
-        if enabled and self.__dict__.get("_detached_form") is None and not self.fast_inference:
-            raise ValueError("no inference form attached: use i3d.inference.use_fused_inference(model)")
-        if enabled and not self.fast_inference:
-            self.__dict__["inference_form"] = self.__dict__.pop("_detached_form")
-        elif not enabled and self.fast_inference:
-            self.__dict__["_detached_form"] = self.__dict__.pop("inference_form")
-
-    def fast(self) -> nn.Module | None:
-        """The inference form to run now, or None: only in eval mode with autograd off, never while tracing.
-
-        The form is attached from outside (``i3d.inference.use_fused_inference``): this file stays the plain
-        network. It is a callable of the model that answers None when it cannot vouch for the weights.
-        """
-        form = self.__dict__.get("inference_form")
-        if form is None or self.training or torch.is_grad_enabled():
-            return None
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-            return None
-        return form(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self.fast()
         return fast(x) if fast is not None else self._run(x)[0]
@@ -255,6 +264,10 @@ class InceptionI3d(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1024-d clip feature the logits layer sees (Mixed_5c, 2x7x7 pool, mean over time)."""
         return self.Logits.features(self.extract_endpoints(x, ["Mixed_5c"])["Mixed_5c"])
+
+    def pooled_features(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+        """(B, 1024) from the Mixed_5c map: what ``forward_features`` returns."""
+        return self.Logits.features(mixed_5c)
 
     def temporal_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, num_classes, T') logits, one per 8 input frames less one; their mean over time is ``forward``."""

@@ -12,6 +12,7 @@ OpenVINO version, so only the first process converts (seconds; int8 also calibra
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import sys
@@ -58,12 +59,14 @@ class _Outputs(nn.Module):
         self.model = model
 
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed_5c = self.model.extract_endpoints(clips, ["Mixed_5c"])["Mixed_5c"]
-        return self.model.Logits(mixed_5c), mixed_5c
+        feature_map = self.model.extract_endpoints(clips, [self.model.feature_map])[self.model.feature_map]
+        return self.model.forward_head(self.model.pooled_features(feature_map)), feature_map
 
 
 def weights_digest(model: InceptionI3d) -> str:
     digest = hashlib.sha256()
+    layout = getattr(model, "layout", None)  # a ResNet-50's input normalisation is no tensor of its state
+    digest.update(layout.to_json().encode() if layout is not None else b"inception-i3d")
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -102,8 +105,8 @@ def converted_network(model: InceptionI3d, precision: str) -> Path:
         warnings.warn(f"converting the network for OpenVINO ({precision}), once for these weights"
                       + (" (int8: calibrating on the sample videos, about a minute)" if precision == "int8" else ""),
                       I3DNotice, stacklevel=4)
-        plain = InceptionI3d(model.num_classes, model.in_channels).eval()
-        plain.load_state_dict(model.state_dict())
+        plain = copy.deepcopy(model).eval()  # the plain network: no inference form of its own
+        plain.__dict__.pop("inference_form", None)
         example = torch.zeros(1, model.in_channels, 16, 224, 224)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -163,13 +166,13 @@ class CompiledNetwork(nn.Module):
         return self._outputs(x)[0]
 
     def extract_endpoints(self, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-        if set(names) <= {"Mixed_5c", "Logits"}:
-            logits, mixed_5c = self._outputs(x)
-            return {name: logits if name == "Logits" else mixed_5c for name in names}
+        if set(names) <= {self.model.feature_map, "Logits"}:
+            logits, feature_map = self._outputs(x)
+            return {name: logits if name == "Logits" else feature_map for name in names}
         return self.model._run(x, names)[1]  # other endpoints: PyTorch, as the model itself computes them
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.Logits.features(self._outputs(x)[1])
+        return self.model.pooled_features(self._outputs(x)[1])
 
 
 class OpenVinoInference:

@@ -42,7 +42,8 @@ def check_choice(settings: Any, name: str, choices: tuple) -> None:
 
 
 FLOW_METHODS = ("torch", "opencv")  # the batched PyTorch TV-L1, or OpenCV-contrib's Dual TV-L1
-SOURCE_FORMATS = ("tf", "torch-port", "keras-h5")  # DeepMind's TF checkpoints, the PyTorch port, the Keras ports
+# DeepMind's TF checkpoints, the PyTorch port, the Keras ports; then the ResNet-50 I3D family's sources
+SOURCE_FORMATS = ("tf", "torch-port", "keras-h5", "pytorchvideo", "mmaction2", "caffe2", "pytorch-resnet3d")
 FLOW_STYLES = ("reference", "wheel")
 ANIMATION_FORMATS = ("gif", "mp4")
 FEATURE_FORMATS = ("npz", "npy", "h5")

@@ -10,6 +10,7 @@ from i3d.errors import I3DError
 
 
 def add_parser(commands) -> None:
+    from i3d.architecture import RESNET_LAYOUTS
     from i3d.settings import SOURCE_FORMATS
     from i3d.weights.registry import DEFAULT_WEIGHTS
 
@@ -30,9 +31,12 @@ def add_parser(commands) -> None:
     actions.add_parser("verify", help="recheck every installed weights file against its recorded sha256"
                        ).set_defaults(run=run_verify)
 
-    convert = actions.add_parser("convert", help="convert a DeepMind TF checkpoint, a PyTorch-port .pt or a Keras .h5")
-    convert.add_argument("source", type=Path, help="model.ckpt(.index) of DeepMind, a .pt of the PyTorch port, or a "
-                         ".h5 of the Keras ports (keras-kinetics-i3d)")
+    convert = actions.add_parser("convert", help="convert a published checkpoint (Inception or ResNet-50 I3D)",
+                                 description="Any published I3D checkpoint to this project's .safetensors, its "
+                                 "format recognised from its contents: DeepMind's TF checkpoints, the PyTorch "
+                                 "port's .pt, the Keras ports' .h5; for the ResNet-50 family PyTorchVideo's .pyth, "
+                                 "MMAction2's .pth, video-nonlocal-net's Caffe2 .pkl and pytorch-resnet3d's .pth.")
+    convert.add_argument("source", type=Path, help="model.ckpt(.index), .pt, .h5, .pyth, .pth or .pkl")
     convert.add_argument("-o", "--output", type=Path, default=None,
                          help="the .safetensors to write (default: installed under --name)")
     convert.add_argument("--name", default=None, help="a registry name (rgb_imagenet, flow_imagenet, ...): "
@@ -42,6 +46,10 @@ def add_parser(commands) -> None:
                          help="the stream, if the checkpoint holds both (default: the only one)")
     convert.add_argument("--source-format", choices=SOURCE_FORMATS, default=None,
                          help="default: recognised from the file")
+    convert.add_argument("--layout", choices=sorted(RESNET_LAYOUTS), default=None, metavar="LAYOUT",
+                         help="a ResNet-50 layout the file cannot show itself (Caffe2 32x2 or 8x8, MMAction2's "
+                         "non-local form): " + ", ".join(sorted(RESNET_LAYOUTS)) + " (default: from --name, "
+                         "else from the tensors and the file name)")
     convert.set_defaults(run=run_convert)
 
     cross = actions.add_parser("flow-from-rgb", help="a flow network initialised from RGB weights (cross-modal)")
@@ -63,12 +71,13 @@ def run_list(args: argparse.Namespace) -> None:
     for name, info in REGISTRY.items():
         path = installed_path(name)
         state = f"installed at {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.exists() else "not installed"
-        kind = f"{info.modality}, {info.num_classes} classes" + (", multi-label" if info.multi_label else "")
+        kind = f"{info.modality}, {info.num_classes} classes" + (", multi-label" if info.multi_label else "") + \
+            (f", ResNet-50 ({info.layout})" if info.layout else "")
         print(f"{name}  [{kind}]  {state}")
         print(f"    {info.description}; trained on {info.trained_on}")
         pins = f"sha256 {info.source_sha256}" if info.source_sha256 else \
-            ", ".join(f"{f.name} git blob {f.blob_sha1[:12]}" for f in info.files)
-        print(f"    source: {info.source}; {pins}; licence: {info.license}")
+            ", ".join(f"{f.name if not f.host else 'pinned by'} {f.pin}" for f in info.files)
+        print(f"    source: {info.source}; {pins + '; ' if pins else ''}licence: {info.license}")
         for dataset, scores in info.metrics.items():
             if dataset != "source":
                 print(f"    published: {dataset} top-1 {scores['top1']}%, top-5 {scores['top5']}% "
@@ -120,10 +129,11 @@ def run_convert(args: argparse.Namespace) -> None:
 
     if args.output is not None:
         check_writable(args.output)
-    converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format)
+    converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format,
+                                layout=args.layout)
     if converted.labels_note:
         print(f"note: {converted.labels_note}")
-    print(f"{converted.modality} I3D, {converted.num_classes} classes, written to {converted.path}")
+    print(f"{converted.modality} {converted.network}, {converted.num_classes} classes, written to {converted.path}")
 
 
 def run_flow_from_rgb(args: argparse.Namespace) -> None:

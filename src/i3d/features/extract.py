@@ -207,6 +207,9 @@ def extract_features(
     jobs = collect_jobs(inputs)
     weights = {m: resolve_weights(config.weights if m == "rgb" else config.flow_weights, m) for m in config.modalities}
     named = {m: (w.name, w.sha256) for m, w in weights.items()}
+    if "mixed_5c" in config.extras and any(w.layout is not None for w in weights.values()):
+        raise I3DError("--mixed-5c is the Inception network's last map; the ResNet-50 family has none (its features "
+                       "are pooled from res5)")
     settings = config.settings([digest for _, digest in named.values()])
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +219,8 @@ def extract_features(
     remove_stale_temporaries(outdir)
     record = {**run_record(config, settings, named), "runtime": choose_runtime(config.runtime, config.precision,
                                                                                  config.device)}
-    writer = FeatureWriter(outdir, config, settings, Manifest(outdir, record), len(jobs))
+    writer = FeatureWriter(outdir, config, settings, Manifest(outdir, record), len(jobs),
+                           sum(w.feature_dim for w in weights.values()))
     todo = [job for job in jobs if not writer.reuse(job)]
     started = time.perf_counter()
     if todo:
@@ -268,10 +272,10 @@ class FeatureWriter:
     and a manifest row appended as soon as the output is whole; outputs an earlier run left are reused."""
 
     def __init__(self, outdir: Path, config: ExtractionConfig, settings: dict, manifest: Manifest,
-                 count: int) -> None:
+                 count: int, dim: int | None = None) -> None:
         self.outdir, self.config, self.settings, self.manifest = outdir, config, settings, manifest
         self.store = H5Store(outdir / H5_NAME) if config.fmt == "h5" else None
-        self.dim = FEATURE_DIM * len(config.modalities)
+        self.dim = dim or FEATURE_DIM * len(config.modalities)
         self.rows: list[ManifestRow | None] = [None] * count
         self.committing: dict[str, tuple[Job, ManifestRow]] = {}
 

@@ -35,6 +35,10 @@ class FeatureNetwork:
         self.models = {m: create_model(w, stream=m, precision=precision, runtime=self.runtime).to(self.device)
                        for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
+        self.dim = sum(model.feature_dim for model in self.models.values())
+        if "mixed_5c" in extras and any(model.feature_map != "Mixed_5c" for model in self.models.values()):
+            raise I3DError("--mixed-5c is the Inception network's last map; the ResNet-50 family has none "
+                           "(its features are pooled from res5)")
         self.names = " and ".join(w.name for w in weights.values())
         self.extras, self.squeeze_crops = tuple(extras), squeeze_crops
 
@@ -52,9 +56,9 @@ class FeatureNetwork:
         start, parts = 0, {"features": [], "logits": [], "mixed_5c": []}
         for modality, model in self.models.items():
             channels = 3 if modality == "rgb" else 2
-            mixed_5c = model.extract_endpoints(x[:, start : start + channels], ["Mixed_5c"])["Mixed_5c"]
+            mixed_5c = model.extract_endpoints(x[:, start : start + channels], [model.feature_map])[model.feature_map]
             start += channels
-            features = model.Logits.features(mixed_5c)
+            features = model.pooled_features(mixed_5c)
             parts["features"].append(features)
             if "logits" in self.extras:
                 parts["logits"].append(model.forward_head(features))

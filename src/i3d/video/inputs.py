@@ -22,15 +22,16 @@ def is_array_file(path: Path) -> bool:
 
 def rgb_input_frames(
     path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS,
-    fps: float = TARGET_FPS, short_side: int = SHORT_SIDE, crop: int = CROP,
+    fps: float | None = TARGET_FPS, short_side: int = SHORT_SIDE, crop: int = CROP,
 ) -> Iterator[np.ndarray]:
-    """224x224 uint8 RGB centre crops at 25 fps from a video file or an image folder, streamed."""
+    """224x224 uint8 RGB centre crops at 25 fps (``fps`` None: the video's own rate) from a video file or an
+    image folder, streamed."""
     return (center_crop(frame, crop) for frame in rgb_resized_frames(path, start_s, end_s, folder_fps, fps, short_side))
 
 
 def rgb_resized_frames(
     path: Path, start_s: float | None = None, end_s: float | None = None, folder_fps: float = TARGET_FPS,
-    fps: float = TARGET_FPS, short_side: int = SHORT_SIDE,
+    fps: float | None = TARGET_FPS, short_side: int = SHORT_SIDE,
 ) -> Iterator[np.ndarray]:
     """uint8 RGB frames at 25 fps, short side 256, before any crop, streamed."""
     for name, value in (("--start", start_s), ("--end", end_s)):
@@ -46,6 +47,10 @@ def rgb_resized_frames(
         raise I3DError(f"{path}: empty file")
     else:
         frames = iter_video_file(path, start_s, end_s)
+    if fps is None:  # every frame at the video's own rate (the ResNet-50 sources sample frames by index)
+        kept = (image for time, image in frames
+                if (start_s is None or time >= start_s) and (end_s is None or time < end_s))
+        return (resize_short_side(frame, short_side) for frame in kept)
     return (resize_short_side(frame, short_side) for frame in resample_fps(frames, fps, start_s, end_s))
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class VideoTransform:
 
     def __repr__(self) -> str:
         r = self.recipe
-        return (f"VideoTransform({r.modality}: {r.fps:g} fps, short side {r.short_side}, centre crop {r.crop}, "
+        rate = f"{r.fps:g} fps" if r.fps is not None else "native rate"
+        every = f", every {r.frame_stride} frames" if r.frame_stride > 1 else ""
+        return (f"VideoTransform({r.modality}: {rate}{every}, short side {r.short_side}, centre crop {r.crop}, "
                 f"{r.channel_order} in [{r.value_range[0]:g}, {r.value_range[1]:g}])")
 
     def _flow_computer(self):
@@ -44,7 +47,8 @@ class VideoTransform:
     def uint8_frames(self, source: Path, start_s: float | None = None, end_s: float | None = None):
         """RGB crops as uint8 (before scaling): the cheapest form to move between processes."""
         r = self.recipe
-        return rgb_input_frames(Path(source), start_s, end_s, fps=r.fps, short_side=r.short_side, crop=r.crop)
+        frames = rgb_input_frames(Path(source), start_s, end_s, fps=r.fps, short_side=r.short_side, crop=r.crop)
+        return itertools.islice(frames, 0, None, r.frame_stride)
 
     def frames(self, source: str | Path, start_s: float | None = None, end_s: float | None = None
                ) -> Iterator[np.ndarray]:
@@ -63,7 +67,7 @@ class VideoTransform:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise I3DError(f"frames must be (T, H, W, 3) uint8 RGB; got {frames.shape} {frames.dtype}")
         r = self.recipe
-        resized = [resize_short_side(frame, r.short_side) for frame in frames]
+        resized = [resize_short_side(frame, r.short_side) for frame in frames[:: r.frame_stride]]
         if r.modality == "rgb":
             return to_unit_range(np.stack([center_crop(frame, r.crop) for frame in resized]))
         from i3d.video.flow import flow_from_frames

@@ -18,17 +18,22 @@ class Preprocessing:
     RGB: frames resampled to ``fps`` by timestamps, short side resized to ``short_side`` (bilinear,
     OpenCV ``INTER_LINEAR``), centre ``crop``, values mapped linearly from [0, 255] to ``value_range``.
     Flow: TV-L1 between consecutive grey frames at that size, each component clipped to
-    +-``flow_bound`` px and divided by it, then the same crop; channels (x, y).
+    +-``flow_bound`` px and divided by it, then the same crop; channels (x, y). The ResNet-50 family's
+    sources sample every ``frame_stride``-th frame at the video's own rate instead (``fps`` None).
     """
 
     modality: str = "rgb"
-    fps: float = 25.0
+    fps: float | None = 25.0  # None: every frame at the video's own rate
     short_side: int = 256
     crop: int = 224
     value_range: tuple[float, float] = (-1.0, 1.0)
     channel_order: str = "RGB"  # "RGB" frames, or "xy" flow components
     resize: str = "bilinear, OpenCV INTER_LINEAR (half-pixel centres), aspect kept"
     flow_bound: float | None = None  # px; flow only
+    frame_stride: int = 1  # one frame in every ``frame_stride`` after the rate is set (ResNet-50 sources: 2 or 8)
+    clip_frames: int | None = None  # frames per clip as the weights were trained and tested (None: any length)
+    # The source's own normalisation, for the record: the ResNet-50 networks apply it inside, from [-1, 1].
+    normalisation: str = "x / 127.5 - 1"
 
     @property
     def channels(self) -> int:

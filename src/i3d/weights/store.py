@@ -16,11 +16,20 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from i3d.architecture import FIRST_CONV_WEIGHT, MODALITY_CHANNELS
+from i3d.architecture import (
+    FEATURE_DIM,
+    FIRST_CONV_WEIGHT,
+    INCEPTION,
+    MODALITY_CHANNELS,
+    RESNET_FEATURE_DIM,
+    RESNET_FIRST_CONV_WEIGHT,
+    ResNetLayout,
+)
 from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError
 from i3d.files import atomic_path, atomic_write_text
 from i3d.model import InceptionI3d
+from i3d.resnet3d import ResNet3d
 from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.registry import WeightsInfo
 
@@ -45,8 +54,23 @@ class LoadedWeights:
 
     @property
     def in_channels(self) -> int:
-        first = self.state_dict.get(FIRST_CONV_WEIGHT)
+        first = first_conv(self.state_dict)
         return first.shape[1] if first is not None else MODALITY_CHANNELS[self.modality]
+
+    @property
+    def layout(self) -> ResNetLayout | None:
+        """The ResNet-50 layout these weights were converted with; None for the Inception network."""
+        text = self.metadata.get("architecture")
+        return ResNetLayout.from_json(text) if text else None
+
+    @property
+    def feature_dim(self) -> int:
+        return RESNET_FEATURE_DIM if self.layout is not None else FEATURE_DIM
+
+    @property
+    def architecture(self) -> str:
+        """``inception-i3d`` or the name of a ResNet-50 layout (``pytorchvideo-r50``, ``caffe2-r50-nl-32x2``...)."""
+        return self.layout.name if self.layout is not None else INCEPTION
 
     @property
     def num_classes(self) -> int:
@@ -105,25 +129,48 @@ def installed_path(name: str) -> Path:
     return weights_dir() / f"{name}.safetensors"
 
 
-def check_state_dict(state_dict: dict[str, torch.Tensor], num_classes: int, in_channels: int) -> None:
+def first_conv(state_dict: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The first convolution's kernel, whichever network the tensors are for: it says the input channels."""
+    first = state_dict.get(FIRST_CONV_WEIGHT)
+    return first if first is not None else state_dict.get(RESNET_FIRST_CONV_WEIGHT)
+
+
+def new_network(layout: ResNetLayout | None, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.0,
+                final_endpoint: str = "Logits") -> InceptionI3d | ResNet3d:
+    """The freshly initialised network of an architecture: Inception I3D, or the ResNet-50 of ``layout``."""
+    if layout is None:
+        return InceptionI3d(num_classes, in_channels, dropout, final_endpoint)
+    return ResNet3d(layout, num_classes, in_channels, dropout, final_endpoint)
+
+
+def check_state_dict(state_dict: dict[str, torch.Tensor], num_classes: int, in_channels: int,
+                     layout: ResNetLayout | None = None) -> None:
     """Every tensor the network has, with its exact shape, and nothing else."""
-    expected = {k: v.shape for k, v in InceptionI3d(num_classes, in_channels).state_dict().items()}
+    network = "I3D" if layout is None else f"the {layout.name} ResNet-50 I3D"
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in new_network(layout, num_classes, in_channels).state_dict().items()}
     missing = sorted(set(expected) - set(state_dict))
     extra = sorted(set(state_dict) - set(expected))
     if missing or extra:
-        raise I3DError(f"weights do not fit I3D: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+        raise I3DError(f"weights do not fit {network}: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
                        f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
     wrong = [f"{k} {tuple(state_dict[k].shape)} != {tuple(s)}" for k, s in expected.items() if state_dict[k].shape != s]
     if wrong:
-        raise I3DError(f"weights do not fit I3D: {wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        raise I3DError(f"weights do not fit {network}: {wrong[0]}"
+                       + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
 
 
 def save_weights(
-    path: Path, state_dict: dict[str, torch.Tensor], labels: list[str], modality: str, **metadata: str
+    path: Path, state_dict: dict[str, torch.Tensor], labels: list[str], modality: str,
+    layout: ResNetLayout | None = None, **metadata: str
 ) -> None:
-    """Check, then write atomically: a reader never sees a half-written file."""
-    in_channels = state_dict[FIRST_CONV_WEIGHT].shape[1]
-    check_state_dict(state_dict, len(labels), in_channels)
+    """Check, then write atomically: a reader never sees a half-written file. ``layout``: a ResNet-50's."""
+    first = first_conv(state_dict)
+    if first is None:
+        raise I3DError("weights do not fit I3D: no first convolution")
+    check_state_dict(state_dict, len(labels), first.shape[1], layout)
+    if layout is not None:
+        metadata = {**metadata, "architecture": layout.to_json()}
     if modality not in ("rgb", "flow"):
         raise I3DError(f"modality must be rgb or flow, not {modality!r}")
     meta = {"i3d_format": FORMAT_VERSION, "modality": modality, "labels": json.dumps(labels), **metadata}
@@ -199,7 +246,11 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
     if bad is not None:
         raise I3DError(f"{path}: {bad} holds NaN or infinite values; {refetch}")
     weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata, Path(path), sha256, info)
-    if FIRST_CONV_WEIGHT not in state_dict:
+    try:
+        layout = weights.layout
+    except (ValueError, TypeError) as error:
+        raise I3DError(f"{path}: its architecture metadata is not a ResNet-50 layout ({error})") from None
+    if first_conv(state_dict) is None:
         raise I3DError(f"{path}: weights do not fit I3D: no {FIRST_CONV_WEIGHT}")
     if weights.modality not in MODALITY_CHANNELS:
         raise I3DError(f"{path}: its metadata names the stream {weights.modality!r}, not rgb or flow")
@@ -208,7 +259,7 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
                        f"input channels) but its first convolution takes {weights.in_channels}: the file "
                        f"contradicts itself; {refetch}")
     try:
-        check_state_dict(state_dict, len(labels), weights.in_channels)
-    except I3DError as error:
+        check_state_dict(state_dict, len(labels), weights.in_channels, layout)
+    except (I3DError, ValueError) as error:
         raise I3DError(f"{path}: {error}") from None
     return weights

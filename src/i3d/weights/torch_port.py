@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,12 +25,20 @@ _PARAMS = {"conv3d.weight": "conv3d.weight", "conv3d.bias": "conv3d.bias", "bn.b
            "bn.running_mean": "batch_norm.running_mean", "bn.running_var": "batch_norm.running_var"}
 
 
-def load_torch_file(path: Path) -> dict[str, torch.Tensor]:
+def load_torch_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers, never code; one line when refused."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise I3DError(f"{path}: not a PyTorch state dict that loads without running code "
-                       f"({str(error).splitlines()[0][:160]})") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+        named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        reason = (f"it names {named[1]}" if named else
+                  next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__))
+        raise I3DError(f"{path}: not a PyTorch checkpoint that loads without running code ({reason[:160]})") from None
+
+
+def load_torch_file(path: Path, loaded: Any = None) -> dict[str, torch.Tensor]:
+    loaded = load_torch_checkpoint(path) if loaded is None else loaded
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
