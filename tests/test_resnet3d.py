@@ -16,6 +16,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -226,3 +227,49 @@ def test_command_line_refusal_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "refusing pickle: it names os.system" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.safetensors").exists()
+
+
+# ---- the anomaly-detection protocol ---------------------------------------------------------------------
+
+def install_anomaly_weights(home: Path) -> None:
+    """The Caffe2 baseline's blobs (by formula) converted as i3d_r50_anomaly into ``home``."""
+    record = reference("caffe2-r50-32x2")
+    source = write_source_checkpoint(record, home, "i3d_baseline_32x2_IN_pretrain_400k")
+    convert_weights(source, name="i3d_r50_anomaly")
+
+
+def test_anomaly_preset_gives_the_extractors_own_features(tmp_path, monkeypatch):
+    """`anomaly-rtfm` on the frames the extractor read as PNG files, here in a lossless video: its own run()
+    computed (2, 10, 2048) with pytorch-resnet3d's network (tests/data/resnet3d/anomaly-rtfm.npy)."""
+    sys.path.insert(0, str(DATA))
+    from anomaly_frames import anomaly_frames
+
+    from i3d.features.extract import extract_features
+    from i3d.features.presets import config_from_preset
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    install_anomaly_weights(tmp_path / "home")
+    video = tmp_path / "video.mkv"
+    with av.open(str(video), "w") as container:  # lossless RGB: the decoder gives back the very frames
+        stream = container.add_stream("libx264rgb", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 320, 240, "rgb24", {"qp": "0"}
+        for frame in anomaly_frames():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    config = config_from_preset("anomaly-rtfm", runtime="torch", fmt="npy")
+    summary = extract_features([video], tmp_path / "out", config)
+    assert [row.status for row in summary.rows] == ["done"]
+    ours = np.load(tmp_path / "out" / "video.npy")
+    want = np.load(DATA / "anomaly-rtfm.npy")
+    assert ours.shape == want.shape == (2, 10, 2048)
+    assert np.abs(ours - want).max() < 1e-5 * np.abs(want).max()
+
+
+def test_the_old_anomaly_preset_name_says_where_it_went():
+    from i3d.features.presets import PRESETS, config_from_preset
+
+    with pytest.raises(I3DError, match="anomaly-10crop was renamed: anomaly-rtfm .*ResNet-50.*tencrop-inception"):
+        config_from_preset("anomaly-10crop")
+    assert PRESETS["anomaly-rtfm"].settings["weights"] == "i3d_r50_anomaly"
+    assert "Not RTFM's features" in PRESETS["tencrop-inception"].description

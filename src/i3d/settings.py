@@ -221,10 +221,12 @@ FVD_PROTOCOLS = {
 DEFAULT_FVD_PROTOCOL = "stylegan-v-16f"
 
 
-FEATURE_CROPS = ("center", "3", "10")
-CROP_COUNTS = {"center": 1, "3": 3, "10": 10}
+FEATURE_CROPS = ("center", "3", "10", "10-oversample")
+CROP_COUNTS = {"center": 1, "3": 3, "10": 10, "10-oversample": 10}
 DECODERS = ("pyav", "opencv")
-RESIZE_METHODS = ("opencv", "pil")  # OpenCV INTER_LINEAR with the long side rounded; PIL bilinear, floored
+# OpenCV INTER_LINEAR with the long side rounded; PIL bilinear, floored; PIL Lanczos to exactly 340x256 (the
+# anomaly-detection extractor's, aspect not kept)
+RESIZE_METHODS = ("opencv", "pil", "pil-lanczos-340x256")
 NPY_LAYOUTS = ("rows", "columns")
 FEATURE_STREAMS = ("rgb", "flow", "joint", "both")
 
@@ -259,7 +261,8 @@ class ExtractionConfig:
     size: int = setting(RGB_RECIPE.short_side, "short side before cropping")
     crop_size: int = setting(RGB_RECIPE.crop, "crop side")
     crops: str = setting("center", "center; 3 along the long side; 10: corners, centre and their mirrors "
-                         "(TenCrop); 3 and 10 add a crop axis: (windows, crops, 1024)", FEATURE_CROPS)
+                         "(TenCrop); 10-oversample: corners and centre of the frame, then of the mirrored frame "
+                         "(Caffe's oversample); 3 and 10 add a crop axis: (windows, crops, D)", FEATURE_CROPS)
     per_frame: int | None = setting(None, "one feature per sampled frame from the W frames centred on it (ends "
                                     "repeat the first/last frame), instead of windows", metavar="W")
     decoder: str = "pyav"  # pyav, or opencv (cv2.VideoCapture) as some extractors decode
@@ -296,6 +299,8 @@ class ExtractionConfig:
                           "per_frame)")
         check_choice(self, "decoder", DECODERS)
         check_choice(self, "resize", RESIZE_METHODS)
+        if self.resize == "pil-lanczos-340x256" and self.size != 256:
+            raise invalid(self, "size", f"is 256 with the 340x256 resize (its frames are 256 high), not {self.size}")
         check_choice(self, "npy_layout", NPY_LAYOUTS)
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "runtime", RUNTIMES)

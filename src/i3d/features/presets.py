@@ -66,17 +66,41 @@ PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
         {"fmt": "npy"},
     ),
     FeaturePreset(
-        "anomaly-10crop",
-        "ten-crop I3D features of weakly supervised video anomaly detection (RTFM-style): 16-frame snippets, "
-        "no overlap, the four corners, the centre and their mirrors of each frame, RGB; (snippets, 10, 1024)",
+        "anomaly-rtfm",
+        "the ten-crop I3D ResNet-50 features of weakly supervised video anomaly detection (RTFM and the methods "
+        "that reuse its UCF-Crime, ShanghaiTech and XD-Violence features): 16-frame snippets at the video's own "
+        "rate, no overlap, frames stretched to 340x256, ten 224 crops; (snippets, 10, 2048)",
+        {"fps": None, "clip_len": 16, "step": 16, "last": "drop", "size": 256, "crop_size": 224,
+         "resize": "pil-lanczos-340x256", "crops": "10-oversample", "stream": "rgb", "weights": "i3d_r50_anomaly"},
+        "tianyu0207/RTFM cf938f4c38c9 README.md:38 (features of the ResNet-50 I3D of Tushar-N/pytorch-resnet3d), "
+        ":40 (10-crop); its extractor GowthamGottimukkala/I3D_Feature_Extraction_resnet 4cd6a1d9816 main.py:33 "
+        "(every frame, via ffmpeg), extract_features.py:11-19 (PIL resize to 340x256 with ANTIALIAS, 2x/255-1, "
+        "no mean/std), :30-46 (oversample: TL, TR, centre, BL, BR, then the mirrored frame's), :52-71 (16-frame "
+        "chunks every 16 frames, whole chunks only), :99-103 ((chunks, 10, 2048)), resnet.py forward_single "
+        "(res5 global average, no classifier); weights i3d_baseline_32x2_IN_pretrain_400k.pkl converted by "
+        "pytorch-resnet3d utils/convert_weights.py",
+        "code",
+        "needs i3d_r50_anomaly: `i3d weights convert i3d_baseline_32x2_IN_pretrain_400k.pkl --name "
+        "i3d_r50_anomaly`; frames come straight from the decoder, not through ffmpeg's JPEG files (main.py:33), "
+        "so JPEG's loss is not reproduced; a video of exactly 16 frames gives one snippet where the extractor "
+        "stops (extract_features.py:65)",
+    ),
+    FeaturePreset(
+        "tencrop-inception",
+        "the snippet protocol of anomaly detection on the Inception I3D: 16-frame snippets at the video's own "
+        "rate, no overlap, torchvision's ten crops, RGB; (snippets, 10, 1024). Not RTFM's features: those are "
+        "ResNet-50 (preset anomaly-rtfm)",
         {"fps": None, "clip_len": 16, "step": 16, "last": "drop", "crops": "10", "stream": "rgb"},
-        "tianyu0207/RTFM README.md (I3D feature lists list/*-i3d-*-10crop.list: ten crops per snippet); the "
-        "RTFM paper (Tian et al., ICCV 2021) for 16-frame snippets; torchvision's TenCrop for the crop geometry",
+        "tianyu0207/RTFM README.md:40 (ten crops per snippet); the RTFM paper (Tian et al., ICCV 2021) for "
+        "16-frame snippets; torchvision's TenCrop for the crop geometry",
         "published settings",
-        "RTFM's distributed features come from an I3D ResNet-50 (2048-d); this preset gives the same protocol "
-        "with the Inception I3D",
+        "the Inception network gives 1024-d features that RTFM-style models trained on 2048-d ResNet-50 features "
+        "cannot read; for those use anomaly-rtfm",
     ),
 ]}
+
+RENAMED = {"anomaly-10crop": "renamed: anomaly-rtfm gives RTFM's own features (ResNet-50, 2048-d); "
+                             "tencrop-inception the same snippets and crops on the Inception I3D (1024-d)"}
 
 
 SPEC_FIELDS = ("clip_len", "step", "last")
@@ -90,6 +114,8 @@ def config_from_preset(preset: str | None = None, **given) -> ExtractionConfig:
     """
     values: dict = {}
     if preset is not None:
+        if preset in RENAMED:
+            raise I3DError(f"--preset {preset} was {RENAMED[preset]}")
         if preset not in PRESETS:
             raise I3DError(f"unknown --preset {preset!r}; known: {', '.join(PRESETS)} (see --list-presets)")
         values.update(PRESETS[preset].settings)

@@ -33,13 +33,26 @@ def resize_short_side_pil(image: np.ndarray, size: int = SHORT_SIDE) -> np.ndarr
     return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
 
 
-RESIZERS = {"opencv": resize_short_side, "pil": resize_short_side_pil}
+def resize_340x256_lanczos(image: np.ndarray, size: int = SHORT_SIDE) -> np.ndarray:
+    """Exactly 340 x 256 (aspect not kept), PIL's Lanczos (``ANTIALIAS``), as the ResNet-50 anomaly-detection
+    extractor resizes (GowthamGottimukkala/I3D_Feature_Extraction_resnet extract_features.py:13); ``size``
+    is 256 by construction."""
+    from PIL import Image
+
+    if image.shape[:2] == (256, 340):
+        return image
+    return np.asarray(Image.fromarray(image).resize((340, 256), Image.LANCZOS))
+
+
+RESIZERS = {"opencv": resize_short_side, "pil": resize_short_side_pil, "pil-lanczos-340x256": resize_340x256_lanczos}
 
 
 def crop_offsets(height: int, width: int, size: int, crops: str) -> list[tuple[int, int, bool]]:
     """(top, left, mirrored) of each crop: ``center``; ``3`` along the long side (start, centre, end);
     ``10``: torchvision's TenCrop: corners TL, TR, BL, BR and centre (rounded as its ``center_crop``),
-    then the same five of the horizontally mirrored frame."""
+    then the same five of the horizontally mirrored frame; ``10-oversample``: the same crops in Caffe's
+    oversample order, as the ResNet-50 anomaly extractor takes them (extract_features.py:30-46): TL, TR,
+    centre (rounded down), BL, BR, then the same positions of the mirrored frame."""
     if height < size or width < size:
         raise ValueError(f"cannot crop {size}x{size} from {height}x{width}")
     top, left = (height - size) // 2, (width - size) // 2
@@ -49,14 +62,17 @@ def crop_offsets(height: int, width: int, size: int, crops: str) -> list[tuple[i
         if width >= height:
             return [(top, 0, False), (top, left, False), (top, width - size, False)]
         return [(0, left, False), (top, left, False), (height - size, left, False)]
+    if crops == "10-oversample":
+        five = [(0, 0), (0, width - size), (top, left), (height - size, 0), (height - size, width - size)]
+        return [(t, x, False) for t, x in five] + [(t, x, True) for t, x in five]
     centre = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
     five = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), centre]
-    return [(top, left, False) for top, left in five] + [(top, left, True) for top, left in five]
+    return [(t, x, False) for t, x in five] + [(t, x, True) for t, x in five]
 
 
 def crop_mirrored(crops: str) -> list[bool]:
-    """Which crops of ``crop_offsets`` come from the mirrored frame."""
-    return [False] * 5 + [True] * 5 if crops == "10" else [False] * (3 if crops == "3" else 1)
+    """Which crops of ``crop_offsets`` are mirrored."""
+    return [False] * 5 + [True] * 5 if crops.startswith("10") else [False] * (3 if crops == "3" else 1)
 
 
 def crop_views(image: np.ndarray, size: int, crops: str) -> np.ndarray:

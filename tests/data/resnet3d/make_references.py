@@ -9,6 +9,9 @@ torch (nothing here imports i3d):
     mkdir REF/torchvision && echo 'class RoIAlign: pass' > REF/torchvision/ops.py && touch REF/torchvision/__init__.py
     git -C video-nonlocal-net ... ; pytorch-resnet3d checked out at 8d3e1da2c2bb (Tushar-N/pytorch-resnet3d)
     PYTHONPATH=REF python tests/data/resnet3d/make_references.py PYTORCH_RESNET3D_CHECKOUT
+    # and the anomaly-detection features (GowthamGottimukkala/I3D_Feature_Extraction_resnet at 4cd6a1d9816,
+    # its extract_features.py and resnet.py; natsort installed beside the rest):
+    PYTHONPATH=REF python tests/data/resnet3d/make_references.py PYTORCH_RESNET3D_CHECKOUT EXTRACTOR_CHECKOUT
 
 Each reference JSON holds the source's tensor names and shapes (so a test writes exactly the source's
 checkpoint), the logits of ``clip_input()`` and the 2048-d pooled feature before the classifier.
@@ -30,6 +33,7 @@ import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent.parent))
+sys.path.insert(0, str(HERE))
 from resnet_formula import FRAMES, SIZE, clip_input, tensor_values  # noqa: E402
 
 
@@ -164,8 +168,40 @@ def caffe2_reference(name: str, checkout: Path, nonlocal_blocks: bool) -> None:
          checkpoint_key="blobs")
 
 
+def anomaly_reference(checkout: Path, extractor: Path) -> None:
+    """GowthamGottimukkala/I3D_Feature_Extraction_resnet 4cd6a1d9816's own ``run`` (extract_features.py) on
+    ``anomaly_frames()`` saved as PNG files, with pytorch-resnet3d's network on the formula's Caffe2 weights."""
+    from anomaly_frames import anomaly_frames
+    from PIL import Image
+
+    Image.ANTIALIAS = Image.LANCZOS  # the extractor's name for it; Pillow 10 dropped the alias
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # the extractor moves every batch to CUDA
+    shapes = caffe2_blob_names(False)
+    blobs = {k: tensor_values(k, v) for k, v in shapes.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        pkl, pth, frames = Path(folder, "model.pkl"), Path(folder, "model.pth"), Path(folder, "frames")
+        pkl.write_bytes(pickle.dumps({"blobs": blobs}, protocol=2))
+        subprocess.run([sys.executable, "-m", "utils.convert_weights", str(pkl), str(pth)], cwd=checkout, check=True,
+                       stdout=subprocess.DEVNULL)
+        frames.mkdir()
+        for index, frame in enumerate(anomaly_frames()):
+            Image.fromarray(frame).save(frames / f"{index}.png")
+        sys.path.insert(0, str(extractor))
+        import extract_features
+        from resnet import i3_res50
+
+        model = i3_res50(400, str(pth))
+        model.train(False)
+        features = extract_features.run(model, 16, str(frames) + "/", 20, "oversample")
+    np.save(HERE / "anomaly-rtfm.npy", features.astype(np.float32))
+    print(f"anomaly-rtfm: features {features.shape}, |max| {np.abs(features).max():.3f}")
+
+
 if __name__ == "__main__":
     checkout = Path(sys.argv[1])
+    if len(sys.argv) > 2:  # the anomaly-detection extractor's checkout: its features only
+        anomaly_reference(checkout, Path(sys.argv[2]))
+        sys.exit()
     torch.set_grad_enabled(False)
     pytorchvideo_reference()
     mmaction_reference("mmaction2-r50")
