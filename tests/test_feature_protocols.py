@@ -156,8 +156,11 @@ def test_presets_set_defaults_that_explicit_settings_override():
     assert (config.fps, config.per_frame, config.stream, config.fmt, config.npy_layout) == (10.0, 21, "joint", "npy",
                                                                                            "columns")
     assert config.overrides == ("fps",) and config.preset == "mstcn"
-    anomaly = config_from_preset("anomaly-10crop")
-    assert (anomaly.spec.clip_len, anomaly.spec.step, anomaly.crops, anomaly.fps) == (16, 16, "10", None)
+    anomaly = config_from_preset("anomaly-rtfm")
+    assert (anomaly.spec.clip_len, anomaly.spec.step, anomaly.crops, anomaly.fps, anomaly.weights) == (
+        16, 16, "10-oversample", None, "i3d_r50_anomaly")
+    inception = config_from_preset("tencrop-inception")
+    assert (inception.crops, inception.weights) == ("10", None)
     with pytest.raises(I3DError, match="unknown --preset 'nope'"):
         config_from_preset("nope")
 
@@ -179,7 +182,7 @@ def test_bad_settings_are_one_line_before_any_work(tmp_path, capsys, args, messa
 def test_list_presets_names_sources(capsys):
     assert main(["features", "--list-presets"]) == 0
     out = capsys.readouterr().out
-    for name in ("video-features", "actionformer-thumos", "mstcn", "anomaly-10crop"):
+    for name in ("video-features", "actionformer-thumos", "mstcn", "anomaly-rtfm", "tencrop-inception"):
         assert f"{name}: " in out
     assert "v-iashin/video_features models/i3d/extract_i3d.py" in out
 

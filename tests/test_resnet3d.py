@@ -273,3 +273,99 @@ def test_the_old_anomaly_preset_name_says_where_it_went():
         config_from_preset("anomaly-10crop")
     assert PRESETS["anomaly-rtfm"].settings["weights"] == "i3d_r50_anomaly"
     assert "Not RTFM's features" in PRESETS["tencrop-inception"].description
+
+
+# ---- every command accepts the family -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def family_home(tmp_path_factory):
+    """An I3D_HOME holding i3d_r50_32x2_mmaction2, converted from an MMAction2-layout checkpoint."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("I3D_HOME", str(home))
+        source = write_source_checkpoint(reference("mmaction2-r50"), home, "i3d_r50_mmaction2")
+        convert_weights(source, name="i3d_r50_32x2_mmaction2")
+        source.unlink()
+    return home
+
+
+def _i3d(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "I3D_HOME": str(home), "I3D_RUNTIME": "torch"}
+    return subprocess.run([sys.executable, "-m", "i3d.cli.main", *args], capture_output=True, text=True, env=env)
+
+
+def test_predict_features_export_and_bench_run_the_family(family_home, tmp_path):
+    from conftest import write_video
+
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "clip.mp4", rng.integers(0, 255, (20, 120, 160, 3), dtype=np.uint8), 25)
+    predicted = _i3d(family_home, "predict", str(video), "--weights", "i3d_r50_32x2_mmaction2", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    answer = json.loads(predicted.stdout)
+    assert answer["frames"] == 10 and len(answer["logits"]) == 400  # every 2nd of 20 frames: the 32x2 recipe
+    features = _i3d(family_home, "features", str(video), "-o", str(tmp_path / "features"), "--weights",
+                    "i3d_r50_32x2_mmaction2", "--fps", "native", "--clip-len", "16", "--step", "16")
+    assert features.returncode == 0, features.stderr
+    assert np.load(tmp_path / "features" / "clip.npz")["features"].shape == (2, 2048)  # the last one padded
+    exported = _i3d(family_home, "export", "--weights", "i3d_r50_32x2_mmaction2", "-o", str(tmp_path / "r50.onnx"))
+    assert exported.returncode == 0 and "max |difference|" in exported.stdout, exported.stderr
+    bench = _i3d(family_home, "bench", "--weights", "i3d_r50_32x2_mmaction2", "--frames", "16", "--repeats", "1",
+                 "--paths", "default")
+    assert bench.returncode == 0 and "i3d_r50_32x2_mmaction2" in bench.stdout, bench.stderr
+    refused = _i3d(family_home, "features", str(video), "-o", str(tmp_path / "f2"), "--weights",
+                   "i3d_r50_32x2_mmaction2", "--mixed-5c")
+    assert refused.returncode != 0 and "ResNet-50 family has none" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_fine_tuning_the_family_writes_a_file_that_builds_the_same_network(family_home, tmp_path, monkeypatch):
+    from conftest import write_video
+    from i3d.train import TrainConfig, train_stream
+
+    monkeypatch.setenv("I3D_HOME", str(family_home))
+    rng = np.random.default_rng(1)
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            write_video(tmp_path / "data" / label / f"v{i}.mp4", rng.integers(0, 255, (12, 64, 80, 3), np.uint8), 25)
+    config = TrainConfig(train=str(tmp_path / "data"), val_ratio=0.5, batch_size=1, clip_frames=9, crop=193,
+                         log_every=1, workers=0, checkpoint_every=2, steps=2, output=str(tmp_path / "run"),
+                         schedule="0:0.01", weights="i3d_r50_32x2_mmaction2", freeze_until="res3")
+    result = train_stream(config, say=lambda _: None)
+    tuned = create_model(result.final_weights, runtime="torch")
+    assert isinstance(tuned, ResNet3d) and tuned.layout.name == "mmaction2-r50" and tuned.labels == ["a", "b"]
+    start = create_model("i3d_r50_32x2_mmaction2", runtime="torch")
+    assert torch.equal(tuned.res3[0].conv_a.conv.weight, start.res3[0].conv_a.conv.weight)  # frozen
+    assert not torch.equal(tuned.res4[0].conv_a.conv.weight, start.res4[0].conv_a.conv.weight)  # trained
+
+
+def test_an_mmaction2_entry_is_fetched_checked_against_its_sha256_prefix(tmp_path, monkeypatch):
+    """Served from 127.0.0.1 at its published path: a file whose sha256 starts as its name says is
+    installed and builds MMAction2's network; any other file is deleted and reported with both hashes."""
+    import dataclasses
+    import hashlib
+
+    from i3d.weights import registry
+    from i3d.weights.fetch import fetch_weights
+    from i3d.weights.remote import MIRROR_VARIABLE
+    from test_fetch import Server
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path / "home"))
+    record = reference("mmaction2-r50")
+    data = write_source_checkpoint(record, tmp_path, "published").read_bytes()
+    entry = registry.REGISTRY["i3d_r50_32x2_mmaction2"]
+    published = entry.files[0]
+    server = Server({published.path: data})
+    monkeypatch.setenv(MIRROR_VARIABLE, server.url)
+    try:
+        with pytest.raises(I3DError, match="does not start with the published e213c223; the download was deleted"):
+            fetch_weights(entry.name, quiet=True)  # the real pin: this test's file is not MMAction2's
+        ours = hashlib.sha256(data).hexdigest()[:8]
+        pinned = dataclasses.replace(entry, files=(dataclasses.replace(published, sha256_prefix=ours),))
+        monkeypatch.setitem(registry.REGISTRY, entry.name, pinned)
+        path = fetch_weights(entry.name, quiet=True)
+    finally:
+        server.close()
+    model = create_model(entry.name, runtime="torch")
+    assert path.is_file() and model.layout.name == "mmaction2-r50"
+    check_against(record, model)

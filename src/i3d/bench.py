@@ -70,10 +70,15 @@ def export_for_bench(config: BenchConfig, file: Path) -> None:
 
 
 def _runner(path: str, config: BenchConfig, onnx_file: Path | None):
-    """A callable running one batch on this path, and the weights it uses."""
+    """A callable running one batch on this path, the weights it uses, and their ResNet-50 layout (if one)."""
+    model, weights_name, _ = _network(config)
+    run, name = _path_runner(path, model, weights_name, config, onnx_file)
+    return run, name, getattr(model, "layout", None)
+
+
+def _path_runner(path: str, model, weights_name: str, config: BenchConfig, onnx_file: Path | None):
     from i3d.inference import optimize_for_inference
 
-    model, weights_name, loaded = _network(config)
     clip = torch.rand(config.batch_size, 3, config.frames, config.size, config.size) * 2 - 1
     if path == "eager":
         return (lambda: model(clip)), weights_name
@@ -122,7 +127,7 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
     from i3d.errors import I3DNotice
 
     warnings.simplefilter("ignore", I3DNotice)  # a first-use conversion note would land inside the table
-    run, weights_name = _runner(path, config, onnx_file)  # outside inference mode: weights that can be vouched for
+    run, weights_name, layout = _runner(path, config, onnx_file)  # outside inference mode: weights vouched for
     with torch.inference_mode():
         if path == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -136,7 +141,8 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
         peak, memory = torch.cuda.max_memory_allocated() / 2**20, "CUDA memory allocated"
     else:
         peak, memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
-    return BenchResult(path, elapsed / clips, clips / elapsed, gflops_per_clip(config.frames, config.size) * clips
+    gflops = gflops_per_clip(config.frames, config.size, layout=layout)
+    return BenchResult(path, elapsed / clips, clips / elapsed, gflops * clips
                        / elapsed, peak, memory, weights_name, torch.get_num_threads())
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i3d.architecture import ResNetLayout
 from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
 from i3d.resnet3d import ResNet3d, fold_batch_norm
 
@@ -170,8 +171,10 @@ class FastI3d(nn.Module):
         return self.logits.head(features)
 
 
-def optimize_for_inference(model: InceptionI3d, channels_last: bool = True) -> FastI3d:
+def optimize_for_inference(model: InceptionI3d | ResNet3d, channels_last: bool = True) -> nn.Module:
     """The fast inference form of ``model`` (eval-mode semantics: running BatchNorm statistics)."""
+    if isinstance(model, ResNet3d):
+        return fold_batch_norm(model, None, channels_last)
     return FastI3d(model, channels_last)
 
 
@@ -227,8 +230,10 @@ def use_fused_inference(model: InceptionI3d, enabled: bool = True, precision: st
     return model
 
 
-def gflops_per_clip(frames: int = 79, size: int = 224, in_channels: int = 3) -> float:
-    """Multiply-adds x 2 of every convolution, counted by hooks on a meta-device run (no real compute)."""
+def gflops_per_clip(frames: int = 79, size: int = 224, in_channels: int = 3, layout: ResNetLayout | None = None
+                    ) -> float:
+    """Multiply-adds x 2 of every convolution, counted by hooks on a meta-device run (no real compute), of the
+    Inception network, or of the ResNet-50 of ``layout``."""
     total = 0
 
     def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -237,7 +242,7 @@ def gflops_per_clip(frames: int = 79, size: int = 224, in_channels: int = 3) -> 
         total += 2 * output.numel() * math.prod(weight.shape[1:])
 
     with torch.device("meta"):
-        model = InceptionI3d(in_channels=in_channels)
+        model = InceptionI3d(in_channels=in_channels) if layout is None else ResNet3d(layout)
     handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv3d)]
     model(torch.empty(1, in_channels, frames, size, size, device="meta"))
     for handle in handles:

@@ -30,8 +30,11 @@ def run(args: argparse.Namespace) -> None:
         check_writable(args.json)
     config = build_settings(args, BenchConfig)
     paths = args.paths.split(",") if args.paths else default_paths()
-    print(f"{config.batch_size} x {config.frames} frames x {config.size}x{config.size}, "
-          f"{config.repeats} timed runs after one warm-up, each path in a fresh process")
+    from i3d.weights.registry import DEFAULT_WEIGHTS
+
+    print(f"{config.batch_size} x {config.frames} frames x {config.size}x{config.size} through "
+          f"{config.weights or DEFAULT_WEIGHTS}, {config.repeats} timed runs after one warm-up, each path in a "
+          "fresh process")
     print(HEADER)
     results = []
     for path in paths:

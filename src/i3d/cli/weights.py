@@ -146,6 +146,8 @@ def run_flow_from_rgb(args: argparse.Namespace) -> None:
     rgb = resolve_weights(args.rgb)
     if rgb.modality != "rgb":
         raise I3DError(f"{args.rgb} holds {rgb.modality} weights; cross-modal initialisation starts from RGB")
+    if rgb.layout is not None:
+        raise I3DError(f"{rgb.name} is a ResNet-50 I3D: the flow stream is the Inception network's")
     origin = rgb.name
     save_weights(args.output, flow_state_dict_from_rgb(rgb.state_dict), rgb.labels, "flow",
                  name=args.output.stem, provenance=f"cross-modal initialisation from {origin}")

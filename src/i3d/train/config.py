@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i3d.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES
+from i3d.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
 from i3d.errors import I3DError
 from i3d.settings import FLOW_METHODS, setting
 from i3d.streams import canonical_stream
+
+TRAINABLE_ENDPOINTS = (*ENDPOINTS, *RESNET_ENDPOINTS[:-1])  # either network's, before its classifier
 
 # DeepMind's published schedules (steps, learning rate from that step on), minibatch 6 per replica.
 # The flow stream was trained again after 115k steps, hence its second descent.
@@ -43,8 +45,9 @@ class TrainConfig:
     flow_weights: str | None = setting(None, "flow starting weights (default: flow_imagenet, once converted)")
     dropout: float = setting(0.5, "dropout before the classifier")
     freeze_bn: bool = setting(False, "keep BatchNorm statistics as loaded (for small batches)")
-    freeze_until: str | None = setting(None, "an endpoint: it and every layer before it are not trained", ENDPOINTS,
-                                      metavar="ENDPOINT")
+    freeze_until: str | None = setting(None, "an endpoint: it and every layer before it are not trained "
+                                       "(Inception: Conv3d_1a_7x7 .. Mixed_5c; ResNet-50: stem, res2 .. res5)",
+                                       TRAINABLE_ENDPOINTS, metavar="ENDPOINT")
     # optimisation
     steps: int = setting(1000, "optimiser steps")
     batch_size: int = setting(6, "clips per forward pass per process")
@@ -65,8 +68,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.stream = canonical_stream(self.stream)
-        if self.freeze_until is not None and self.freeze_until not in ENDPOINTS:
-            raise I3DError(f"freeze_until must be an endpoint: {', '.join(ENDPOINTS)}")
+        if self.freeze_until is not None and self.freeze_until not in TRAINABLE_ENDPOINTS:
+            raise I3DError(f"freeze_until must be an endpoint: {', '.join(TRAINABLE_ENDPOINTS)}")
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise I3DError(f"{name} must be at least 1")

@@ -29,7 +29,7 @@ from i3d.errors import I3DError
 from i3d.factory import create_model
 from i3d.files import atomic_path, atomic_write_text, check_folder_writable
 from i3d.lists import read_classes_file
-from i3d.model import ENDPOINTS, BatchNormNoScale, InceptionI3d
+from i3d.model import BatchNormNoScale, InceptionI3d
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
 from i3d.train.data import (
     ClipDataset,
@@ -123,10 +123,13 @@ def frozen_modules(model: InceptionI3d, config: TrainConfig) -> list[torch.nn.Mo
     """The modules whose parameters and BatchNorm statistics stay as loaded."""
     frozen = []
     if config.freeze_until is not None:
-        names = ENDPOINTS[: ENDPOINTS.index(config.freeze_until) + 1]
+        if config.freeze_until not in model.endpoints:
+            raise I3DError(f"--freeze-until {config.freeze_until} is not an endpoint of this network: "
+                           f"{', '.join(model.endpoints[:-1])}")
+        names = model.endpoints[: model.endpoints.index(config.freeze_until) + 1]
         frozen += [getattr(model, n) for n in names if hasattr(model, n)]
     if config.freeze_bn:
-        frozen += [m for m in model.modules() if isinstance(m, BatchNormNoScale)]
+        frozen += [m for m in model.modules() if isinstance(m, (BatchNormNoScale, torch.nn.BatchNorm3d))]
     return frozen
 
 
@@ -506,7 +509,7 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
     final = run.outdir / "model.safetensors"
     if process.main:
         save_weights(final, {k: v.detach().cpu() for k, v in model.state_dict().items()}, run.labelled.classes,
-                     config.stream, name=run.outdir.name,
+                     config.stream, getattr(model, "layout", None), name=run.outdir.name,
                      provenance=f"fine-tuned from {run.origin} by i3d train ({config.steps} steps)")
         metrics.close()
         say(f"weights written to {final} (use with --weights {final})")
