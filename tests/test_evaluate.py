@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import write_video
 from i3d.cli.main import main
@@ -129,3 +130,28 @@ def test_cli_writes_the_report_and_exits_1_when_a_video_failed(labelled_list, tm
     report = json.loads((tmp_path / "r.json").read_text())
     assert [p["views"] for p in report["predictions"]] == [6, 6]
     assert report["protocol"]["average"] == "logits"
+
+
+def test_rows_naming_one_video_are_each_counted_and_computed_once(tmp_path, monkeypatch):
+    """A list naming a video twice and through a link: three rows, three predictions, one computation; the
+    report says how many rows shared a video."""
+    import i3d.evaluate as evaluation
+    from i3d.model import InceptionI3d
+    from i3d.weights.registry import kinetics400_labels
+    from i3d.weights.store import save_weights
+
+    torch.manual_seed(0)
+    save_weights(tmp_path / "random.safetensors", InceptionI3d().state_dict(), kinetics400_labels(), "rgb",
+                 name="random")
+    rng = np.random.default_rng(4)
+    write_video(tmp_path / "a.mp4", rng.integers(0, 256, (10, 64, 80, 3), np.uint8), 25)
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "a.mp4")
+    (tmp_path / "list.csv").write_text("a.mp4,abseiling\nlink.mp4,abseiling\na.mp4,yawning\n")
+    computed = []
+    original = evaluation._video_scores
+    monkeypatch.setattr(evaluation, "_video_scores", lambda *args: computed.append(1) or original(*args))
+    report = evaluate(tmp_path / "list.csv", EvaluationProtocol(), weights=tmp_path / "random.safetensors",
+                      device="cpu", runtime="torch")
+    assert (report.evaluated, report.shared_rows, len(computed)) == (3, 2, 1)
+    assert len({tuple(p["top5"]) for p in report.predictions}) == 1
+    assert "2 of them rows naming a video an earlier row names, each counted" in report.summary()

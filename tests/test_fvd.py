@@ -417,3 +417,30 @@ def test_both_sets_are_checked_before_either_is_embedded(tmp_path, make_fake, me
     with pytest.raises(I3DError, match=message):
         compute_fvd(real, fake, "stylegan-v-16f", embedder)
     assert embedded == []
+
+
+def test_names_sharing_a_file_are_counted_and_reported_and_the_bar_knows_its_total(tmp_path):
+    """A folder whose names link to one file: every name is a video of the set (as folder-reading FVD code
+    counts it), the report says how many share a file; ``total`` is told the clips before any is embedded."""
+    from i3d.fvd import VideoEmbedder, compute_fvd
+    from i3d.model import InceptionI3d
+    from i3d.weights.store import LoadedWeights
+
+    rng = np.random.default_rng(7)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "fake").mkdir()
+    for i in range(2):
+        write_video(tmp_path / "store" / f"v{i}.mp4", rng.integers(0, 256, (16, 24, 32, 3), np.uint8), 25)
+    for name, target in (("a.mp4", "v0.mp4"), ("b.mp4", "v0.mp4"), ("c.mp4", "v1.mp4")):
+        (tmp_path / "fake" / name).symlink_to(tmp_path / "store" / target)
+    real, _ = _sets(tmp_path, real_frames=16, count=3)
+    torch.manual_seed(0)
+    weights = LoadedWeights(InceptionI3d().state_dict(), [str(i) for i in range(400)], "rgb", {"name": "random"})
+    events = []
+    report = compute_fvd(real, tmp_path / "fake", "stylegan-v-16f", VideoEmbedder(weights, "cpu", batch_size=2),
+                         runs=2, kvd=False, progress=lambda n: events.append(("clips", n)),
+                         total=lambda n: events.append(("total", n)))
+    assert events[0] == ("total", 3 + 2 * 3) and sum(n for kind, n in events if kind == "clips") == 9
+    assert report.fake["clips_used"] == 3 and report.fake["names_sharing_a_file"] == 1
+    assert report.fake["shared_examples"] == [f"{tmp_path / 'fake'}/b.mp4"]
+    assert any("1 name leads to a file another name of the set leads to" in w for w in report.warnings)

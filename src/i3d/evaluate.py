@@ -88,6 +88,9 @@ class EvaluationReport:
     most_confused: list = field(default_factory=list)
     predictions: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    # Rows naming a file and span an earlier row names (a path twice, or links to one file): each row is
+    # counted, as the list asks; the video is computed once.
+    shared_rows: int = 0
     software: dict = field(default_factory=software_versions)
 
     def to_json(self) -> str:
@@ -98,6 +101,8 @@ class EvaluationReport:
             return f"no video could be evaluated ({self.failed} failed)"
         line = (f"top-1 {100 * self.top1:.2f}%  top-5 {100 * self.top5:.2f}%  "
                 f"mean class accuracy {100 * self.mean_class_accuracy:.2f}%  ({self.evaluated} videos")
+        if self.shared_rows:
+            line += f", {self.shared_rows} of them rows naming a video an earlier row names, each counted"
         return line + (f", {self.failed} failed and excluded)" if self.failed else ")")
 
 
@@ -139,22 +144,46 @@ def evaluate(
     iterator: Iterator[LabelledVideo] = iter(videos)
     if progress is not None:
         iterator = progress(iterator, len(videos))
+    computed: dict[tuple, tuple[np.ndarray, int, int] | I3DError] = {}  # per file and span: (mean, views, frames)
     for video in iterator:
-        try:
-            decoded = list(rgb_resized_frames(video.path, video.start_s, video.end_s))
-            if not decoded:
-                raise I3DError("no frames in the requested span")
-            frames = np.stack(decoded)
-        except I3DError as error:
-            report.failures.append({"path": str(video.path), "error": str(error)})
+        key = (_same_file(video.path), video.start_s, video.end_s)
+        if key in computed:
+            report.shared_rows += 1
+        else:
+            computed[key] = _video_scores(video, classifier, protocol)
+        outcome = computed[key]
+        if isinstance(outcome, I3DError):
+            report.failures.append({"path": str(video.path), "error": str(outcome)})
             continue
-        scores = [classifier.clip_logits(view).astype(np.float64) for view in video_views(frames, protocol)]
-        if protocol.average == "softmax":
-            scores = [torch.softmax(torch.from_numpy(s), 0).numpy() for s in scores]
-        mean = np.mean(scores, axis=0)
+        mean, views, frame_count = outcome
         top5 = [labels[i] for i in np.argsort(-mean, kind="stable")[:5]]
         report.predictions.append({"path": str(video.path), "start_s": video.start_s, "end_s": video.end_s,
                                    "label": labels[video.label], "top5": top5,
-                                   "score": float(mean.max()), "views": len(scores), "frames": len(frames)})
+                                   "score": float(mean.max()), "views": views, "frames": frame_count})
     summarise(report, labels)
     return report
+
+
+def _same_file(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # a link loop: its own name, which fails as such
+        return path.absolute()
+
+
+def _video_scores(video: LabelledVideo, classifier: Classifier, protocol: EvaluationProtocol
+                  ) -> tuple[np.ndarray, int, int] | I3DError:
+    """The mean of the views' scores, the number of views and of frames; or why the video cannot be read."""
+    recipe = classifier.weights["rgb"].preprocessing  # the ResNet-50 family: its own rate and frame stride
+    try:
+        decoded = list(rgb_resized_frames(video.path, video.start_s, video.end_s, fps=recipe.fps,
+                                          short_side=recipe.short_side))[:: recipe.frame_stride]
+        if not decoded:
+            raise I3DError("no frames in the requested span")
+        frames = np.stack(decoded)
+    except I3DError as error:
+        return error
+    scores = [classifier.clip_logits(view).astype(np.float64) for view in video_views(frames, protocol)]
+    if protocol.average == "softmax":
+        scores = [torch.softmax(torch.from_numpy(s), 0).numpy() for s in scores]
+    return np.mean(scores, axis=0), len(scores), len(frames)

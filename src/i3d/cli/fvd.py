@@ -72,8 +72,12 @@ def run(args: argparse.Namespace) -> None:
     embedder = VideoEmbedder(args.weights, run_on.device, args.batch_size, protocol.resize, run_on.precision,
                              run_on.runtime)
     with tqdm(unit="clip", disable=args.quiet, file=sys.stderr, delay=1.0) as bar:  # no bar before a quick error
+        def set_total(count: int) -> None:
+            bar.total = count
+            bar.refresh()
+
         report = compute_fvd(args.real, args.fake, protocol, embedder, args.runs, args.value_range,
-                             not args.no_kvd, save_stats=args.save_stats, progress=bar.update)
+                             not args.no_kvd, save_stats=args.save_stats, progress=bar.update, total=set_total)
     if args.output is not None:
         with atomic_path(args.output) as tmp:
             tmp.write_text(report.to_json() + "\n")

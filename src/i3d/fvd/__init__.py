@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from i3d.errors import I3DError
-from i3d.fvd.clips import Selection, clip_indices, iter_clips, list_videos
+from i3d.fvd.clips import Selection, clip_indices, iter_clips, list_videos, planned_clips
 from i3d.fvd.distance import (
     KVD_SUBSET_SIZE,
     KVD_SUBSETS,
@@ -166,10 +166,12 @@ def compute_fvd(
     kvd_subset_size: int = KVD_SUBSET_SIZE,
     save_stats: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
 ) -> FvdReport:
     """FVD (and KVD) of two sets by the protocol; ``runs`` draws the real clips with seeds seed, seed+1, ...
 
     Generated clips start at frame 0, so they are embedded once; real clips are embedded per run.
+    ``progress(n)`` is called as clips are embedded; ``total(n)`` once, with how many there will be at most.
     """
     for given in (real, fake):
         if not isinstance(given, (str, os.PathLike)):
@@ -186,6 +188,8 @@ def compute_fvd(
         raise I3DError(f"the embedder resizes {embedder.resize}, the protocol {protocol.resize}")
     for source in (Path(real), Path(fake)):  # both sets, before either is embedded
         check_set(source, protocol, embedder, value_range)
+    if total is not None:
+        total(planned_clips(Path(fake), protocol) + runs * planned_clips(Path(real), protocol))
     fake_stats, fake_selection, _ = set_statistics(Path(fake), protocol, embedder, False, 0, value_range, kvd,
                                                    progress)
     values, kvd_value, subset, real_selection, first_real = [], None, None, None, None
@@ -230,6 +234,12 @@ def _warnings(protocol: FvdProtocol, real: GaussianStats, fake: GaussianStats, r
         if selection is not None and len(selection.frame_sizes) > 1:
             warnings.append(f"{selection.source}: videos of {len(selection.frame_sizes)} frame sizes; each clip is "
                             f"resized to 224x224 on its own, as {protocol.name} resizes every clip")
+    for selection in (real_selection, fake_selection):
+        if selection is not None and selection.shared:
+            count = len(selection.shared)
+            warnings.append(f"{selection.source}: {count} {'name leads' if count == 1 else 'names lead'} to a file "
+                            f"another name of the set leads to (links, e.g. {selection.shared[0]}); each counts as a "
+                            "video of the set, as FVD implementations reading the folder count it")
     if real_selection is not None and real_selection.dropped:
         warnings.append(f"{len(real_selection.dropped)} real videos shorter than the clip were dropped, as "
                         f"{protocol.name} does (e.g. {real_selection.dropped[0]})")

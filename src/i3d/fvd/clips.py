@@ -96,6 +96,31 @@ def _stack(images: list[np.ndarray], name: str) -> np.ndarray:
     return np.stack(images)
 
 
+def shared_names(videos: list[VideoSource]) -> list[str]:
+    """Names of a folder set that lead (links) to a file an earlier name leads to: each still counts as a video
+    of the set, as every FVD implementation that reads the folder counts it; the report says how many."""
+    seen, shared = set(), []
+    for video in videos:
+        if video.path is None:
+            continue
+        try:
+            key = video.path.resolve()
+        except OSError:  # a link loop: decoding it says so
+            continue
+        if key in seen:
+            shared.append(video.name)
+        seen.add(key)
+    return shared
+
+
+def planned_clips(source: Path, protocol: FvdProtocol) -> int:
+    """How many clips a set gives at most (fewer where short real videos are dropped); 0 for statistics."""
+    if source.name.endswith(".stats.npz"):
+        return 0
+    count = len(list_videos(source, protocol))
+    return count if protocol.max_videos is None else min(count, protocol.max_videos)
+
+
 def list_videos(source: Path, protocol: FvdProtocol) -> list[VideoSource]:
     """The set's videos in the protocol's order."""
     if not source.exists():
@@ -153,11 +178,13 @@ class Selection:
     dropped: list[str] = field(default_factory=list)
     frame_starts: list[int] = field(default_factory=list)
     frame_sizes: set[tuple[int, int]] = field(default_factory=set)
+    shared: list[str] = field(default_factory=list)  # names leading to a file an earlier name of the set leads to
 
     def summary(self) -> dict:
         return {"source": self.source, "videos_found": self.found, "clips_used": len(self.used),
                 "dropped_short": len(self.dropped), "dropped_examples": self.dropped[:10],
-                "frame_sizes": sorted(f"{w}x{h}" for h, w in self.frame_sizes)}
+                "frame_sizes": sorted(f"{w}x{h}" for h, w in self.frame_sizes),
+                "names_sharing_a_file": len(self.shared), "shared_examples": self.shared[:10]}
 
 
 def iter_clips(source: Path, protocol: FvdProtocol, real: bool, run: int = 0,
@@ -166,6 +193,7 @@ def iter_clips(source: Path, protocol: FvdProtocol, real: bool, run: int = 0,
     selection = selection if selection is not None else Selection(str(source))
     videos = list_videos(source, protocol)
     selection.found = len(videos)
+    selection.shared = shared_names(videos)
     rng = np.random.default_rng([protocol.seed, run])
     limit = protocol.max_videos
     lengths = set()
