@@ -263,3 +263,21 @@ def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):
     features = [np.load(tmp_path / "out" / f"v{i}.npz")["features"] for i in range(3)]
     assert all(np.array_equal(features[0], f) for f in features[1:])
     assert sorted(Path(r.input).name for r in summary.rows) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+
+
+def test_many_videos_survive_kills_anywhere_and_two_runs_at_once(tmp_path):
+    """benchmarks/bench_many_videos.py at a small count: SIGKILL at random moments then a rerun, and two runs
+    into one folder, each end with every output whole, one manifest row per video, nothing temporary left."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from bench_many_videos import check_outputs, command, killed_and_restarted, make_videos, random_weights, two_at_once
+
+    count = 16
+    make_videos(tmp_path / "videos", count)
+    weights = random_weights(tmp_path / "random.safetensors")
+    history = killed_and_restarted(command(tmp_path / "videos", tmp_path / "killed", weights, 1),
+                                   tmp_path / "killed", count, kills=2, seed=1)
+    check_outputs(tmp_path / "killed", count)
+    reused = int(history[-1]["final_summary"].split("(")[1].split(" from")[0])
+    assert reused == history[-2]["killed_with_outputs"] > 0  # every output finished before the kill is reused
+    assert two_at_once(command(tmp_path / "videos", tmp_path / "two", weights, 1)) == [0, 0]
+    check_outputs(tmp_path / "two", count)
