@@ -197,3 +197,67 @@ def test_an_address_other_than_loopback_needs_a_token(capsys):
     assert "give --token (or I3D_SERVE_TOKEN), or --no-auth" in capsys.readouterr().err
     assert main(["serve", "--token", "short"]) == 2
     assert "--token must be at least 16 characters" in capsys.readouterr().err
+
+
+def _raw_request(port: int, head: bytes, body_parts: list[bytes], pause_s: float = 0.0) -> bytes:
+    """Send a request byte for byte (a client the library clients cannot be: slow, lying about its length)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head)
+        for part in body_parts:
+            conn.sendall(part)
+            time.sleep(pause_s)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.fixture(scope="module")
+def guarded_uploads():
+    """A server whose classifier is never reached: the guard answers first."""
+    running = Running(create_app(ServeConfig(max_upload_mb=0.2, upload_idle_s=1.0), classifier=object()))
+    yield running
+    running.stop()
+
+
+def test_an_upload_too_large_by_its_length_is_refused_before_it_is_read(guarded_uploads):
+    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 50000000\r\n\r\n")
+    start = time.perf_counter()
+    answer = _raw_request(guarded_uploads.port, head, [b"--b\r\n"])
+    assert answer.startswith(b"HTTP/1.1 413") and b'"error"' in answer and b"--max-upload-mb" in answer
+    assert time.perf_counter() - start < 5
+
+
+def test_a_slow_loris_upload_gets_408_and_leaves_nothing_behind(guarded_uploads):
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+            + bytes(2000))
+    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    start = time.perf_counter()
+    answer = _raw_request(guarded_uploads.port, head, [body])  # then nothing: the rest never comes
+    assert answer.startswith(b"HTTP/1.1 408") and b"sent nothing for 1 s" in answer
+    assert time.perf_counter() - start < 10
+    time.sleep(0.5)
+    assert set(Path(tempfile.gettempdir()).iterdir()) - before == set()
+    with request.urlopen(guarded_uploads.url + "/healthz", timeout=10) as response:
+        assert json.loads(response.read())["status"] == "ok"  # and the server serves on
+
+
+def test_a_short_soak_answers_every_request_and_leaves_nothing_behind(tmp_path):
+    """benchmarks/soak_serve.py at a small count: good and bad uploads, wrong tokens, cancelled and slow
+    clients, concurrent then sequential; every status the one its kind expects, no temporary file left,
+    open files back where they were, the server alive."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from bench_many_videos import random_weights
+    from soak_serve import soak
+
+    figures = soak(random_weights(tmp_path / "random.safetensors"), requests=60, minutes=3, clients=4,
+                   every_s=1.0, say=lambda _: None)
+    assert figures["requests"] == 60 and figures["unexpected"] == {} and figures["alive"]
+    rss, fds, temporary = figures["final"]
+    assert temporary == 0 and fds <= min(s[3] for s in figures["samples"]) + 4
+    assert {"good", "cancelled", "wrong_token"} <= set(figures["statuses"])

@@ -349,12 +349,14 @@ class ServeConfig:
     queue_size: int = setting(4, "requests waiting or running per process; the next gets 429", flag="--queue")
     threads: int = 1  # predictions running at once in this process
     timeout_s: float = setting(300.0, "seconds per prediction (504 past it)", flag="--timeout")
+    upload_idle_s: float = setting(30.0, "seconds an upload may send nothing before it is dropped with 408",
+                                   flag="--upload-idle-timeout")
     token: str | None = None  # every /v1/ call must send "Authorization: Bearer <token>" (--token, I3D_SERVE_TOKEN)
 
     def __post_init__(self) -> None:
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "runtime", RUNTIMES)
-        for name in ("max_upload_mb", "timeout_s"):
+        for name in ("max_upload_mb", "timeout_s", "upload_idle_s"):
             value = getattr(self, name)
             if not 0 < value < float("inf"):
                 raise invalid(self, name, f"must be above 0, not {value}")

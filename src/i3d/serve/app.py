@@ -102,6 +102,71 @@ class PredictionService:
             return _error(500, f"the prediction failed ({message})")
 
 
+FORM_OVERHEAD = 1 << 16  # bytes of multipart framing and form fields allowed beside the file itself
+
+
+class UploadGuard:
+    """Pure ASGI middleware in front of everything: a request body larger than the upload limit is refused
+    with 413 as its Content-Length says so, or as its bytes pass the limit (before the framework spools it to
+    disk), and a client that sends nothing for ``idle_s`` seconds mid-body (a slow-loris upload) gets 408;
+    either way the app sees the client gone and its temporary files are removed."""
+
+    def __init__(self, app, limit_bytes: int, idle_s: float) -> None:
+        self.app, self.limit, self.idle_s = app, limit_bytes + FORM_OVERHEAD, idle_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.limit:
+            await self._answer(send, 413, f"the upload passes {(self.limit - FORM_OVERHEAD) / 2**20:g} MB "
+                                          "(--max-upload-mb)")
+            return
+        state = {"received": 0, "answered": False, "started": False}
+
+        async def guarded_receive():
+            if state["answered"]:
+                return {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_s)
+            except TimeoutError:
+                await self._refuse(state, send, 408, f"the upload sent nothing for {self.idle_s:g} s "
+                                                     "(--upload-idle-timeout)")
+                return {"type": "http.disconnect"}
+            state["received"] += len(message.get("body", b""))
+            if state["received"] > self.limit:
+                await self._refuse(state, send, 413, f"the upload passed {(self.limit - FORM_OVERHEAD) / 2**20:g} MB "
+                                                     "(--max-upload-mb)")
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            if state["answered"]:
+                return  # this guard answered already: the app's late reply goes nowhere
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        await self.app(scope, guarded_receive, guarded_send)
+
+    async def _refuse(self, state: dict, send, status: int, message: str) -> None:
+        if not state["started"]:
+            await self._answer(send, status, message)
+        state["answered"] = True
+
+    @staticmethod
+    async def _answer(send, status: int, message: str) -> None:
+        import json
+
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
     """The app; ``classifier`` (an ``i3d.predict.Classifier``) is built from ``config`` when not given."""
     service = PredictionService(config or ServeConfig(), classifier)
@@ -114,6 +179,8 @@ def create_app(config: ServeConfig | None = None, classifier=None) -> FastAPI:
 
     app = FastAPI(title="i3d", description="I3D video action recognition: upload a video, get its classes.",
                   version="1", lifespan=lifespan)
+    app.add_middleware(UploadGuard, limit_bytes=int(service.config.max_upload_mb * 2**20),
+                       idle_s=service.config.upload_idle_s)
 
     @app.middleware("http")
     async def authorise(request, call_next):
