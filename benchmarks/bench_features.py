@@ -1,15 +1,21 @@
-"""Throughput of `i3d features` on the sample videos, and how much of it is decoding and resizing.
+"""Throughput of `i3d features` over a dataset against the network alone, and which stage limits it.
 
-    .venv/bin/python benchmarks/bench_features.py [--clip-len 64] [--step 64] [--batch-size 4] [--workers 1]
+    .venv/bin/python benchmarks/bench_features.py [--videos 40] [--clip-len 16] [--step 16] [--batch-size 4]
+                                                  [--workers 1]
 
-Three measurements in one process, one after the other: decoding + resizing + cropping alone (inline,
-no network), the network alone on those windows, then the real pipeline end to end (decoding in worker
-processes, overlapped with the network). The decode share is decode / (decode + network).
+A dataset of --videos short clips (64 frames, 320x240, each its own content; 0: the sample videos instead).
+Three measurements in one process, one after the other: decoding + resizing + cropping alone (inline, no
+network); the network alone on those windows, batched as the pipeline batches them (equal-length windows
+share a batch across videos); then the real pipeline (decoding in worker processes, overlapped with the
+network), timed from its first finished video to its last so loading the weights and starting the workers
+is left out. Prints videos/hour and frames/s of each, the pipeline's share of network-only throughput, and
+the limiting stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,47 +29,64 @@ from i3d.video.samples import fetch_samples
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip-len", type=int, default=64)
-    parser.add_argument("--step", type=int, default=64)
+    parser.add_argument("--videos", type=int, default=40)
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--step", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     spec = WindowSpec(args.clip_len, args.step)
-    videos = fetch_samples()
-
-    start = time.perf_counter()
-    decoded = [(DecodedVideo(p, spec), []) for p in videos]
-    for video, windows in decoded:
-        windows.extend(video.windows())
-    decode_s = time.perf_counter() - start
-    seconds_of_video = sum(v.frames for v, _ in decoded) / 25
-    count = sum(len(w) for _, w in decoded)
-
-    network = FeatureNetwork(resolve_weights())
-    network.run([decoded[0][1][0].frames])  # warm-up
-    start = time.perf_counter()
-    for _, windows in decoded:
-        for i in range(0, len(windows), args.batch_size):
-            group = windows[i : i + args.batch_size]
-            same = [w for w in group if len(w.frames) == len(group[0].frames)]
-            network.run([w.frames for w in same])
-            for w in group[len(same) :]:
-                network.run([w.frames])
-    network_s = time.perf_counter() - start
-
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        extract_features(videos, Path(tmp), ExtractionConfig(spec, batch_size=args.batch_size, workers=args.workers))
-        total_s = time.perf_counter() - start
+        if args.videos:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from bench_many_videos import make_videos
 
-    print(f"{len(videos)} sample videos, {seconds_of_video:.2f} s of video at 25 fps, {count} windows of "
-          f"{args.clip_len} frames (step {args.step}), batch {args.batch_size}")
-    print(f"decode + resize + crop alone: {decode_s:7.2f} s")
-    print(f"network alone:                {network_s:7.2f} s")
-    print(f"decode share:                 {100 * decode_s / (decode_s + network_s):6.1f} %")
-    print(f"end to end ({args.workers} decode worker): {total_s:7.2f} s  "
-          f"{seconds_of_video / total_s:.2f} s of video/s, {count / total_s:.2f} windows/s "
-          f"(includes loading the weights)")
+            videos = make_videos(Path(tmp) / "videos", args.videos, frames=64, height=240, width=320)
+        else:
+            videos = fetch_samples()
+
+        start = time.perf_counter()
+        decoded = [(DecodedVideo(p, spec), []) for p in videos]
+        for video, windows in decoded:
+            windows.extend(video.windows())
+        decode_s = time.perf_counter() - start
+        frames = sum(v.frames for v, _ in decoded)
+        windows = [w for _, ws in decoded for w in ws]
+
+        network = FeatureNetwork({"rgb": resolve_weights()})
+        network.run([windows[0].frames])  # warm-up
+        start = time.perf_counter()
+        batch: list = []
+        for window in windows + [None]:  # as the pipeline batches: equal lengths, across videos
+            if batch and (window is None or len(batch) == args.batch_size
+                          or len(window.frames) != len(batch[0].frames)):
+                network.run([w.frames for w in batch])
+                batch = []
+            if window is not None:
+                batch.append(window)
+        network_s = time.perf_counter() - start
+
+        stamps: list[float] = []
+
+        def timed(outcomes, count):
+            for outcome in outcomes:
+                stamps.append(time.perf_counter())
+                yield outcome
+
+        extract_features(videos, Path(tmp) / "out", ExtractionConfig(spec, batch_size=args.batch_size,
+                                                                      workers=args.workers), progress=timed)
+    per_video = frames / len(videos)
+    pipeline_rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])  # videos/s after the first finished
+    network_rate, decode_rate = len(videos) / network_s, len(videos) / decode_s * args.workers
+    limit = "decoding" if decode_rate < network_rate else "the network"
+    print(f"{len(videos)} videos, {frames} frames ({per_video:.0f} a video), {len(windows)} windows of "
+          f"{args.clip_len} frames (step {args.step}), batch {args.batch_size}, {args.workers} decode worker(s)")
+    print(f"{'stage':<34} {'videos/hour':>12} {'frames/s':>10}")
+    for name, rate in (("decode + resize + crop alone", decode_rate / args.workers),
+                       (f"decoding with {args.workers} worker(s) (estimated)", decode_rate),
+                       ("network alone", network_rate), ("pipeline, end to end", pipeline_rate)):
+        print(f"{name:<34} {rate * 3600:>12.0f} {rate * per_video:>10.1f}")
+    print(f"pipeline / network alone: {100 * pipeline_rate / network_rate:.1f} %; limiting stage: {limit}")
 
 
 if __name__ == "__main__":

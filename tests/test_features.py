@@ -281,3 +281,34 @@ def test_many_videos_survive_kills_anywhere_and_two_runs_at_once(tmp_path):
     assert reused == history[-2]["killed_with_outputs"] > 0  # every output finished before the kill is reused
     assert two_at_once(command(tmp_path / "videos", tmp_path / "two", weights, 1)) == [0, 0]
     check_outputs(tmp_path / "two", count)
+
+
+def test_windows_of_different_videos_share_batches_and_keep_their_values(tmp_path, monkeypatch):
+    """Six one-window videos with batches of 4 through the decoding processes: two network calls, not six;
+    each video's features the same as when it is extracted alone."""
+    import i3d.features.network as network_module
+    from i3d.features import ExtractionConfig, WindowSpec, extract_features
+    from i3d.model import InceptionI3d
+    from i3d.weights.store import save_weights
+
+    rng = np.random.default_rng(2)
+    for i in range(6):
+        write_video(tmp_path / "in" / f"v{i}.mp4", rng.integers(0, 256, (9, 48, 64, 3), np.uint8), 25) if (
+            tmp_path / "in").mkdir(exist_ok=True) is None else None
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.safetensors", InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")
+    calls = []
+    original = network_module.FeatureNetwork.run
+    monkeypatch.setattr(network_module.FeatureNetwork, "run",
+                        lambda self, clips: calls.append(len(clips)) or original(self, clips))
+    settings = dict(weights=str(tmp_path / "w.safetensors"), runtime="torch", batch_size=4, size=193,
+                    crop_size=193, fps=None)
+    summary = extract_features([tmp_path / "in"], tmp_path / "shared", ExtractionConfig(WindowSpec(9, 9), workers=1,
+                                                                                          **settings))
+    assert summary.failed == 0 and calls == [4, 2]
+    alone = extract_features([tmp_path / "in"], tmp_path / "alone", ExtractionConfig(WindowSpec(9, 9), workers=0,
+                                                                                       **settings))
+    assert alone.failed == 0
+    for i in range(6):
+        np.testing.assert_allclose(np.load(tmp_path / "shared" / f"v{i}.npz")["features"],
+                                   np.load(tmp_path / "alone" / f"v{i}.npz")["features"], atol=1e-5)

@@ -28,7 +28,14 @@ from i3d.features.outputs import (
     reusable_output,
     write_features,
 )
-from i3d.features.video import Accumulator, DecodedVideo, Outcome, describe_error, extract_video
+from i3d.features.video import (
+    Accumulator,
+    DecodedVideo,
+    Outcome,
+    SharedBatches,
+    describe_error,
+    extract_video,
+)
 from i3d.files import check_writable, remove_stale_temporaries
 from i3d.settings import ENGINES, ExtractionConfig
 
@@ -67,7 +74,8 @@ def _decode_worker(
 
 
 def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -> Iterator[Outcome]:
-    """Decoding in ``config.workers`` processes, windows through a bounded queue, the network here."""
+    """Decoding in ``config.workers`` processes, windows through a bounded queue, the network here, its batches
+    filled across videos."""
     if config.workers == 0:
         for job in jobs:
             try:
@@ -78,21 +86,33 @@ def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -
     pool = DecodingPool(jobs, config)
     by_index = {job.index: job for job in jobs}
     accumulators: dict[int, Accumulator] = {}
+    batches = SharedBatches(run, config.windows_per_call)
+    ended: dict[int, object] = {}  # videos decoded to the end whose last windows wait in a shared batch
+
+    def finished() -> Iterator[Outcome]:
+        for index in [i for i in ended if not batches.holds(accumulators[i])]:
+            summary, accumulator = ended.pop(index), accumulators.pop(index)
+            try:
+                yield by_index[index], accumulator.result(summary)
+            except Exception as error:
+                yield by_index[index], describe_error(error)
+
     try:
         for kind, index, payload in pool.events():
             if kind == "start":
                 accumulators[index] = Accumulator(run, config.windows_per_call)
             elif kind == "window":
-                accumulators[index].add(payload)
-            elif kind == "died":
-                accumulators.pop(index, None)
+                batches.add(accumulators[index], payload)
+            elif kind == "end":
+                ended[index] = payload
+            else:  # error or died: its windows are not computed
+                accumulator = accumulators.pop(index, None)
+                if accumulator is not None:
+                    batches.drop(accumulator)
                 yield by_index[index], payload
-            else:
-                accumulator = accumulators.pop(index)
-                try:
-                    yield by_index[index], accumulator.result(payload) if kind == "end" else payload
-                except Exception as error:
-                    yield by_index[index], describe_error(error)
+            yield from finished()
+        batches.flush()
+        yield from finished()
     finally:
         pool.close()
 

@@ -191,6 +191,39 @@ class Accumulator:
                              video.interval, video.sample_fps, video.per_frame)
 
 
+class SharedBatches:
+    """Windows of equal length batched across videos (a short video's windows fill a batch with the next
+    video's), each output handed back to its own video's ``Accumulator``; a video's result waits only for the
+    batch holding its last windows."""
+
+    def __init__(self, run: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]], batch_size: int) -> None:
+        self.run, self.batch_size = run, batch_size
+        self.pending: list[tuple[Accumulator, Window]] = []
+
+    def add(self, accumulator: Accumulator, window: Window) -> None:
+        if self.pending and len(self.pending[0][1].frames) != len(window.frames):
+            self.flush()
+        self.pending.append((accumulator, window))
+        if len(self.pending) == self.batch_size:
+            self.flush()
+
+    def holds(self, accumulator: Accumulator) -> bool:
+        return any(owner is accumulator for owner, _ in self.pending)
+
+    def drop(self, accumulator: Accumulator) -> None:
+        """A video that failed: its windows are not computed."""
+        self.pending = [(owner, w) for owner, w in self.pending if owner is not accumulator]
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        outputs = self.run([w.frames for _, w in self.pending])
+        for (owner, window), output in zip(self.pending, outputs):
+            owner.outputs.append(output)
+            owner.spans.append((window.start, window.end))
+        self.pending = []
+
+
 def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "") -> VideoFeatures:
     """Decode and extract one video in this process (the Ray engine's unit of work)."""
     video = DecodedVideo(path, config.spec, config, name)
