@@ -80,8 +80,9 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
     name = info.name
     path = installed_path(name)
     if offline() or not info.fetchable:
-        how = f"`i3d weights fetch {name}`" if info.fetchable else info.source.removeprefix("not downloadable here: ")
-        raise I3DError(f"weights {name} are not installed; run {how}")
+        how = (f"run `i3d weights fetch {name}`" if info.fetchable
+               else info.source.removeprefix("not downloadable here: "))
+        raise I3DError(f"weights {name} are not installed; {how}")
     lock = path.with_name(f".{name}.lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
