@@ -158,8 +158,22 @@ class Logits(nn.Module):
 
 
 class InferenceFormHolder:
-    """What a network needs to run an inference form attached from outside (``i3d.inference``): this file
-    stays the plain network, and every network family shares the switch."""
+    """What every network family shares: ``forward`` and ``extract_endpoints`` over its ``_run(x, wanted)``
+    and ``endpoints``, through an inference form attached from outside (``i3d.inference``) when one is; this
+    file stays the plain network."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self.fast()
+        return fast(x) if fast is not None else self._run(x)[0]
+
+    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Outputs of the named endpoints, computing only as far as the deepest one."""
+        names = list(names)
+        unknown = [n for n in names if n not in self.endpoints]
+        if unknown:
+            raise ValueError(f"endpoints {unknown} not in this network (built up to {self.final_endpoint})")
+        fast = self.fast()
+        return fast.extract_endpoints(x, names) if fast is not None else self._run(x, names)[1]
 
     @property
     def fast_inference(self) -> bool:
@@ -247,19 +261,6 @@ class InceptionI3d(InferenceFormHolder, nn.Module):
             if name in wanted:
                 taken[name] = x
         return x, taken
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = self.fast()
-        return fast(x) if fast is not None else self._run(x)[0]
-
-    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Outputs of the named endpoints, computing only as far as the deepest one."""
-        names = list(names)
-        unknown = [n for n in names if n not in self.endpoints]
-        if unknown:
-            raise ValueError(f"endpoints {unknown} not in this network (built up to {self.final_endpoint})")
-        fast = self.fast()
-        return fast.extract_endpoints(x, names) if fast is not None else self._run(x, names)[1]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 1024-d clip feature the logits layer sees (Mixed_5c, 2x7x7 pool, mean over time)."""

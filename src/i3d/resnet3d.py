@@ -184,19 +184,6 @@ class ResNet3d(InferenceFormHolder, nn.Module):
             res5 = F.avg_pool3d(res5, kernel, stride=1)
         return res5.mean(dim=(2, 3, 4))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = self.fast()
-        return fast(x) if fast is not None else self._run(x)[0]
-
-    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Outputs of the named endpoints, computing only as far as the deepest one."""
-        names = list(names)
-        unknown = [n for n in names if n not in self.endpoints]
-        if unknown:
-            raise ValueError(f"endpoints {unknown} not in this network (built up to {self.final_endpoint})")
-        fast = self.fast()
-        return fast.extract_endpoints(x, names) if fast is not None else self._run(x, names)[1]
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 2048-d clip feature the classifier sees (res5, the source's pooling)."""
         return self.pooled_features(self.extract_endpoints(x, ["res5"])["res5"])

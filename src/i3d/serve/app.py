@@ -121,8 +121,8 @@ class UploadGuard:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > self.limit:
-            await self._answer(send, 413, f"the upload passes {(self.limit - FORM_OVERHEAD) / 2**20:g} MB "
-                                          "(--max-upload-mb)")
+            await self._answer(send, 413, f"the upload (by its length) passed {(self.limit - FORM_OVERHEAD) / 2**20:g} "
+                                          "MB (--max-upload-mb)")
             return
         state = {"received": 0, "answered": False, "started": False}
 
