@@ -369,3 +369,13 @@ def test_an_mmaction2_entry_is_fetched_checked_against_its_sha256_prefix(tmp_pat
     model = create_model(entry.name, runtime="torch")
     assert path.is_file() and model.layout.name == "mmaction2-r50"
     check_against(record, model)
+
+
+def test_an_entry_with_no_published_hash_is_not_fetched_and_says_how_to_convert(tmp_path, monkeypatch):
+    from i3d.weights.fetch import fetch_weights
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path))
+    with pytest.raises(I3DError, match="i3d_r50_8x8_pytorchvideo is not fetched by i3d: no published hash pins it; "
+                                       "download https://dl.fbaipublicfiles.com/pytorchvideo/.*I3D_8x8_R50.pyth"):
+        fetch_weights("i3d_r50_8x8_pytorchvideo")
+    assert not (tmp_path / "weights").exists() or not list((tmp_path / "weights").iterdir())

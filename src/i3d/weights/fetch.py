@@ -22,6 +22,8 @@ def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None, mirro
     """
     info = registry_entry(name)
     name = info.name
+    if not info.fetchable:
+        raise I3DError(f"{name} is not fetched by i3d: {info.source.removeprefix('not downloadable here: ')}")
     if info.files:
         if source is not None:
             raise I3DError(f"{name} is fetched file by file; for a local copy use --mirror FOLDER")
