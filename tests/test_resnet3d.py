@@ -118,8 +118,7 @@ def test_pytorch_resnet3d_files_convert_as_the_caffe2_32x2_network(tmp_path):
 
 def test_the_registry_names_every_family_member_with_its_recipe():
     family = {n: info for n, info in REGISTRY.items() if info.layout}
-    assert {info.layout for info in family.values()} >= set(RESNET_LAYOUTS) - {"caffe2-r50-32x2-anomaly"} | {
-        "caffe2-r50-32x2-anomaly"}
+    assert {info.layout for info in family.values()} == set(RESNET_LAYOUTS)  # every layout has its weights
     for info in family.values():
         assert info.metrics["source"] and info.preprocessing.fps is None and info.preprocessing.frame_stride >= 1
         transform = info.transforms()
