@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from i3d.cli.evaluate import with_path
-from i3d.cli.options import add_settings, given_settings, positive_int
+from i3d.cli.options import add_settings, given_settings, positive_int, positive_seconds
 from i3d.errors import I3DError
 
 
@@ -31,6 +31,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     parser.add_argument("--ray-workers", type=positive_int, default=2,
                         help="Ray actors, each holding the network (default: 2)")
+    parser.add_argument("--ray-start-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help="how long a run may have no working Ray worker before it stops and says why "
+                        "(default: 180)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -78,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
             yield job, outcome
 
     summary = extract_features(args.inputs, args.output, config, args.engine, args.ray_address, args.ray_workers,
-                               progress)
+                               args.ray_start_timeout, progress)
     print(summary.line())
     return 1 if summary.failed else 0

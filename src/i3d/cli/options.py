@@ -115,6 +115,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {text}")
+    return value
+
+
 def add_weights(parser: argparse.ArgumentParser, what: str = "RGB weights") -> None:
     parser.add_argument("--weights", default=None,
                         help=f"{what}: a registry name (`i3d weights list`) or a .safetensors file "

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from i3d.cli.options import add_flow_options, add_settings, add_weights, build_settings, positive_int, seconds
+from i3d.cli.options import (
+    add_flow_options,
+    add_settings,
+    add_weights,
+    build_settings,
+    positive_int,
+    positive_seconds,
+    seconds,
+)
 from i3d.errors import I3DError
 
 
@@ -31,22 +39,15 @@ def add_parser(commands) -> None:
     timeline = parser.add_argument_group("over time")
     timeline.add_argument("--timeline", action="store_true",
                           help="top-k of every window over the whole video, as CSV (or JSON with --json)")
-    timeline.add_argument("--window", type=_seconds_positive, default=2.56,
+    timeline.add_argument("--window", type=positive_seconds, default=2.56,
                           help="timeline window, seconds (default: 2.56 = 64 frames at 25 fps)")
-    timeline.add_argument("--step", type=_seconds_positive, default=1.0,
+    timeline.add_argument("--step", type=positive_seconds, default=1.0,
                           help="from one timeline window to the next, seconds (default: 1)")
     timeline.add_argument("--plot", type=Path, default=None, metavar="PNG",
                           help="plot the probabilities of every class that reaches the top 3 over time")
     timeline.add_argument("--render", type=Path, default=None, metavar="MP4",
                           help="the video re-encoded with the current top-3 labels drawn on every frame")
     parser.set_defaults(run=run)
-
-
-def _seconds_positive(text: str) -> float:
-    value = seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> None:

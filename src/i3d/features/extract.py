@@ -212,6 +212,7 @@ def extract_features(
     engine: str = "local",
     ray_address: str | None = None,
     ray_workers: int = 2,
+    ray_start_timeout: float | None = None,
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
@@ -246,7 +247,7 @@ def extract_features(
     if todo:
         names_of = _names_of_each_file(todo)  # several names (links) of one file: computed once, written to each
         outcomes = _engine_outcomes([names[0] for names in names_of.values()], weights, config, engine,
-                                    ray_address, ray_workers)
+                                    ray_address, ray_workers, ray_start_timeout)
         if progress is not None:
             outcomes = progress(outcomes, len(names_of))
         try:
@@ -275,11 +276,12 @@ def _names_of_each_file(jobs: Sequence[Job]) -> dict[Path, list[Job]]:
 
 
 def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfig, engine: str,
-                     ray_address: str | None, ray_workers: int) -> Iterable[Outcome]:
+                     ray_address: str | None, ray_workers: int, ray_start_timeout: float | None) -> Iterable[Outcome]:
     if engine == "ray":
-        from i3d.features.ray_engine import ray_engine
+        from i3d.features.ray_engine import START_TIMEOUT_S, ray_engine
 
-        return ray_engine(jobs, weights, config, ray_address, ray_workers)
+        return ray_engine(jobs, weights, config, ray_address, ray_workers,
+                          start_timeout=ray_start_timeout or START_TIMEOUT_S)
     from i3d.features.network import FeatureNetwork
 
     network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
