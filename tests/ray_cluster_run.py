@@ -4,7 +4,8 @@ The test writes the videos (work/videos) and the weights (work/weights.safetenso
 tests/test_ray_cluster.py inside a private network namespace whose only interface is loopback
 (so Ray's nodes can reach nothing else, and nothing else reaches them). One cluster serves every scenario in
 turn: a worker node removed mid-run, a cluster whose CPUs are all held, a node where i3d cannot be imported,
-a driver whose videos the workers cannot see. Prints one JSON object.
+the only worker's node removed with no CPU left for a successor (then the rerun), a driver whose videos the
+workers cannot see. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -88,7 +89,20 @@ def main(work: Path) -> dict:
         results["no_i3d"] = finish(features(videos, work / "no_i3d", address, "--ray-workers", "1",
                                             "--ray-start-timeout", "120"), started)
         cluster.remove_node(bare_node)
+
+        # The only worker's node lost, no CPU free for a successor: one line once the start timeout has passed,
+        # the finished videos kept; the rerun, with a CPU free again, does the rest.
+        last_node = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        started = time.monotonic()
+        run = features(videos, work / "all_lost", address, "--ray-workers", "1", "--ray-start-timeout", "5")
+        while manifest_rows(work / "all_lost") < 2 and run.poll() is None:
+            time.sleep(0.05)
+        cluster.remove_node(last_node)
+        results["all_lost"] = {**finish(run, started), "rows_kept": manifest_rows(work / "all_lost")}
         ray.kill(holder)
+        started = time.monotonic()
+        results["rerun"] = finish(features(videos, work / "all_lost", address, "--ray-workers", "1"), started)
 
         # Videos the driver sees at a path the workers do not (a mount only the driver has).
         hidden = work / "driver_only"

@@ -102,6 +102,21 @@ def test_workers_that_cannot_start_end_the_run_in_one_line_without_waiting_out_t
     assert run["seconds"] < 60  # the busy cluster's 5 s, or at once (the others allow 120 s)
 
 
+@pytest.mark.slow
+def test_a_run_that_loses_every_worker_stops_in_one_line_and_its_rerun_does_the_rest(cluster_runs):
+    lost, rerun = cluster_runs[1]["all_lost"], cluster_runs[1]["rerun"]
+    assert lost["code"] == 2
+    [line] = _error_lines(lost["stderr"])
+    kept = lost["rows_kept"]
+    assert 2 <= kept < 10
+    assert line.startswith("i3d: error: every Ray worker was lost and none restarted within 5 s: each asks for 1 "
+                           "CPU and the cluster has 0 of 1 free")
+    assert line.endswith(f"{10 - kept} videos not done: the manifest keeps every finished one, and rerunning the "
+                         "command does the rest")
+    assert rerun["code"] == 0, rerun["stderr"][-2000:]
+    assert rerun["stdout"].startswith(f"10 videos: 10 done ({kept} from an earlier run), 0 failed")
+
+
 def test_a_ray_address_that_does_not_answer_is_one_line(tmp_path, capsys):
     video = write_video(tmp_path / "v.mp4", numbered_frames(8, 48, 64), 25)
     from i3d.model import InceptionI3d

@@ -209,7 +209,7 @@ def ray_engine(
             if not done:
                 if pool.working == 0 and time.monotonic() - idle_since > start_timeout:
                     raise I3DError(_stopped_line(pool, len(queue), _why_no_worker(
-                        ray, start_timeout, cpus_per_worker, gpus)))
+                        ray, pool, start_timeout, cpus_per_worker, gpus)))
                 continue
             ref = done[0]
             if ref in pool.starting:
@@ -266,14 +266,15 @@ def _check_cluster_fits(resources: dict, cpus: int, gpus: float) -> None:
                            f"nodes, or fewer --ray-workers on GPUs)")
 
 
-def _why_no_worker(ray, waited: float, cpus: int, gpus: float) -> str:
+def _why_no_worker(ray, pool: _Pool, waited: float, cpus: int, gpus: float) -> str:
+    what = "every Ray worker was lost and none restarted" if pool.started_ever else "no Ray worker started"
     total, free = ray.cluster_resources(), ray.available_resources()
     for name, need in (("CPU", cpus), ("GPU", gpus)):
         if need and free.get(name, 0) < need:
-            return (f"no Ray worker started within {waited:g} s: each asks for {need:g} {name} and the cluster has "
+            return (f"{what} within {waited:g} s: each asks for {need:g} {name} and the cluster has "
                     f"{free.get(name, 0):g} of {total.get(name, 0):g} free (other work holds them)")
-    return (f"no Ray worker started within {waited:g} s though the cluster has room (the network may still be "
-            f"loading: raise --ray-start-timeout, or see the nodes' logs under /tmp/ray/session_latest/logs)")
+    return (f"{what} within {waited:g} s though the cluster has room (the network may still be loading: raise "
+            "--ray-start-timeout, or see the nodes' logs under /tmp/ray/session_latest/logs)")
 
 
 def _stopped_line(pool: _Pool, left: int, why: str) -> str:
