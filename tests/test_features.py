@@ -265,6 +265,47 @@ def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):
     assert sorted(Path(r.input).name for r in summary.rows) == ["v0.mp4", "v1.mp4", "v2.mp4"]
 
 
+def test_link_loops_outside_folders_and_vanishing_inputs_each_get_their_row(tmp_path, recwarn):
+    """A folder link is searched (outside the input too), a link back to a parent is said once, not followed;
+    a link loop and a video deleted mid-run each fail on their own row; the other videos are done."""
+    from i3d.features import ExtractionConfig, WindowSpec, extract_features
+    from i3d.model import InceptionI3d
+    from i3d.weights.store import save_weights
+
+    inputs, outside = tmp_path / "in", tmp_path / "elsewhere" / "vids"
+    (inputs / "cls").mkdir(parents=True)
+    outside.mkdir(parents=True)
+    for path in (inputs / "cls" / "real.mp4", inputs / "cls" / "vanishes.mp4", outside / "far.mp4"):
+        write_video(path, np.full((9, 48, 64, 3), 90, np.uint8), 25)
+    (inputs / "cls" / "a.mp4").symlink_to("b.mp4")
+    (inputs / "cls" / "b.mp4").symlink_to("a.mp4")
+    (inputs / "cls" / "up").symlink_to("..")
+    (inputs / "ext").symlink_to(outside)
+    (inputs / "cls" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.safetensors", InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")
+    config = ExtractionConfig(WindowSpec(9, 9), workers=0, weights=str(tmp_path / "w.safetensors"), runtime="torch")
+
+    def delete_while_running(outcomes, total):
+        for job, outcome in outcomes:
+            (inputs / "cls" / "vanishes.mp4").unlink(missing_ok=True)  # after the first video, before its turn
+            yield job, outcome
+
+    summary = extract_features([inputs], tmp_path / "out", config, progress=delete_while_running)
+    errors = {Path(r.input).relative_to(inputs).as_posix(): r.error for r in summary.rows}
+    assert errors == {
+        "cls/a.mp4": f"{inputs}/cls/a.mp4: a link in a loop (it leads back to itself)",
+        "cls/b.mp4": f"{inputs}/cls/b.mp4: a link in a loop (it leads back to itself)",
+        "cls/gone.mp4": f"{inputs}/cls/gone.mp4: a link to {tmp_path}/nowhere.mp4, which is not there",
+        "cls/real.mp4": None, "cls/vanishes.mp4": f"{inputs}/cls/vanishes.mp4: no such file or folder",
+        "ext/far.mp4": None}
+    assert summary.line().startswith("6 videos: 2 done (0 from an earlier run), 4 failed")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.npz")) == [
+        "cls/real.npz", "ext/far.npz"]
+    assert [str(w.message) for w in recwarn] == [f"{inputs}/cls/up: a link back to {inputs} (a loop); not "
+                                                 "searched again"]
+
+
 def test_many_videos_survive_kills_anywhere_and_two_runs_at_once(tmp_path):
     """benchmarks/bench_many_videos.py at a small count: SIGKILL at random moments then a rerun, and two runs
     into one folder, each end with every output whole, one manifest row per video, nothing temporary left."""

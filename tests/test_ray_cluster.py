@@ -64,7 +64,7 @@ def test_a_node_lost_mid_run_has_its_videos_retried_and_every_output_matches_the
     lost = runs["lost_node"]
     assert lost["code"] == 0, lost["stderr"][-2000:]
     assert lost["rows_when_removed"] < 10  # the node went while videos were still being extracted
-    assert "a Ray worker was lost (The actor died because its node has died" in lost["stderr"]
+    assert "note: a Ray worker was lost (The actor died because its node has died" in lost["stderr"]
     assert lost["stdout"].startswith("10 videos: 10 done (0 from an earlier run), 0 failed")
 
     config = ExtractionConfig(WindowSpec(8, 8), size=224, crop_size=224, weights=str(work / "weights.safetensors"),

@@ -33,3 +33,18 @@ class SettingError(I3DError):
 
     def command_line(self) -> str:
         return f"{self.flag} {self.problem}"
+
+
+def no_such_input(path: object) -> I3DError:
+    """An input that is not there, saying so plainly when it is a link that leads nowhere or in a loop."""
+    import errno
+    import os
+
+    if not os.path.islink(path):
+        return I3DError(f"{path}: no such file or folder")
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return I3DError(f"{path}: a link in a loop (it leads back to itself)")
+    return I3DError(f"{path}: a link to {os.readlink(path)}, which is not there")

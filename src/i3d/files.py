@@ -75,7 +75,7 @@ def cache_hint(path: Path | str) -> str:
     """For a path in i3d's own cache, what to do when it cannot be written there."""
     from i3d.download import cache_dir
 
-    if Path(path).resolve().is_relative_to(cache_dir().resolve()):
+    if Path(os.path.realpath(path)).is_relative_to(os.path.realpath(cache_dir())):  # never raises on a link loop
         return f"; it is in the cache {cache_dir()}: set I3D_HOME to a folder you can write"
     return ""
 

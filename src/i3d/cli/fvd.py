@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from i3d.cli.options import add_settings, add_weights, build_settings, given_settings, positive_int
-from i3d.errors import I3DError
+from i3d.errors import I3DError, no_such_input
 
 
 def _value_range(text: str) -> tuple[float, float]:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
         raise I3DError(f"{args.save_stats}: statistics files are named *.stats.npz")
     for source in (args.real, args.fake):
         if not source.exists():
-            raise I3DError(f"{source}: no such file or folder")
+            raise no_such_input(source)
     if args.fake.name.endswith(".stats.npz"):
         raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
     embedder = VideoEmbedder(args.weights, run_on.device, args.batch_size, protocol.resize, run_on.precision,

@@ -264,7 +264,7 @@ def extract_features(
 def _file_of(job: Job) -> Path:
     try:
         return job.path.resolve()
-    except OSError:  # a link loop: its own input, which fails as such
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13): its own input, failing as such
         return job.path.absolute()
 
 

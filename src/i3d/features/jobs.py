@@ -9,7 +9,7 @@ from pathlib import Path
 
 from i3d.errors import I3DError
 from i3d.lists import read_list
-from i3d.video.decode import VIDEO_SUFFIXES
+from i3d.video.decode import VIDEO_SUFFIXES, find_videos
 
 LIST_SUFFIXES = {".txt", ".csv", ".lst"}
 
@@ -19,11 +19,6 @@ class Job:
     index: int
     path: Path
     name: str  # output name relative to the output folder, without suffix ("sub/video")
-
-
-def _hidden(relative: Path) -> bool:
-    """Dot-files and dot-folders (macOS ``._clip.mp4`` forks, ``.cache``) are not the user's videos."""
-    return any(part.startswith(".") for part in relative.parts)
 
 
 def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
@@ -37,8 +32,7 @@ def collect_jobs(inputs: Sequence[str | Path]) -> list[Job]:
         if given.is_dir():
             if not os.access(given, os.R_OK | os.X_OK):
                 raise I3DError(f"{given}: cannot list the folder (permission denied)")
-            found = sorted(p for p in given.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-                           and not _hidden(p.relative_to(given)))
+            found = find_videos(given)
             if not found:
                 raise I3DError(f"{given}: no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder")
             named += [(p, p.relative_to(given).with_suffix("").as_posix()) for p in found]

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, I3DNotice
 from i3d.features.jobs import Job
 from i3d.features.video import Outcome, describe_error, extract_video
 from i3d.settings import ExtractionConfig
@@ -218,12 +218,13 @@ def ray_engine(
                     host, unseen = ray.get(ref)
                 except RayError as error:
                     pool.start_errors.append(_start_failure(error))
-                    warnings.warn(f"a Ray worker could not start: {pool.start_errors[-1]}", stacklevel=2)
+                    warnings.warn(f"a Ray worker could not start: {pool.start_errors[-1]}", I3DNotice, stacklevel=2)
                     continue
                 if unseen and len(unseen) == len(probes):
                     ray.kill(actor)
                     pool.start_errors.append(f"the videos are not at the driver's paths on {host} (no {unseen[0]})")
-                    warnings.warn(f"a Ray worker on {host} is not used: {pool.start_errors[-1]}", stacklevel=2)
+                    warnings.warn(f"a Ray worker on {host} is not used: {pool.start_errors[-1]}", I3DNotice,
+                                  stacklevel=2)
                     continue
                 pool.started_ever += 1
                 pool.idle.append(actor)
@@ -243,7 +244,7 @@ def ray_engine(
                 else:
                     queue.appendleft(job)
                     warnings.warn(f"a Ray worker was lost ({reason}); {job.path.name} goes to another worker",
-                                  stacklevel=2)
+                                  I3DNotice, stacklevel=2)
                 pool.replace()
                 if pool.working == 0:
                     idle_since = time.monotonic()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, no_such_input
 from i3d.features.jobs import Job
 from i3d.features.outputs import VideoFeatures
 from i3d.features.windows import Window, WindowSpec, iter_windows, per_frame_windows, plan_windows
@@ -56,7 +56,7 @@ class DecodedVideo:
     def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
         config = self.config
         if not self.path.exists():
-            raise I3DError(f"{self.path}: no such file or folder")
+            raise no_such_input(self.path)
         if self.path.is_dir():
             frames = iter_image_folder(self.path)
         elif config.decoder == "opencv":

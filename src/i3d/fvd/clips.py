@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, no_such_input
 from i3d.settings import FvdProtocol
 from i3d.video.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, upright_rgb
 
@@ -124,7 +124,7 @@ def planned_clips(source: Path, protocol: FvdProtocol) -> int:
 def list_videos(source: Path, protocol: FvdProtocol) -> list[VideoSource]:
     """The set's videos in the protocol's order."""
     if not source.exists():
-        raise I3DError(f"{source}: no such file or folder")
+        raise no_such_input(source)
     if source.is_dir():
         try:
             entries = sorted(p.name for p in source.iterdir() if not p.name.startswith("."))

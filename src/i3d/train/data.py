@@ -22,7 +22,7 @@ import torch
 
 from i3d.errors import I3DError
 from i3d.lists import label_indices, read_list
-from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES
+from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos
 from i3d.video.flow import FLOW_BOUND, FlowComputer, to_grey
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import loop_pad, to_unit_range
@@ -55,8 +55,7 @@ def read_class_folders(folder: Path) -> LabelledSet:
     """``folder/<class>/<video>``: class names sorted, videos searched recursively within each class."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     videos = [LabelledVideo(path, index) for index, name in enumerate(classes)
-              for path in sorted((folder / name).rglob("*"))
-              if path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")]
+              for path in find_videos(folder / name)]
     if not videos:
         raise I3DError(f"{folder}: no videos in class folders (expected {folder}/<class>/<video>)")
     return LabelledSet(videos, classes, multi_label=False)

@@ -10,12 +10,56 @@ import av
 import cv2
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, I3DNotice
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp"}
 TARGET_FPS = 25.0
 _EPS_S = 1e-6
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """The videos under ``folder``, sorted, by the names they are found under.
+
+    Links are followed, to folders outside too (a dataset of class folders linking into one store is a
+    common layout); a link back into one of its own parent folders (a loop) is said once and not searched
+    again. A video-named link that leads nowhere or in a loop is kept: it fails as an input of its own,
+    with a manifest row, instead of vanishing. Dot-files and dot-folders (``._clip.mp4``, ``.cache``) are
+    not the user's videos.
+    """
+    import os
+    import warnings
+
+    found: list[Path] = []
+
+    def search(current: Path, parents: tuple[Path, ...]) -> None:
+        real = Path(os.path.realpath(current))
+        if real in parents:
+            warnings.warn(f"{current}: a link back to {real} (a loop); not searched again", I3DNotice,
+                          stacklevel=3)
+            return
+        try:
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as error:
+            if not parents:
+                raise I3DError(f"{current}: cannot list the folder ({error.strerror or error})") from None
+            warnings.warn(f"{current}: cannot list the folder ({error.strerror or error}); its videos are left out",
+                          I3DNotice, stacklevel=3)
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                folder_entry = entry.is_dir()  # follows links
+            except OSError:  # a link in a loop
+                folder_entry = False
+            if folder_entry:
+                search(Path(entry.path), (*parents, real))
+            elif Path(entry.name).suffix.lower() in VIDEO_SUFFIXES:
+                found.append(Path(entry.path))
+
+    search(folder, ())
+    return sorted(found)
 
 Frame = tuple[float, np.ndarray]  # (time in seconds, H x W x 3 uint8 RGB)
 

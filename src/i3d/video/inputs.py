@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i3d.errors import I3DError
+from i3d.errors import I3DError, no_such_input
 from i3d.video.decode import TARGET_FPS, iter_image_folder, iter_video_file, resample_fps
 from i3d.video.transforms import CROP, SHORT_SIDE, center_crop, resize_short_side
 
@@ -40,7 +40,7 @@ def rgb_resized_frames(
     if start_s is not None and end_s is not None and end_s <= start_s:
         raise I3DError(f"--end ({end_s}) must be after --start ({start_s})")
     if not path.exists():
-        raise I3DError(f"{path}: no such file or folder")
+        raise no_such_input(path)
     if path.is_dir():
         frames = iter_image_folder(path, folder_fps)
     elif path.stat().st_size == 0:
