@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from i3d.errors import I3DError
 
@@ -110,3 +115,23 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values
+
+
+def stack_on(device: torch.device, arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """``np.stack(arrays)`` on ``device``. For CUDA the arrays are stacked straight into pinned memory and
+    copied without blocking the host, so the next batch is prepared while this one uploads; uint8 frames
+    travel as uint8 (a quarter of float32's bytes) and become floats on the device (``unit_range``)."""
+    import numpy as np
+
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(arrays))
+    first = arrays[0]
+    pinned = torch.empty((len(arrays), *first.shape), dtype=torch.from_numpy(first[:0]).dtype, pin_memory=True)
+    np.stack(arrays, out=pinned.numpy())
+    return pinned.to(device, non_blocking=True)
+
+
+def unit_range(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] to float32 [-1, 1] where the frames are, by ``to_unit_range``'s arithmetic (float32
+    division then subtraction, both correctly rounded on CPU and CUDA: the same values bit for bit)."""
+    return frames.float() / 127.5 - 1.0 if frames.dtype == torch.uint8 else frames

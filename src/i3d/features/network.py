@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, exact_on_cuda, parse_device
+from i3d.devices import check_precision, exact_on_cuda, parse_device, stack_on, unit_range
 from i3d.errors import I3DError
 from i3d.factory import choose_runtime, create_model
-from i3d.video.transforms import loop_pad, to_unit_range
+from i3d.video.transforms import loop_pad
 from i3d.weights.store import LoadedWeights
 
 
@@ -49,10 +49,8 @@ class FeatureNetwork:
         Outputs carry a crop axis (window, crops, ...) unless there is one crop (``squeeze_crops``).
         """
         crops = clips[0].shape[1]
-        batch = np.stack([loop_pad(clip[:, k], MIN_FRAMES) for clip in clips for k in range(crops)])
-        if batch.dtype == np.uint8:
-            batch = to_unit_range(batch)
-        x = torch.from_numpy(batch).permute(0, 4, 1, 2, 3).to(self.device)
+        batch = stack_on(self.device, [loop_pad(clip[:, k], MIN_FRAMES) for clip in clips for k in range(crops)])
+        x = unit_range(batch).permute(0, 4, 1, 2, 3)
         start, parts = 0, {"features": [], "logits": [], "mixed_5c": []}
         for modality, model in self.models.items():
             channels = 3 if modality == "rgb" else 2
