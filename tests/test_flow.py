@@ -64,6 +64,28 @@ def test_a_translation_is_recovered():
     np.testing.assert_allclose(np.median(interior.reshape(-1, 2), axis=0), [2.0, -1.0], atol=0.05)
 
 
+def test_pairs_kept_in_the_batch_by_a_mask_give_the_same_flow_with_a_tenth_of_the_host_questions():
+    """The accelerator's strategy (converged pairs frozen by a mask, the device asked every CHECK_EVERY steps)
+    against the CPU's (converged pairs leave the batch, asked at every step), on pairs that stop at different
+    iterations: the same flow, bit for bit, and the questions counted."""
+    from i3d.video.flow.tvl1_torch import CHECK_EVERY, HostChecks, TVL1Params
+
+    scene = _textured(80, 96, seed=5)
+    firsts = np.stack([scene[:48, :64], scene[:48, :64], scene[4:52, 4:68], scene[10:58, 20:84]])
+    seconds = np.stack([scene[:48, :64], scene[1:49, 2:66], scene[4:52, 7:71], scene[12:60, 19:83]])
+    first, second = torch.from_numpy(firsts), torch.from_numpy(seconds)
+    params = TVL1Params(scales=2, warps=2)
+    counts = {}
+    for converged in ("shrink", "mask"):
+        HostChecks.count = 0
+        counts[converged] = (tvl1_flow(first, second, params, converged=converged), HostChecks.count)
+    (shrunk, shrink_checks), (masked, mask_checks) = counts["shrink"], counts["mask"]
+    torch.testing.assert_close(masked, shrunk, rtol=0, atol=0)
+    assert shrunk[0].abs().max() == 0 and shrunk[1].abs().max() > 1  # a still pair and moving ones
+    # the CPU's strategy asks once per step; the mask's once per CHECK_EVERY, plus at most one per warp
+    assert shrink_checks > 100 and mask_checks <= shrink_checks // CHECK_EVERY + 2 * 2
+
+
 def test_clipping_and_scaling_are_exact():
     field = np.zeros((256, 300, 2), np.float32)
     values = np.array([-30, -20, -5, 0, 7.5, 20, 25], np.float32)
@@ -188,3 +210,14 @@ def test_built_kernels_run_on_any_cpu_of_their_capability():
         with zipfile.ZipFile(aot.kernel_dir() / f"{name}.pt2") as package:
             built = b"".join(package.read(item) for item in package.namelist() if not item.endswith(".so"))
         assert f"march={march}".encode() in built and b"march=native" not in built, name
+
+
+def test_flow_batches_are_sized_to_the_device(monkeypatch):
+    from i3d.video.flow import DEFAULT_BATCH, pairs_per_batch
+
+    assert pairs_per_batch(torch.device("cpu"), 256, 340) == DEFAULT_BATCH
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 << 30, 80 << 30))
+    assert pairs_per_batch(torch.device("cuda", 0), 256, 340) == (10 << 30) // 2 // (256 * 256 * 340) == 240
+    assert pairs_per_batch(torch.device("cuda", 0), 64, 64) == 256  # capped
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1 << 20, 80 << 30))
+    assert pairs_per_batch(torch.device("cuda", 0), 256, 340) == 1  # a nearly full GPU still makes progress

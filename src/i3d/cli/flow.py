@@ -21,7 +21,9 @@ def add_parser(commands) -> None:
                         help="torch: the batched PyTorch TV-L1; opencv: OpenCV-contrib's (default: torch)")
     parser.add_argument("--start", type=seconds, default=None, help="span start, seconds (default: the start)")
     parser.add_argument("--end", type=seconds, default=None, help="span end, seconds (default: the end)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="frame pairs per batch (default: 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="frame pairs per batch (default: 8 on a CPU; on a GPU as many as half its free "
+                        "memory holds, up to 256)")
     add_device(parser)
     parser.set_defaults(run=run)
 

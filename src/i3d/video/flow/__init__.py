@@ -28,7 +28,18 @@ from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import CROP, SHORT_SIDE, center_crop
 
 FLOW_BOUND = 20.0  # pixels
-DEFAULT_BATCH = 8
+DEFAULT_BATCH = 8  # pairs at once on a CPU: more only adds memory (the CPU goes through them in chunks)
+BYTES_PER_PAIR_PIXEL = 256  # what TV-L1 holds for one pair, per pixel of the finest level, with headroom
+MAX_DEVICE_BATCH = 256
+
+
+def pairs_per_batch(device: torch.device, height: int, width: int) -> int:
+    """Frame pairs per batch: DEFAULT_BATCH on a CPU; on a GPU as many as half its free memory holds (an
+    accelerator is only busy with many pairs at once), at most MAX_DEVICE_BATCH."""
+    if device.type != "cuda":
+        return DEFAULT_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_DEVICE_BATCH, free // 2 // (BYTES_PER_PAIR_PIXEL * height * width)))
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -92,11 +103,12 @@ def build_on_first_use() -> Mapping[str, Callable] | None:
 class FlowComputer:
     """TV-L1 over batches of frame pairs with the chosen backend."""
 
-    def __init__(self, method: str = "torch", device: str = "auto", batch_size: int = DEFAULT_BATCH,
+    def __init__(self, method: str = "torch", device: str = "auto", batch_size: int | None = None,
                  compile: bool = True) -> None:
+        """``batch_size``: frame pairs at once; None sizes it to the device (``pairs_per_batch``)."""
         if method not in FLOW_METHODS:
             raise I3DError(f"flow method must be one of {', '.join(FLOW_METHODS)}, not {method!r}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
         self.method, self.device, self.batch_size = method, parse_device(device), batch_size
         self.kernels = kernels_for(self.device, compile) if method == "torch" else EAGER_KERNELS
@@ -114,6 +126,8 @@ class FlowComputer:
         last = None
         for frame in grey_frames:
             held.append(frame)
+            if self.batch_size is None:
+                self.batch_size = pairs_per_batch(self.device, *frame.shape[:2])
             if len(held) == self.batch_size + 1:
                 for field in self.pairs(np.stack(held[:-1]), np.stack(held[1:])):
                     yield (last := field)

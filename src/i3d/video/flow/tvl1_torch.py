@@ -5,7 +5,9 @@ Same parameters, pyramid and numerical scheme as the reference: pyramid by bilin
 0.8 (the resize's own pixel-centre convention); warping by bicubic remap (Keys a = -0.75 at the exact
 coordinates, as OpenCV 5's remap does; OpenCV 4 rounded them to 1/32 pixel), zero outside the image;
 a 5x5 median filter of the flow before every outer iteration; and the stopping rule (sum of squared
-flow updates <= epsilon^2 * area) applied to each pair on its own: converged pairs leave the batch.
+flow updates <= epsilon^2 * area) applied to each pair on its own. On a CPU converged pairs leave the
+batch (less work at once); on an accelerator they stay in it, frozen by a mask, and the host asks whether
+any pair is still running only every CHECK_EVERY iterations (a question is a device-to-host sync).
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ import torch.nn.functional as F
 
 FLT_EPSILON = 1.1920929e-07
 CPU_CHUNK_PIXELS = 1 << 18
+CHECK_EVERY = 10  # masked iterations between two questions to the device
+
+
+class HostChecks:
+    """How many times the iteration has asked the device a yes/no question (each one waits for the device)."""
+
+    count = 0
+
+    @classmethod
+    def ask(cls, answer: torch.Tensor) -> bool:
+        cls.count += 1
+        return bool(answer)
 
 
 @dataclass(frozen=True)
@@ -235,13 +249,15 @@ def _row_masks(batch: int, height: int, device: torch.device | str = "cpu") -> t
 
 
 def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
-               kernels: Mapping[str, Callable]) -> torch.Tensor:
+               kernels: Mapping[str, Callable], converged: str) -> torch.Tensor:
     """Refine the flow u (2, B, H, W) at one pyramid level.
 
     On CPU the pairs go in chunks of at most CPU_CHUNK_PIXELS (or one pair): an iteration reads and
     writes 15 arrays, which then stay in the caches (one 256x602 pair: 3.2 ns per pixel, four: 3.9 ns).
     """
     batch, height, width = i0.shape
+    if converged == "mask":
+        return _refine_masked(i0, i1, u, params, kernels)
     chunk = max(1, CPU_CHUNK_PIXELS // (height * width)) if i0.device.type == "cpu" else batch
     return torch.cat([_refine(i0[k : k + chunk], i1[k : k + chunk], u[:, k : k + chunk], params, kernels)
                       for k in range(0, batch, chunk)], dim=1)
@@ -268,7 +284,7 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
                 work = [_extended_copy(b) for b in blurred] + work[2:]
             for _ in range(params.inner_iterations):
                 *work, going = kernels["step"](*work, *fixed, *masks, *constants)
-                if going.all():
+                if HostChecks.ask(going.all()):
                     continue
                 state = _keep(state, work, active, height, width)
                 active = active[going]
@@ -283,6 +299,48 @@ def _refine(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Par
         if len(active):
             state = _keep(state, work, active, height, width)
     return torch.stack([_pairs(c, height, width) for c in state[:2]])
+
+
+def _refine_masked(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
+                   kernels: Mapping[str, Callable]) -> torch.Tensor:
+    """``_refine`` with every pair kept in the batch: a pair that met the stopping rule keeps its values (a
+    mask), so nothing waits on the host but one question every CHECK_EVERY iterations. The same numbers."""
+    batch, height, width = i0.shape
+    device = i0.device
+    constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
+    images = [i0.reshape(-1, width), F.pad(i1[:, None], (4, 4, 4, 4), mode="replicate").reshape(-1, width + 8)]
+    pair_rows = torch.empty(height, 1, device=device)
+    masks = _row_masks(batch, height, device)
+    state = [_extended_copy(c) for c in u] + [torch.zeros(batch * height, width, device=device) for _ in range(4)]
+    for _ in range(params.warps):
+        fixed = kernels["warp"](*images, *(_pairs(c, height, width).view(-1, width) for c in state[:2]), pair_rows)
+        running = torch.ones(batch, dtype=torch.bool, device=device)
+        steps, finished = 0, False
+        for _ in range(params.outer_iterations):
+            if params.median_filtering > 1:
+                blurred = [_extended_copy(median_blur5(_pairs(w, height, width), kernels["median"]))
+                           for w in state[:2]]
+                state = _where_running(running, blurred, state[:2], height, width) + state[2:]
+            for _ in range(params.inner_iterations):
+                *new, going = kernels["step"](*state, *fixed, *masks, *constants)
+                state = _where_running(running, new, state, height, width)
+                running = running & going
+                steps += 1
+                if steps % CHECK_EVERY == 0 and not HostChecks.ask(running.any()):
+                    finished = True
+                    break
+            if finished:
+                break
+    return torch.stack([_pairs(c, height, width) for c in state[:2]])
+
+
+def _where_running(running: torch.Tensor, new: list[torch.Tensor], old: list[torch.Tensor], height: int,
+                   width: int) -> list[torch.Tensor]:
+    """New values for the pairs still running, old ones for the rest: flat extended u (its zero row kept) or
+    stacked rows."""
+    per_row = running.repeat_interleave(height)[:, None]
+    flat = torch.cat([per_row.expand(-1, width).reshape(-1), running.new_ones(width)])
+    return [torch.where(flat if n.dim() == 1 else per_row, n, o) for n, o in zip(new, old)]
 
 
 def _extended_copy(pairs: torch.Tensor) -> torch.Tensor:
@@ -310,11 +368,14 @@ def _keep(state: list[torch.Tensor], work: list[torch.Tensor], active: torch.Ten
 
 @torch.inference_mode()
 def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TVL1Params(),
-              kernels: Mapping[str, Callable] = EAGER_KERNELS) -> torch.Tensor:
+              kernels: Mapping[str, Callable] = EAGER_KERNELS, converged: str | None = None) -> torch.Tensor:
     """Flow from ``first`` to ``second``: (B, H, W) grey levels in [0, 255] -> (B, H, W, 2) pixels (x, y).
 
     ``kernels`` are the iteration, warp and median to use: the plain ones, or fused ones of the same device.
+    ``converged``: what becomes of pairs that met the stopping rule, ``shrink`` (they leave the batch; the
+    CPU's default) or ``mask`` (they stay, frozen; the default elsewhere): the same flow either way.
     """
+    converged = converged or ("shrink" if first.device.type == "cpu" else "mask")
     levels = [(first.float(), second.float())]
     for _ in range(1, params.scales):
         i0, i1 = levels[-1]
@@ -327,7 +388,7 @@ def tvl1_flow(first: torch.Tensor, second: torch.Tensor, params: TVL1Params = TV
     u = torch.zeros(2, *i0.shape, device=i0.device)
     for level in range(len(levels) - 1, -1, -1):
         i0, i1 = levels[level]
-        u = _one_scale(i0, i1, u, params, kernels)
+        u = _one_scale(i0, i1, u, params, kernels, converged)
         if level:
             finer = levels[level - 1][0]
             height, width = finer.shape[1:]
