@@ -1,6 +1,7 @@
 """Training: losses and metrics by hand, clip sampling and augmentation, configs, exact resume, torchrun DDP,
 and ImageNet inflation against a separately written 2D Inception-v1."""
 
+import csv
 import math
 import os
 import subprocess
@@ -192,6 +193,17 @@ def test_two_processes_under_torchrun_equal_one_accumulating_two_passes(class_fo
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     for name in one:
         torch.testing.assert_close(two[name], one[name], atol=2e-6, rtol=1e-5)
+
+    def validations(run: str) -> list[dict]:  # each process validated its share (2 and 1 of the 3 clips)
+        with open(tmp_path / run / "metrics.csv") as file:
+            return [{k: float(v) for k, v in row.items() if k.startswith("val_") and v} for row in
+                    csv.DictReader(file) if row.get("val_loss")]
+
+    single_val, shared_val = validations("one"), validations("two")
+    assert len(single_val) == len(shared_val) >= 1
+    for a, b in zip(single_val, shared_val):
+        assert a.keys() == b.keys() == {"val_loss", "val_top1", "val_top5"}
+        assert all(abs(a[k] - b[k]) < 1e-5 for k in a)
 
 
 @pytest.mark.slow

@@ -247,7 +247,9 @@ def clip_dataset(labelled: LabelledSet, readable: list, spec: ClipSpec, train: b
 
 
 @torch.no_grad()
-def validate(model, loader, multi_label: bool, device, autocast) -> dict:
+def validate(model, loader, multi_label: bool, device, autocast, process: Process | None = None) -> dict:
+    """Validation metrics over every process's share of the clips (each process runs its own share, so none
+    waits on another; sums and mAP's scores are then combined), the same on every process."""
     model.eval()
     loss_sum, count, top1, top5, scores, positives = 0.0, 0, 0, 0, [], []
     for clips, targets, _ in loader:
@@ -265,6 +267,13 @@ def validate(model, loader, multi_label: bool, device, autocast) -> dict:
                 top5 += top_k_correct(logits, targets, 5)
         loss_sum += float(loss) * len(clips)
         count += len(clips)
+    if process is not None and process.world > 1:
+        loss_sum, count, top1, top5 = all_reduce_sum(torch.tensor([loss_sum, count, top1, top5],
+                                                                  dtype=torch.float64)).tolist()
+        if multi_label:
+            shares: list = [None] * process.world
+            dist.all_gather_object(shares, (scores, positives))
+            scores, positives = [a for share in shares for a in share[0]], [a for share in shares for a in share[1]]
     if count == 0:
         return {}
     if multi_label:
@@ -401,8 +410,9 @@ def loaders(run: Run) -> tuple[torch.utils.data.DataLoader, torch.utils.data.Dat
         sampler=list(stream_positions(run.first_step, config.steps, config.batch_size, config.accumulate,
                                       run.process)),
         pin_memory=run.device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    val_loader = torch.utils.data.DataLoader(clip_dataset(run.labelled, run.val_videos, spec, train=False),
-                                             batch_size=config.batch_size, num_workers=config.workers,
+    val_clips = clip_dataset(run.labelled, run.val_videos, spec, train=False)
+    val_loader = torch.utils.data.DataLoader(val_clips, batch_size=config.batch_size, num_workers=config.workers,
+                                             sampler=range(run.process.rank, len(val_clips), run.process.world),
                                              generator=torch.Generator().manual_seed(config.seed))
     return train_loader, val_loader
 
@@ -467,14 +477,16 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
     metrics = MetricsLog(run.outdir, run.first_step) if process.main else None
 
     def validation() -> dict:
-        return validate(model, val_loader, run.labelled.multi_label, run.device, run.autocast)
+        return validate(model, val_loader, run.labelled.multi_label, run.device, run.autocast, process)
 
     if process.main:
         write_start(run)
-    if run.val_videos and config.eval_every and run.first_step == 0 and process.main:  # where fine-tuning starts
+    if run.val_videos and config.eval_every and run.first_step == 0:  # where fine-tuning starts
         start = validation()
-        metrics.write({"step": 0, "epoch": 0, "lr": lr_at(schedule, 0), **{k: round(v, 6) for k, v in start.items()}})
-        say(" ".join(f"{k} {round(v, 6)}" for k, v in {"step": 0, **start}.items()))
+        if process.main:
+            metrics.write({"step": 0, "epoch": 0, "lr": lr_at(schedule, 0),
+                           **{k: round(v, 6) for k, v in start.items()}})
+            say(" ".join(f"{k} {round(v, 6)}" for k, v in {"step": 0, **start}.items()))
     set_train_mode(model, run.frozen)
     batches = iter(train_loader)
     last_validation: dict = {}
@@ -491,7 +503,7 @@ def train_stream(config: TrainConfig, resume: bool = False, say: Callable[[str],
         periodic = config.eval_every and done % config.eval_every == 0
         evaluate_now = bool(run.val_videos) and (done == config.steps or bool(periodic))
         if evaluate_now:
-            last_validation = validation() if process.main else {}
+            last_validation = validation()
             set_train_mode(model, run.frozen)
         if done % config.log_every == 0 or done == config.steps or evaluate_now:
             mean_loss = _mean_over_processes(float(np.mean(losses)), process)
