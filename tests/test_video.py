@@ -159,3 +159,31 @@ def test_bad_arrays_are_refused(tmp_path, array, message):
 def test_deepmind_style_array_is_accepted(tmp_path):
     np.save(tmp_path / "clip.npy", np.zeros((1, 7, 224, 224, 3), np.float32))
     assert load_clip_array(tmp_path / "clip.npy", channels=3).shape == (7, 224, 224, 3)
+
+
+@pytest.mark.parametrize("pix_fmt, codec", [("yuv420p", "libx264"), ("yuvj420p", "mjpeg"), ("yuv444p", "libx264"),
+                                            ("yuv420p10le", "libx265"), ("yuv422p", "libx264")])
+def test_decoding_converts_every_frame_as_pyav_s_own_conversion_does(tmp_path, pix_fmt, codec):
+    """One colour converter kept for a whole video gives the bytes PyAV's per-frame to_ndarray gives, for
+    limited and full range, 4:2:0, 4:2:2, 4:4:4 and 10-bit video."""
+    import av
+
+    path = tmp_path / f"v.{'avi' if codec == 'mjpeg' else 'mkv'}"
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as container:
+        try:
+            stream = container.add_stream(codec, rate=25)
+        except (av.error.FFmpegError, ValueError):
+            pytest.skip(f"this FFmpeg has no {codec} encoder")
+        stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
+        for k in range(6):
+            image = np.clip(rng.normal(128, 60, (64, 96, 3)) + 10 * k, 0, 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        expected = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        assert container.streams.video[0].codec_context.pix_fmt == pix_fmt
+    decoded = [image for _, image in iter_video_file(path)]
+    assert len(decoded) == len(expected) == 6
+    for got, want in zip(decoded, expected):
+        np.testing.assert_array_equal(got, want)

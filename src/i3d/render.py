@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, I3DNotice
 from i3d.files import atomic_path
@@ -68,6 +69,7 @@ def render_video(source: Path, timeline: Timeline, output: Path, k: int = 3) -> 
                     warnings.warn(f"{source}: its {audio.codec_context.name} audio cannot go into MP4; rendered "
                                   "without sound", I3DNotice, stacklevel=2)
             streams = [video] + ([audio] if audio_out is not None else [])
+            reformatter = VideoReformatter()
             for packet in container.demux(*streams):
                 if packet.stream is audio:
                     if packet.dts is not None:
@@ -75,7 +77,7 @@ def render_video(source: Path, timeline: Timeline, output: Path, k: int = 3) -> 
                         out.mux(packet)
                     continue
                 for frame in packet.decode():
-                    image = upright_rgb(frame)[: encoder.height, : encoder.width]
+                    image = upright_rgb(frame, reformatter)[: encoder.height, : encoder.width]
                     window = timeline.at(frame.time or 0.0)
                     lines = [f"{p:.2f}  {label}" for label, p, _ in timeline.top(window, k)] if window else []
                     image = draw_labels(image, lines) if lines else image

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, no_such_input
 from i3d.settings import FvdProtocol
@@ -80,11 +81,11 @@ class VideoSource:
                     raise I3DError(f"{file}: cannot read as an image ({error})") from None
                 images.append(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
             return _stack(images, self.name)
-        wanted, images = set(indices), []
+        wanted, images, reformatter = set(indices), [], VideoReformatter()
         with av.open(str(self.path)) as container:
             for position, frame in enumerate(container.decode(video=0)):
                 if position in wanted:
-                    images.append(upright_rgb(frame))
+                    images.append(upright_rgb(frame, reformatter))
                 if position >= indices[-1]:
                     break
         return _stack(images, self.name)

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, I3DNotice
 
@@ -64,14 +65,16 @@ def find_videos(folder: Path) -> list[Path]:
 Frame = tuple[float, np.ndarray]  # (time in seconds, H x W x 3 uint8 RGB)
 
 
-def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """The frame as players and ffmpeg show it: RGB, turned by the stream's display matrix.
 
     ``frame.rotation`` is the matrix's counter-clockwise rotation (``av_display_rotation_get``); ffmpeg's
     command line turns the picture by it (a phone's portrait video says -90: shown turned 90 degrees
-    clockwise), rounded to a multiple of 90 degrees as ffmpeg's autorotation does.
+    clockwise), rounded to a multiple of 90 degrees as ffmpeg's autorotation does. Give the frames of one
+    video one ``reformatter``: ``frame.to_ndarray(format="rgb24")`` sets up a new swscale context for every
+    frame (7 ms of a 320x240 frame's 7.2 here); a kept one converts the same bytes in 0.2 ms.
     """
-    image = frame.to_ndarray(format="rgb24")
+    image = (reformatter or VideoReformatter()).reformat(frame, format="rgb24").to_ndarray()
     quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
@@ -88,14 +91,14 @@ def iter_video_file(path: Path, start_s: float | None = None, end_s: float | Non
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or TARGET_FPS)
-        decoded = 0
+        decoded, reformatter = 0, VideoReformatter()
         try:
             if start_s:
                 container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
             for frame in container.decode(stream):
                 time_s = frame.time if frame.time is not None else decoded / rate
                 decoded += 1
-                yield time_s, upright_rgb(frame)
+                yield time_s, upright_rgb(frame, reformatter)
                 if end_s is not None and time_s >= end_s:
                     break
         except av.error.FFmpegError as error:
