@@ -254,7 +254,7 @@ def test_the_ray_engine_applies_every_protocol_setting_as_the_local_one(clips, t
     """Frame rate, size, three crops, per-frame rows and one HDF5 file: Ray's actors run the same
     extraction, so the same groups, times and values to float rounding (an actor runs on 1 thread)."""
     pytest.importorskip("ray")
-    settings = dict(fps=15.0, size=200, crop_size=200, crops="3", per_frame=9, fmt="h5", extras=("logits",))
+    settings = dict(fps=5.0, size=200, crop_size=200, crops="3", per_frame=9, fmt="h5", extras=("logits",))
     local = extract_features([clips["pan"], clips["numbered"]], tmp_path / "local",
                              ExtractionConfig(workers=0, **settings))
     distributed = extract_features([clips["pan"], clips["numbered"]], tmp_path / "ray", ExtractionConfig(**settings),
