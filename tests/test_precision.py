@@ -140,15 +140,18 @@ def test_sums_over_processes_without_a_group_are_the_values():
     assert torch.equal(all_reduce_sum(values), values) and all_reduce_sum(values).dtype == torch.float64
 
 
-def test_frames_become_floats_where_they_are_as_the_cpu_recipe_makes_them():
+def test_frames_become_the_network_s_input_where_they_are_as_the_cpu_recipe_makes_them():
     """uint8 frames travel to the device as uint8 and are normalised there: the same float32 values bit for
-    bit as the recipe's numpy conversion; floats (flow, joint) pass unchanged. (CUDA's pinned, non-blocking
-    upload is checked by benchmarks/gpu_check.py where a GPU is lent.)"""
+    bit as the recipe's numpy conversion, channels first and contiguous; floats (flow, joint) pass unchanged.
+    (CUDA's pinned, non-blocking upload is checked by benchmarks/gpu_check.py where a GPU is lent.)"""
     from i3d.video.transforms import to_unit_range
 
-    values = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
+    values = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1).repeat(3, axis=3)
     batch = devices.stack_on(torch.device("cpu"), [values, values[::-1]])
-    assert batch.dtype == torch.uint8 and batch.shape == (2, 4, 8, 8, 1)
-    np.testing.assert_array_equal(devices.unit_range(batch).numpy(), to_unit_range(np.stack([values, values[::-1]])))
-    flow = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4)
-    np.testing.assert_array_equal(devices.unit_range(torch.from_numpy(flow)).numpy(), flow)
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 4, 8, 8, 3)
+    x = devices.network_input(batch)
+    assert x.shape == (2, 3, 4, 8, 8) and x.is_contiguous()
+    expected = to_unit_range(np.stack([values, values[::-1]])).transpose(0, 4, 1, 2, 3)
+    np.testing.assert_array_equal(x.numpy(), expected)
+    flow = np.linspace(-1, 1, 2 * 3 * 4 * 5 * 2, dtype=np.float32).reshape(2, 3, 4, 5, 2)
+    np.testing.assert_array_equal(devices.network_input(torch.from_numpy(flow)).numpy(), flow.transpose(0, 4, 1, 2, 3))

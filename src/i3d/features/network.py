@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, exact_on_cuda, parse_device, stack_on, unit_range
+from i3d.devices import check_precision, exact_on_cuda, network_input, parse_device, stack_on
 from i3d.errors import I3DError
 from i3d.factory import choose_runtime, create_model
 from i3d.video.transforms import loop_pad
@@ -50,7 +50,7 @@ class FeatureNetwork:
         """
         crops = clips[0].shape[1]
         batch = stack_on(self.device, [loop_pad(clip[:, k], MIN_FRAMES) for clip in clips for k in range(crops)])
-        x = unit_range(batch).permute(0, 4, 1, 2, 3)
+        x = network_input(batch)
         start, parts = 0, {"features": [], "logits": [], "mixed_5c": []}
         for modality, model in self.models.items():
             channels = 3 if modality == "rgb" else 2
