@@ -72,7 +72,8 @@ def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = Non
     command line turns the picture by it (a phone's portrait video says -90: shown turned 90 degrees
     clockwise), rounded to a multiple of 90 degrees as ffmpeg's autorotation does. Give the frames of one
     video one ``reformatter``: ``frame.to_ndarray(format="rgb24")`` sets up a new swscale context for every
-    frame (7 ms of a 320x240 frame's 7.2 here); a kept one converts the same bytes in 0.2 ms.
+    frame; a kept one converts the same bytes without (decoding, resizing and cropping bikes.mp4 took 0.76
+    ms a frame instead of 1.18 on one core here, and far less than that under load).
     """
     image = (reformatter or VideoReformatter()).reformat(frame, format="rgb24").to_ndarray()
     quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
