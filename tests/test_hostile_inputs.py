@@ -97,7 +97,8 @@ def test_every_case_is_one_line_exit_2_naming_the_culprit(files, capsys):
 def test_ctrl_c_at_any_moment_is_one_line_and_death_by_sigint(files, delay):
     """While modules import (the first seconds), loading the weights, or decoding: one line, then the process
     dies of SIGINT (never a plain exit status), which a calling shell reports as 130."""
-    process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "predict", str(files["video"])],
+    # the long video: a 12-frame one is predicted, and the process exiting, by 2.5 s once decoding got faster
+    process = subprocess.Popen([sys.executable, "-m", "i3d.cli.main", "predict", str(files["root"] / "long.mp4")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     process.send_signal(signal.SIGINT)

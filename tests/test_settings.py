@@ -58,3 +58,21 @@ def test_one_option_name_means_one_thing():
     """--clips is clips per video (evaluate); FVD's videos per set is --videos."""
     assert "--clips" not in _options(_command("fvd")) and "--videos" in _options(_command("fvd"))
     assert "clips per video" in _options(_command("evaluate"))["--clips"].help
+
+
+def test_decode_workers_follow_the_network_s_device(monkeypatch):
+    """One decoder beside a CPU network (it keeps up, and the network takes every core); beside a GPU every
+    core but the one feeding it, up to 8; a number given is kept."""
+    import os
+
+    from i3d.settings import ExtractionConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert ExtractionConfig().decode_workers("cpu") == 1
+    assert ExtractionConfig().decode_workers("cuda:1") == 8
+    assert ExtractionConfig(workers=3).decode_workers("cuda") == 3
+    assert ExtractionConfig(workers=0).decode_workers("cpu") == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert ExtractionConfig().decode_workers("cuda") == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert ExtractionConfig().decode_workers("cuda") == 1

@@ -5,6 +5,7 @@ from them, so a field's help is the option's help. Plain data, no torch: ``i3d -
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,8 @@ class ExtractionConfig:
     device: str = setting("auto", "auto (CUDA where available), cpu, cuda or cuda:N")
     precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
-    workers: int = setting(1, "decoding processes (0: decode inline)")
+    workers: int | None = setting(None, "decoding processes (0: decode inline)",
+                                  default_text="1 on a CPU; on a GPU one per core left, up to 8")
     stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed; `both` is "
                           "its old name", FEATURE_STREAMS)
     flow_weights: str | None = setting(None, "flow weights", default_text="flow_imagenet, once converted")
@@ -278,7 +280,7 @@ class ExtractionConfig:
             raise invalid(self, "fmt", "npy holds the features only; use npz or h5 for logits or Mixed_5c maps")
         if self.batch_size < 1:
             raise invalid(self, "batch_size", f"must be at least 1, not {self.batch_size}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise invalid(self, "workers", f"must be at least 0, not {self.workers}")
         if self.fps is not None and not self.fps > 0:
             raise invalid(self, "fps", f"must be a rate above 0 or `native`, not {self.fps}")
@@ -320,6 +322,17 @@ class ExtractionConfig:
     def windows_per_call(self) -> int:
         """batch_size counts clips through the network: a window's crops always share one call."""
         return max(1, self.batch_size // self.crop_count)
+
+    def decode_workers(self, device: str) -> int:
+        """The decoding processes for the network on ``device`` (given, or chosen). On a CPU one: the network
+        already takes every core, and a decoder keeps up with it (benchmarks/bench_features.py: about 460
+        frames/s against the network's 76 on two cores). A GPU runs the network many times faster than one
+        decoder (2 ms a frame of 320x240 video), so every core but the one feeding the GPU decodes, up to 8."""
+        if self.workers is not None:
+            return self.workers
+        if not str(device).startswith("cuda"):
+            return 1
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
 
     def settings(self, weights_sha256: list[str]) -> dict:
         """What an output depends on; a rerun into the same folder with other settings is refused."""

@@ -7,6 +7,7 @@ consecutive windows of equal length together, identically in every engine.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -74,8 +75,10 @@ def _decode_worker(
 
 
 def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -> Iterator[Outcome]:
-    """Decoding in ``config.workers`` processes, windows through a bounded queue, the network here, its batches
-    filled across videos."""
+    """Decoding in ``config.workers`` processes (None: as for a CPU network), windows through a bounded queue,
+    the network here, its batches filled across videos."""
+    if config.workers is None:
+        config = dataclasses.replace(config, workers=config.decode_workers("cpu"))
     if config.workers == 0:
         for job in jobs:
             try:
@@ -285,8 +288,8 @@ def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfi
     from i3d.features.network import FeatureNetwork
 
     network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
-                                  config.precision, config.runtime)
-    return local_engine(jobs, network.run, config)
+                             config.precision, config.runtime)
+    return local_engine(jobs, network.run, dataclasses.replace(config, workers=config.decode_workers(network.device)))
 
 
 class FeatureWriter:
