@@ -49,11 +49,11 @@ class _Extractor:
         """This worker's host and the probed input paths it cannot see (the driver can)."""
         return socket.gethostname(), [path for path in probes if not os.path.exists(path)]
 
-    def extract(self, index: int, path: str, name: str):
+    def extract(self, path: str, name: str):
         try:
-            return index, extract_video(Path(path), self.network.run, self.config, name)
+            return extract_video(Path(path), self.network.run, self.config, name)
         except Exception as error:  # recorded in the manifest; the actor carries on
-            return index, describe_error(error)
+            return describe_error(error)
 
 
 def gpu_share(config: ExtractionConfig, workers: int, cluster_gpus: float) -> tuple[float, ExtractionConfig]:
@@ -168,7 +168,7 @@ class _Pool:
     def dispatch(self, queue: deque[Job]) -> None:
         while self.idle and queue:
             actor, job = self.idle.pop(), queue.popleft()
-            self.running[actor.extract.remote(job.index, str(job.path), job.name)] = (actor, job)
+            self.running[actor.extract.remote(str(job.path), job.name)] = (actor, job)
 
     def close(self) -> None:
         for actor in [*self.starting.values(), *self.idle, *(a for a, _ in self.running.values())]:
@@ -183,7 +183,7 @@ def ray_engine(
     their videos retried; a run with no working worker for ``start_timeout`` seconds stops, saying why."""
     try:
         import ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
     except ImportError:
         raise I3DError("--engine ray needs Ray: pip install 'i3d[ray]'") from None
     if workers < 1:
@@ -191,8 +191,9 @@ def ray_engine(
     started_here = _connect(ray, address, workers * cpus_per_worker)
     pool = None
     try:
-        gpus, config = gpu_share(config, workers, ray.cluster_resources().get("GPU", 0))
-        _check_cluster_fits(ray.cluster_resources(), cpus_per_worker, gpus)
+        resources = ray.cluster_resources()
+        gpus, config = gpu_share(config, workers, resources.get("GPU", 0))
+        _check_cluster_fits(resources, cpus_per_worker, gpus)
         actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus, max_restarts=0)(_Extractor)
         probes = [str(job.path.absolute()) for job in jobs if job.path.exists()][:PROBES]
         pool = _Pool(ray, actor_class, workers, ray.put(weights), config, cpus_per_worker, probes)
@@ -231,12 +232,12 @@ def ray_engine(
                 continue
             actor, job = pool.running.pop(ref)
             try:
-                index, outcome = ray.get(ref)
+                outcome = ray.get(ref)
             except RayTaskError as error:  # extract() records its own errors; this is Ray failing to return one
                 yield job, f"Ray: {_start_failure(error)}"
                 pool.idle.append(actor)
                 continue
-            except (RayActorError, RayError) as error:  # its worker or node is gone
+            except RayError as error:  # its worker or node is gone (RayActorError and the like)
                 tries[job.index] += 1
                 reason = _lost_reason(error)
                 if tries[job.index] >= TRIES:
