@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import i3d
-from i3d.export import calibration_clips, export
+from i3d.export import calibration_clips, export, openvino_for_size
 from i3d.factory import resolve_weights
 from i3d.inference import gflops_per_clip
 from i3d.video.inputs import rgb_input_frames
@@ -76,7 +76,6 @@ def main() -> None:
     eager_plain = i3d.load_model()
     eager_plain.fast_inference = False
     clip = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
-    core = openvino.Core()
     forms = {"eager (plain network)": lambda x: eager_plain(x), "load_model() default": lambda x: eager(x)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,8 +90,7 @@ def main() -> None:
 
         session = onnxruntime.InferenceSession(str(tmp / "i3d.onnx"), providers=["CPUExecutionProvider"])
         scripted = torch.jit.load(str(tmp / "i3d.pt"))
-        fp32 = core.compile_model(str(tmp / "fp32.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        int8 = core.compile_model(str(tmp / "int8.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        fp32, int8 = (openvino_for_size(tmp / f"{name}.xml", [clip.shape[1:]]) for name in ("fp32", "int8"))
         forms["onnxruntime"] = lambda x: session.run(None, {"rgb": x.numpy()})[0]
         forms["torchscript"] = lambda x: scripted(x)
         forms["openvino fp32"] = lambda x: fp32(x.numpy())[0]
@@ -107,6 +105,7 @@ def main() -> None:
                     run(clip)
                     times[name].append(time.perf_counter() - start)
         clips = sample_clips()
+        fp32, int8 = (openvino_for_size(tmp / f"{name}.xml", [clips[0].shape[1:]]) for name in ("fp32", "int8"))
         fp32_logits = np.concatenate([fp32(c)[0] for c in clips])
         int8_logits = np.concatenate([int8(c)[0] for c in clips])
     gflop = gflops_per_clip(args.frames, args.size)

@@ -1,6 +1,6 @@
 """Every runtime and precision side by side, in one process: seconds per clip, and what each costs in fidelity.
 
-    .venv/bin/python benchmarks/bench_precision.py [--frames 79] [--repeats 3]
+    .venv/bin/python benchmarks/bench_precision.py [--frames 79] [--repeats 3] [--max-isa avx2]
 
 Forms: PyTorch's fused form in fp32 and bf16 (and ``torch.autocast`` around it, the usual recipe), and the
 OpenVINO runtime (``runtime="openvino"``) in fp32, bf16 and int8; ``i3d.load_model()``'s default is one of
@@ -10,12 +10,17 @@ by PyTorch: max |logit difference| on that clip; top-1 agreement on 64-frame cli
 videos; the 1024-d features' cosine similarity (min over those clips) and max |difference|; and the FVD
 between two sets of 16-frame clips (bikes against bigbuckbunny; the google-research protocol's
 statistics) against the float64 number. A precision this CPU cannot run usefully is left out, with why.
+``--max-isa`` caps the instruction sets PyTorch's and OpenVINO's kernels use (oneDNN's ONEDNN_MAX_CPU_ISA,
+ATen's ATEN_CPU_CAPABILITY; the benchmark restarts itself with them set): ``avx2`` measures an AVX-512
+machine's run as an AVX2-only CPU would run it (the same clock and caches, the AVX2 code paths).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -29,6 +34,10 @@ from i3d.fvd.distance import GaussianStats, fvd_from_stats
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.samples import sample_path
 from i3d.video.transforms import to_unit_range
+
+# --max-isa: oneDNN's cap (PyTorch's convolutions, all of OpenVINO's CPU plugin) and ATen's own kernels' cap
+MAX_ISA = {"avx2": ("AVX2", "avx2"), "avx512_core": ("AVX512_CORE", "avx512"),
+           "avx512_core_vnni": ("AVX512_CORE_VNNI", "avx512"), "avx512_core_bf16": ("AVX512_CORE_BF16", "avx512")}
 
 
 def clips_of(name: str, frames: int) -> list[torch.Tensor]:
@@ -67,7 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=79)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-isa", choices=sorted(MAX_ISA), help="cap the instruction sets used (default: all)")
     args = parser.parse_args()
+    if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != MAX_ISA[args.max_isa][0]:
+        onednn, aten = MAX_ISA[args.max_isa]  # read when the libraries load: only a fresh process obeys them
+        os.environ.update(ONEDNN_MAX_CPU_ISA=onednn, DNNL_MAX_CPU_ISA=onednn, ATEN_CPU_CAPABILITY=aten)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     default = i3d.load_model()
     default_form = type(default.__dict__["inference_form"]).__name__
     default_name = "openvino fp32" if default_form == "OpenVinoInference" else "torch fp32"
@@ -91,7 +105,8 @@ def main() -> None:
         exact_fvd = fvd_from_stats(*(_stats(exact["sets"][k]) for k in sets))
         flags = cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"}
         print(f"1 x 3 x {args.frames} x 224 x 224 clip of bikes.mp4, {torch.get_num_threads()} threads, torch "
-              f"{torch.__version__}; CPU flags: {', '.join(sorted(flags))}")
+              f"{torch.__version__}; CPU flags: {', '.join(sorted(flags))}"
+              + (f" (capped at {os.environ['ONEDNN_MAX_CPU_ISA']})" if args.max_isa else ""))
         print(f"i3d.load_model() default: {default_name}; fidelity against PyTorch float64; {len(views)} 64-frame "
               f"clips of the 3 samples; FVD of 8 v 8 16-frame clips, float64: {exact_fvd:.4f}")
         print(f"{'form':>20} {'s/clip':>7} {'vs torch fp32':>13} {'max|dlogit|':>11} {'top-1 agree':>11} "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from i3d.cli.main import main
-from i3d.export import ExportOptions, build_export_graph, export, run_exported
+from i3d.export import ExportOptions, build_export_graph, export, openvino_for_size, run_exported
 from i3d.factory import build_model
 from i3d.model import InceptionI3d
 from i3d.video.inputs import rgb_input_frames
@@ -149,6 +149,11 @@ def test_openvino_ir_fp32_and_int8(pretrained, tmp_path, capsys):
     full, quantised = run_exported(tmp_path / "fp32.xml", "openvino", [clip]), run_exported(
         tmp_path / "int8.xml", "openvino", [clip])
     assert quantised.shape == (1, 400) and np.corrcoef(full[0], quantised[0])[0, 1] > 0.9
+    # compiled for a clip size, OpenVINO runs the quantised convolutions in int8 (with T free it ran them in f32)
+    runs_in = [op.get_rt_info()["runtimePrecision"].astype(str) for op in openvino_for_size(
+        tmp_path / "int8.xml", [tuple(clip.shape[1:])]).get_runtime_model().get_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+    assert runs_in.count("u8") > len(runs_in) / 2, runs_in
     assert int(np.argmax(full[0])) in np.argsort(-quantised[0])[:5]
     assert main(["export", "--format", "onnx", "-o", str(tmp_path / "x.onnx"), "--int8"]) == 2
     assert "--int8 needs --format openvino and --calibration" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from i3d.inference import fast_max_pool, gflops_per_clip, optimize_for_inference
-from i3d.model import ENDPOINTS, MIN_FRAMES, InceptionI3d, max_pool_same, same_padding
+from i3d.model import ENDPOINTS, MIN_FRAMES, InceptionI3d, max_pool_same, pad_same, same_padding
 
 
 def tf_same(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -138,3 +138,14 @@ def test_fast_max_pool_equals_padded_max_pool(kernel, stride, shape):
 
 def test_flop_count_matches_the_published_figure():
     assert gflops_per_clip(79, 224) == pytest.approx(279, rel=0.01)  # OpenVINO model card: 278.981 GFLOPs
+
+
+def test_max_pool_same_repeating_the_edge_equals_tf_s_minus_infinity_padding():
+    """SAME pads less than a kernel, so the edge a pad repeats is in every window the pad is: the same maxima."""
+    generator = torch.Generator().manual_seed(0)
+    for frames in range(1, 12):
+        for kernel, stride in [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)),
+                               ((2, 2, 2), (2, 2, 2)), ((1, 2, 2), (1, 3, 3))]:
+            x = torch.randn(2, 3, frames, frames + 1, frames + 2, generator=generator) - 5
+            tf_same = torch.nn.functional.max_pool3d(pad_same(x, kernel, stride, value=-math.inf), kernel, stride)
+            assert torch.equal(max_pool_same(x, kernel, stride), tf_same), (frames, kernel, stride)

@@ -71,6 +71,33 @@ def test_precisions_a_device_cannot_run_usefully_are_refused_in_one_line(monkeyp
         create_model(_weights(), precision="int8", runtime="torch")
 
 
+@pytest.mark.parametrize(("cap", "kept", "gone"), [
+    ("AVX2", {"avx", "avx2", "fma"}, {"avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}),
+    ("avx512_core_vnni", {"avx2", "avx512f", "avx512_vnni"}, {"avx512_bf16", "avx512_fp16", "amx_bf16"}),
+    ("AVX512_CORE_AMX", {"avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8"}, set()),
+    ("", {"avx512_bf16", "amx_bf16", "amx_tile"}, set()),
+])
+def test_an_instruction_set_cap_makes_the_cpu_what_its_kernels_see(tmp_path, monkeypatch, cap, kept, gone):
+    """ONEDNN_MAX_CPU_ISA caps PyTorch's and OpenVINO's kernels: capped at AVX2 a Sapphire Rapids is an AVX2 CPU,
+    and bf16 is refused in one line instead of failing inside OpenVINO's compiler."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse4_1 avx avx2 fma avx_vnni avx512f avx512bw avx512_vnni "
+                    "avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8\n")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    flags = devices.cpu_flags(str(info))
+    assert kept <= flags and not gone & flags
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", cap)  # oneDNN's older name
+    assert devices.cpu_flags(str(info)) == flags
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    if "avx512_bf16" in flags:
+        devices.check_precision("bf16", "cpu")
+    else:
+        with pytest.raises(I3DError, match="no native bf16"):
+            devices.check_precision("bf16", "cpu")
+
+
 def _weights(seed=0):
     network = _network(400, "Logits", seed)
     return LoadedWeights(network.state_dict(), [f"class {i}" for i in range(400)], "rgb", {"name": "random"})
@@ -94,7 +121,7 @@ def test_the_openvino_runtime_is_the_same_function(tmp_path, monkeypatch):
     assert logits.dtype == torch.float32 and float((logits.double() - reference).abs().max()) < 1e-4
     assert float((endpoints["Mixed_5c"].double() - mixed_5c).abs().max()) < 1e-4
     np.testing.assert_allclose(features.numpy(), plain.Logits.features(mixed_5c).numpy(), atol=1e-4)
-    assert list((tmp_path / "compiled").glob("*-fp32-3ch-openvino-*.xml"))  # converted once, cached
+    assert list((tmp_path / "compiled").glob("*-fp32-3ch-*-openvino-*.xml"))  # converted once, cached
     model.train()
     assert model(x[:1, :, :9]).requires_grad  # training runs PyTorch
 

@@ -47,23 +47,44 @@ def parse_device(device: str | torch.device) -> torch.device:
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere: then only fp32 is offered on CPU)."""
+# oneDNN's instruction-set names (ONEDNN_MAX_CPU_ISA), lowest first, with the CPU flags each one adds.
+ONEDNN_ISA_FLAGS = (("SSE41", ("sse4_1",)), ("AVX", ("avx",)), ("AVX2", ("avx2",)), ("AVX2_VNNI", ("avx_vnni",)),
+                    ("AVX2_VNNI_2", ("avx_vnni_int8", "avx_ne_convert")), ("AVX512_CORE", ("avx512",)),
+                    ("AVX512_CORE_VNNI", ("avx512_vnni",)), ("AVX512_CORE_BF16", ("avx512_bf16",)),
+                    ("AVX10_1_512", ("avx512_fp16",)), ("AVX10_1_512_AMX", ("amx",)),
+                    ("AVX10_1_512_AMX_FP16", ("amx_fp16",)))
+ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
+                      "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere: then only fp32 is offered on CPU), less
+    those above the instruction set oneDNN is capped at (``ONEDNN_MAX_CPU_ISA`` or ``DNNL_MAX_CPU_ISA``,
+    which PyTorch's and OpenVINO's CPU kernels both obey): capped at AVX2, this CPU is an AVX2 CPU to them."""
+    flags: set[str] = set()
     try:
-        with open("/proc/cpuinfo") as info:
+        with open(cpuinfo) as info:
             for line in info:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    flags = set(line.split(":", 1)[1].split())
+                    break
     except OSError:
         pass
-    return set()
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    names = [name for name, _ in ONEDNN_ISA_FLAGS]
+    cap = ONEDNN_ISA_ALIASES.get(cap, cap)
+    if cap not in names:
+        return flags
+    above = [prefix for _, prefixes in ONEDNN_ISA_FLAGS[names.index(cap) + 1 :] for prefix in prefixes]
+    return {flag for flag in flags if not any(flag.startswith(prefix) for prefix in above)}
 
 
 def check_precision(precision: str, device: str | torch.device = "cpu") -> None:
     """Refuse, in one line and before any work, a precision the device cannot run usefully: bf16 needs a
     CPU with native bf16 (AVX512_BF16 or AMX) or a CUDA GPU of compute capability 8.0 or more (emulated bf16
     on older GPUs is slower than fp32); fp16 is for CUDA (CPUs have no fast fp16 convolutions); int8 runs
-    on CPU through OpenVINO (``pip install 'i3d[openvino]'``)."""
+    on CPU through OpenVINO (``pip install 'i3d[openvino]'``), on any x86 CPU (faster than fp32 even on
+    AVX2 alone: 0.93 against 1.60 s a clip, capped at AVX2 here)."""
     if precision not in PRECISIONS:
         raise I3DError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     device = parse_device(device)

@@ -6,7 +6,6 @@ so every checkpoint converter is a plain name map. Inputs are ``(B, C, T, H, W)`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -40,19 +39,23 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def pad_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], value: float = 0.0) -> torch.Tensor:
-    """Pad a (B, C, T, H, W) tensor as TF "SAME" would before a VALID conv or pool."""
+def pad_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], value: float | None = 0.0) -> torch.Tensor:
+    """Pad a (B, C, T, H, W) tensor as TF "SAME" would before a VALID conv or pool; ``value`` None repeats
+    the edge."""
     pads: list[int] = []
     for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):
         pads.extend(same_padding(size, k, s))
     if all(isinstance(p, int) and p == 0 for p in pads):  # a symbolic pad (export) is always applied
         return x
-    return F.pad(x, pads, value=value)
+    return F.pad(x, pads, mode="replicate") if value is None else F.pad(x, pads, value=value)
 
 
 def max_pool_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
-    """Max-pool with TF "SAME" padding; padding is -inf so it never wins a max."""
-    return F.max_pool3d(pad_same(x, kernel, stride, value=-math.inf), kernel, stride)
+    """Max-pool with TF "SAME" padding (which pads with -inf, so padding never wins a max). The edge is repeated
+    instead: SAME pads less than a kernel, so every window holding padding also holds the edge it repeats,
+    and each max is the same. Unlike -inf, an edge survives int8 quantisation (OpenVINO 2026.4 failed to
+    compile the int8 network at most frame counts on the -inf pad)."""
+    return F.max_pool3d(pad_same(x, kernel, stride, value=None), kernel, stride)
 
 
 class BatchNormNoScale(nn.Module):
