@@ -105,6 +105,26 @@ def test_t_frames_give_t_fields_the_last_repeated():
     assert np.array_equal(list(computer.fields(frames[:1]))[0], np.zeros((40, 48, 2), np.float32))
 
 
+def test_flow_finished_where_it_is_computed_equals_the_recipe_s_arithmetic(monkeypatch):
+    """Clipping, scaling and the centre crop run on each batch where TV-L1 ran it (one finished batch back to
+    the host from a GPU), with the same float32 values as to_flow_input on each field in pixels."""
+    import i3d.video.flow as flow
+
+    rng = np.random.default_rng(4)
+    pixels = (rng.standard_normal((5, 250, 290, 2)) * 15).astype(np.float32)  # past the bound often
+    monkeypatch.setattr(flow.FlowComputer, "_pairs", lambda self, firsts, seconds: torch.from_numpy(
+        pixels[firsts[:, 0, 0].astype(int)]))
+    frames = [np.full((250, 290), index, np.float32) for index in range(6)]  # frame k -> field k
+    computer = FlowComputer("torch", batch_size=2, compile=False)
+    finished = list(computer.fields(frames, flow.FLOW_BOUND, 224))
+    expected = [to_flow_input(field) for field in [*pixels, pixels[-1]]]
+    assert len(finished) == 6 and all(f.shape == (224, 224, 2) and f.dtype == np.float32 for f in finished)
+    assert all(np.array_equal(f, e) for f, e in zip(finished, expected))
+    scaled = list(computer.fields(frames, flow.FLOW_BOUND))  # bound alone: the whole field, as features crop it
+    assert all(np.array_equal(f, np.clip(p, -20, 20) / np.float32(20)) for f, p in zip(scaled, pixels))
+    assert np.array_equal(list(computer.fields(frames[:1], flow.FLOW_BOUND, 224))[0], np.zeros((224, 224, 2)))
+
+
 @pytest.mark.slow
 def test_torch_tvl1_agrees_with_opencv_on_real_video(sample_video):
     """Two consecutive pairs from the middle of each sample video (the benchmark's frames)."""

@@ -94,12 +94,11 @@ class DecodedVideo:
                 raise I3DError(f"{saved}: no saved flow for {self.path}")
             return (frame[None] for frame in load_clip_array(saved, channels=2))
         computer = FlowComputer(self.config.flow_method, self.config.device)
-        fields = computer.fields(to_grey(frame) for frame in frames)
+        fields = computer.fields((to_grey(frame) for frame in frames), FLOW_BOUND)  # in [-1, 1]
         # a mirrored crop of a flow field points the other way along x
         sign = np.array([[-1.0, 1.0] if m else [1.0, 1.0] for m in crop_mirrored(self.config.crops)],
                         np.float32)[:, None, None, :]
-        return ((crop_views(np.clip(f, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND, self.config.crop_size,
-                            self.config.crops) * sign).astype(np.float32) for f in fields)
+        return ((crop_views(f, self.config.crop_size, self.config.crops) * sign).astype(np.float32) for f in fields)
 
     def _frames(self) -> Iterator[np.ndarray]:
         if self.config.stream == "rgb":

@@ -238,8 +238,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.spec.stream == "flow":
             if self._flow is None:
                 self._flow = FlowComputer(self.spec.flow_method)
-            fields = np.stack(list(self._flow.fields(to_grey(f) for f in frames)))
-            clip = np.clip(fields, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND
+            clip = np.stack(list(self._flow.fields((to_grey(f) for f in frames), FLOW_BOUND)))
         else:
             clip = to_unit_range(frames)
         decoded = len(clip)

@@ -114,14 +114,32 @@ class FlowComputer:
         self.kernels = kernels_for(self.device, compile) if method == "torch" else EAGER_KERNELS
 
     def pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """Flow (N, H, W, 2) in pixels from each of ``firsts`` to the same pair's ``seconds``."""
+        return self._pairs(firsts, seconds).cpu().numpy()
+
+    def _pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> torch.Tensor:
+        """As ``pairs``, left where it was computed (the device's memory)."""
         if self.method == "opencv":
-            return opencv_tvl1(firsts, seconds)
+            return torch.from_numpy(opencv_tvl1(firsts, seconds))
         first = torch.from_numpy(firsts).to(self.device)
         second = torch.from_numpy(seconds).to(self.device)
-        return tvl1_flow(first, second, TVL1Params(), self.kernels).cpu().numpy()
+        return tvl1_flow(first, second, TVL1Params(), self.kernels)
 
-    def fields(self, grey_frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Flow (H, W, 2) in pixels from each frame to the next, then the last one again; batched, streamed."""
+    def fields(self, grey_frames: Iterable[np.ndarray], bound: float | None = None,
+               crop: int | None = None) -> Iterator[np.ndarray]:
+        """Flow (H, W, 2) from each frame to the next, then the last one again; batched, streamed.
+
+        In pixels; with ``bound``, clipped to [-bound, bound] and divided by it, and with ``crop`` the centre
+        crop x crop: done to each batch where it was computed, so a GPU sends back one finished batch.
+        """
+
+        def finished(batch: torch.Tensor) -> np.ndarray:
+            if bound is not None:
+                batch = batch.clamp(-bound, bound) / bound
+            if crop is not None:
+                batch = center_crop(batch.movedim(0, 2), crop).movedim(2, 0)
+            return batch.contiguous().cpu().numpy()
+
         held: list[np.ndarray] = []
         last = None
         for frame in grey_frames:
@@ -129,16 +147,16 @@ class FlowComputer:
             if self.batch_size is None:
                 self.batch_size = pairs_per_batch(self.device, *frame.shape[:2])
             if len(held) == self.batch_size + 1:
-                for field in self.pairs(np.stack(held[:-1]), np.stack(held[1:])):
+                for field in finished(self._pairs(np.stack(held[:-1]), np.stack(held[1:]))):
                     yield (last := field)
                 held = held[-1:]
         if len(held) > 1:
-            for field in self.pairs(np.stack(held[:-1]), np.stack(held[1:])):
+            for field in finished(self._pairs(np.stack(held[:-1]), np.stack(held[1:]))):
                 yield (last := field)
         if last is not None:
             yield last
         elif held:  # a single frame: no motion to measure
-            yield np.zeros((*held[0].shape, 2), np.float32)
+            yield finished(torch.zeros((1, *held[0].shape, 2)))[0]
 
 
 def to_flow_input(field: np.ndarray, crop: int = CROP, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -151,7 +169,7 @@ def flow_from_frames(
 ) -> Iterator[np.ndarray]:
     """(crop, crop, 2) float32 flow frames in [-1, 1] of resized uint8 RGB frames, streamed."""
     computer = computer or FlowComputer()
-    return (to_flow_input(field, crop, bound) for field in computer.fields(to_grey(frame) for frame in frames))
+    return computer.fields((to_grey(frame) for frame in frames), bound, crop)
 
 
 def flow_input_frames(
