@@ -147,9 +147,9 @@ def _stdout_to_stderr() -> Iterator[None]:
 def compile_for_sizes(core, network, sizes: list[tuple[int, ...]], config: dict) -> object:
     """``network`` compiled on the CPU for inputs of these sizes (every axis but the batch, one per input).
 
-    OpenVINO 2026.4 cannot compile the int8 network at some frame counts (its int8 Pad transformation meets a
-    max-pool's -inf padding and throws); there the network is compiled with its sizes free, as converted,
-    which runs the convolutions in f32 or bf16 and computes the same function.
+    Should OpenVINO refuse a size (2026.4 refused the int8 network at most frame counts while the max-pools
+    padded with -inf: its int8 Pad transformation threw), the network is compiled with its sizes free, as
+    converted: the same function, its convolutions in f32 or bf16.
     """
     fixed = network.clone()
     fixed.reshape({port.any_name: [-1, *size] for port, size in zip(fixed.inputs, sizes)})
