@@ -116,6 +116,7 @@ def test_the_openvino_runtime_is_the_same_function(tmp_path, monkeypatch):
     with torch.inference_mode():
         logits = model(x)
         assert type(model.fast()).__name__ == "CompiledNetwork"
+        assert model.fast().convolutions_run_in((11, 224, 224)) == {"f32": 57}  # fp32 asked, fp32 run
         endpoints = model.extract_endpoints(x, ["Mixed_5c"])
         features = model.forward_features(x)
     assert logits.dtype == torch.float32 and float((logits.double() - reference).abs().max()) < 1e-4

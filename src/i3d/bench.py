@@ -31,9 +31,13 @@ class BenchResult:
     memory: str  # what peak_memory_mb measures
     weights: str
     threads: int
+    convolutions: str = ""  # OpenVINO: the precisions its compiled convolutions run in, e.g. "57 u8"
 
     def row(self) -> str:
-        runs_on = f" ({self.weights.split(', ', 1)[1]})" if ", " in self.weights else ""  # default: its runtime
+        runs_on = f"{self.weights.split(', ', 1)[1]}" if ", " in self.weights else ""  # default: its runtime
+        runs_on = ", ".join(part for part in (runs_on, self.convolutions and f"convolutions: {self.convolutions}")
+                            if part)
+        runs_on = f" ({runs_on})" if runs_on else ""
         return (f"{self.path:<12} {self.seconds_per_clip:>9.3f} {self.clips_per_second:>9.3f} "
                 f"{self.gflops_per_second:>9.1f} {self.peak_memory_mb:>10.0f}  {self.memory}{runs_on}")
 
@@ -70,10 +74,10 @@ def export_for_bench(config: BenchConfig, file: Path) -> None:
 
 
 def _runner(path: str, config: BenchConfig, onnx_file: Path | None):
-    """A callable running one batch on this path, the weights it uses, and their ResNet-50 layout (if one)."""
+    """A callable running one batch on this path, the weights it uses, and the network."""
     model, weights_name, _ = _network(config)
     run, name = _path_runner(path, model, weights_name, config, onnx_file)
-    return run, name, getattr(model, "layout", None)
+    return run, name, model
 
 
 def _path_runner(path: str, model, weights_name: str, config: BenchConfig, onnx_file: Path | None):
@@ -127,7 +131,7 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
     from i3d.errors import I3DNotice
 
     warnings.simplefilter("ignore", I3DNotice)  # a first-use conversion note would land inside the table
-    run, weights_name, layout = _runner(path, config, onnx_file)  # outside inference mode: weights vouched for
+    run, weights_name, model = _runner(path, config, onnx_file)  # outside inference mode: weights vouched for
     with torch.inference_mode():
         if path == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -136,14 +140,19 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
         for _ in range(config.repeats):
             run()
         elapsed = time.perf_counter() - start
+        form = model.fast() if path in ("default", "openvino") else None
     clips = config.repeats * config.batch_size
     if path == "cuda":
         peak, memory = torch.cuda.max_memory_allocated() / 2**20, "CUDA memory allocated"
     else:
         peak, memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
-    gflops = gflops_per_clip(config.frames, config.size, layout=layout)
-    return BenchResult(path, elapsed / clips, clips / elapsed, gflops * clips
-                       / elapsed, peak, memory, weights_name, torch.get_num_threads())
+    gflops = gflops_per_clip(config.frames, config.size, layout=getattr(model, "layout", None))
+    convolutions = ""
+    if hasattr(form, "convolutions_run_in"):  # OpenVINO: what its compiled convolutions run in, for this clip size
+        counts = form.convolutions_run_in((config.frames, config.size, config.size))
+        convolutions = ", ".join(f"{n} {p}" for p, n in sorted(counts.items(), key=lambda item: -item[1]))
+    return BenchResult(path, elapsed / clips, clips / elapsed, gflops * clips / elapsed, peak, memory, weights_name,
+                       torch.get_num_threads(), convolutions)
 
 
 def bench(path: str, config: BenchConfig) -> BenchResult:

@@ -193,6 +193,19 @@ class CompiledNetwork(nn.Module):
             self.by_size.popitem(last=False)
         return compiled
 
+    def convolutions_run_in(self, size: tuple[int, ...]) -> dict[str, int]:
+        """How many convolutions of the network compiled for ``size`` run in each precision (f32, bf16, u8...),
+        by OpenVINO's own account of its compiled graph: what the precision asked for became."""
+        with self.lock:
+            graph = self.compiled_for(size).get_runtime_model()
+        counts: dict[str, int] = {}
+        for op in graph.get_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) == "Convolution":
+                precision = info["runtimePrecision"].astype(str)
+                counts[precision] = counts.get(precision, 0) + 1
+        return counts
+
     def _outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self.lock:
             results = self.compiled_for(tuple(x.shape[2:]))(x.detach().to(torch.float32).contiguous().numpy())
