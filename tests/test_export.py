@@ -8,6 +8,7 @@ from i3d.cli.main import main
 from i3d.export import ExportOptions, build_export_graph, export, openvino_for_size, run_exported
 from i3d.factory import build_model
 from i3d.model import InceptionI3d
+from i3d.openvino_runtime import convolutions_run_in
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.transforms import to_unit_range
 from i3d.weights import LoadedWeights
@@ -150,10 +151,8 @@ def test_openvino_ir_fp32_and_int8(pretrained, tmp_path, capsys):
         tmp_path / "int8.xml", "openvino", [clip])
     assert quantised.shape == (1, 400) and np.corrcoef(full[0], quantised[0])[0, 1] > 0.9
     # compiled for a clip size, OpenVINO runs the quantised convolutions in int8 (with T free it ran them in f32)
-    runs_in = [op.get_rt_info()["runtimePrecision"].astype(str) for op in openvino_for_size(
-        tmp_path / "int8.xml", [tuple(clip.shape[1:])]).get_runtime_model().get_ops()
-        if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
-    assert runs_in.count("u8") > len(runs_in) / 2, runs_in
+    runs_in = convolutions_run_in(openvino_for_size(tmp_path / "int8.xml", [tuple(clip.shape[1:])]))
+    assert runs_in.get("u8", 0) > sum(runs_in.values()) / 2, runs_in
     assert int(np.argmax(full[0])) in np.argsort(-quantised[0])[:5]
     assert main(["export", "--format", "onnx", "-o", str(tmp_path / "x.onnx"), "--int8"]) == 2
     assert "--int8 needs --format openvino and --calibration" in capsys.readouterr().err

@@ -159,6 +159,18 @@ def compile_for_sizes(core, network, sizes: list[tuple[int, ...]], config: dict)
         return core.compile_model(network, "CPU", config)
 
 
+def convolutions_run_in(compiled) -> dict[str, int]:
+    """How many convolutions of an OpenVINO compiled network run in each precision (f32, bf16, u8...), by
+    OpenVINO's own account of the graph it compiled: what the precision asked for became."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            precision = info["runtimePrecision"].astype(str)
+            counts[precision] = counts.get(precision, 0) + 1
+    return counts
+
+
 class CompiledNetwork(nn.Module):
     """The compiled network in the shape of the fused form: forward, extract_endpoints, forward_features.
 
@@ -194,17 +206,9 @@ class CompiledNetwork(nn.Module):
         return compiled
 
     def convolutions_run_in(self, size: tuple[int, ...]) -> dict[str, int]:
-        """How many convolutions of the network compiled for ``size`` run in each precision (f32, bf16, u8...),
-        by OpenVINO's own account of its compiled graph: what the precision asked for became."""
+        """``convolutions_run_in`` of the network compiled for clips of ``size`` (frames, height, width)."""
         with self.lock:
-            graph = self.compiled_for(size).get_runtime_model()
-        counts: dict[str, int] = {}
-        for op in graph.get_ops():
-            info = op.get_rt_info()
-            if info["layerType"].astype(str) == "Convolution":
-                precision = info["runtimePrecision"].astype(str)
-                counts[precision] = counts.get(precision, 0) + 1
-        return counts
+            return convolutions_run_in(self.compiled_for(size))
 
     def _outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with self.lock:
