@@ -34,10 +34,10 @@ class BenchResult:
     convolutions: str = ""  # OpenVINO: the precisions its compiled convolutions run in, e.g. "57 u8"
 
     def row(self) -> str:
-        runs_on = f"{self.weights.split(', ', 1)[1]}" if ", " in self.weights else ""  # default: its runtime
-        runs_on = ", ".join(part for part in (runs_on, self.convolutions and f"convolutions: {self.convolutions}")
-                            if part)
-        runs_on = f" ({runs_on})" if runs_on else ""
+        notes = [self.weights.split(", ", 1)[1]] if ", " in self.weights else []  # default: its runtime
+        if self.convolutions:
+            notes.append(f"convolutions: {self.convolutions}")
+        runs_on = f" ({', '.join(notes)})" if notes else ""
         return (f"{self.path:<12} {self.seconds_per_clip:>9.3f} {self.clips_per_second:>9.3f} "
                 f"{self.gflops_per_second:>9.1f} {self.peak_memory_mb:>10.0f}  {self.memory}{runs_on}")
 
