@@ -155,3 +155,21 @@ def test_rows_naming_one_video_are_each_counted_and_computed_once(tmp_path, monk
     assert (report.evaluated, report.shared_rows, len(computed)) == (3, 2, 1)
     assert len({tuple(p["top5"]) for p in report.predictions}) == 1
     assert "2 of them rows naming a video an earlier row names, each counted" in report.summary()
+
+
+@pytest.mark.slow
+def test_views_of_a_video_share_network_calls_and_keep_their_scores(labelled_list, monkeypatch):
+    list_file, _ = labelled_list
+    sizes = []
+    call = Classifier.batch_logits
+    monkeypatch.setattr(Classifier, "batch_logits", lambda self, clips, modality="rgb": sizes.append(len(clips))
+                        or call(self, clips, modality))
+    protocol = EvaluationProtocol(clips=2, clip_frames=9, crops=3, average="logits")
+    together = evaluate(list_file, protocol, batch_size=4)
+    assert sizes == [4, 2, 4, 2]  # six views of each readable video
+    sizes.clear()
+    alone = evaluate(list_file, protocol, batch_size=1)
+    assert sizes == [1] * 12
+    assert [p["top5"] for p in together.predictions] == [p["top5"] for p in alone.predictions]
+    for a, b in zip(together.predictions, alone.predictions):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)

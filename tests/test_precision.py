@@ -183,3 +183,34 @@ def test_frames_become_the_network_s_input_where_they_are_as_the_cpu_recipe_make
     np.testing.assert_array_equal(x.numpy(), expected)
     flow = np.linspace(-1, 1, 2 * 3 * 4 * 5 * 2, dtype=np.float32).reshape(2, 3, 4, 5, 2)
     np.testing.assert_array_equal(devices.network_input(torch.from_numpy(flow)).numpy(), flow.transpose(0, 4, 1, 2, 3))
+
+
+def test_clips_per_call_default_by_device_and_group_by_padded_length():
+    """4 clips per call on CUDA, 1 on the CPU, as asked otherwise; clips gather until the batch is full or a
+    clip of another length (after loop padding to 9 frames) comes, and each keeps its own logits in order."""
+    from i3d.predict import Classifier
+    from i3d.settings import InferenceSettings
+
+    assert devices.clips_per_call(torch.device("cuda", 1)) == 4 and devices.clips_per_call(torch.device("cpu")) == 1
+    assert devices.clips_per_call(torch.device("cpu"), 8) == 8
+    with pytest.raises(I3DError, match="at least 1"):
+        devices.clips_per_call(torch.device("cpu"), 0)
+    with pytest.raises(I3DError, match="batch_size must be at least 1"):
+        InferenceSettings(batch_size=0)
+
+    class Sums(torch.nn.Module):  # logits: (sum over the clip, frames); shows which clip and its padding
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return torch.stack([x.sum(dim=(1, 2, 3, 4)), torch.full((len(x),), float(x.shape[2]))], dim=1)
+
+    classifier = Classifier.__new__(Classifier)
+    classifier.device, classifier.batch_size, classifier.models = torch.device("cpu"), 3, {"rgb": Sums()}
+    lengths = [12, 12, 12, 12, 5, 8, 3, 12]
+    clips = [np.full((n, 4, 4, 3), i, np.float32) for i, n in enumerate(lengths)]
+    calls = []
+    out = list(classifier.batched_logits(iter(clips)))
+    assert [clip is original for (clip, _), original in zip(out, clips)] == [True] * 8
+    assert [c[0] for c in calls] == [3, 1, 3, 1] and [c[2] for c in calls] == [12, 12, 9, 12]
+    for i, (_, logits) in enumerate(out):
+        padded = max(lengths[i], 9)
+        np.testing.assert_array_equal(logits, [i * padded * 48, padded])

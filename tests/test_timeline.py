@@ -83,3 +83,19 @@ def test_render_keeps_rate_size_frames_and_sound(classifier, tmp_path, capsys, p
     assert len(decoded) == 30
     assert decoded[0][5:20, 5:60].mean() < 150 < decoded[0][100:, 100:].mean()  # the label box is drawn
     assert not any(p.name.startswith(".") for p in output.parent.iterdir())
+
+
+def test_windows_batched_give_each_window_its_own_logits(pan, monkeypatch):
+    batched, alone = Classifier(batch_size=3), Classifier(batch_size=1)
+    sizes = []
+    call = Classifier.batch_logits
+    monkeypatch.setattr(Classifier, "batch_logits", lambda self, clips, modality="rgb": sizes.append(len(clips))
+                        or call(self, clips, modality))
+    together = compute_timeline(batched, pan, window_s=0.6, step_s=0.28)  # 15-frame windows every 7 frames: 7
+    assert sizes == [3, 3, 1]
+    sizes.clear()
+    one_by_one = compute_timeline(alone, pan, window_s=0.6, step_s=0.28)
+    assert sizes == [1] * 7
+    assert [(w.start_s, w.end_s) for w in together.windows] == [(w.start_s, w.end_s) for w in one_by_one.windows]
+    for a, b in zip(together.windows, one_by_one.windows):
+        np.testing.assert_allclose(a.logits, b.logits, atol=1e-4, rtol=0)  # float32 sums in another order

@@ -138,6 +138,20 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+CUDA_CLIPS_PER_CALL = 4  # a 250-frame 224x224 clip's first activation is 0.4 GB in fp32: 4 fit any 8 GB GPU
+
+
+def clips_per_call(device: torch.device, requested: int | None = None) -> int:
+    """How many clips of a video go through the network together: ``requested``, else 4 on CUDA (one clip
+    leaves a GPU mostly idle) and 1 elsewhere (two CPU cores gain nothing from a batch, which only holds
+    more memory)."""
+    if requested is None:
+        return CUDA_CLIPS_PER_CALL if device.type == "cuda" else 1
+    if requested < 1:
+        raise I3DError(f"the batch size must be at least 1, not {requested}")
+    return requested
+
+
 def stack_on(device: torch.device, arrays: Sequence[np.ndarray]) -> torch.Tensor:
     """``np.stack(arrays)`` on ``device``. For CUDA the arrays are stacked straight into pinned memory and
     copied without blocking the host, so the next batch is prepared while this one uploads; uint8 frames

@@ -131,10 +131,11 @@ def evaluate(
     precision: str = "fp32",
     runtime: str = "auto",
     progress: Callable[[Iterator[LabelledVideo], int], Iterator[LabelledVideo]] | None = None,
+    batch_size: int | None = None,
 ) -> EvaluationReport:
     """Evaluate every listed video; one that cannot be read is recorded in ``failures`` and excluded."""
     protocol = protocol or EvaluationProtocol()
-    classifier = Classifier(weights, device, precision=precision, runtime=runtime)
+    classifier = Classifier(weights, device, precision=precision, runtime=runtime, batch_size=batch_size)
     labels = classifier.labels
     videos = read_list(list_file, labels)
     record = classifier.weights["rgb"]
@@ -183,7 +184,7 @@ def _video_scores(video: LabelledVideo, classifier: Classifier, protocol: Evalua
         frames = np.stack(decoded)
     except I3DError as error:
         return error
-    scores = [classifier.clip_logits(view).astype(np.float64) for view in video_views(frames, protocol)]
+    scores = [logits.astype(np.float64) for _, logits in classifier.batched_logits(video_views(frames, protocol))]
     if protocol.average == "softmax":
         scores = [torch.softmax(torch.from_numpy(s), 0).numpy() for s in scores]
     return np.mean(scores, axis=0), len(scores), len(frames)

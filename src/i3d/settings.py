@@ -384,12 +384,16 @@ class ServeConfig:
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Where and how a command runs the network: its device, precision and runtime."""
+    """Where and how a command runs the network: its device, precision, runtime and clips per call."""
 
     device: str = setting("auto", "auto (CUDA where available), cpu, cuda or cuda:N")
     precision: str = setting("fp32", PRECISION_HELP, PRECISIONS)
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
+    batch_size: int | None = setting(None, "clips of a video (windows, views) per network call",
+                                     default_text="4 on CUDA, 1 on the CPU")
 
     def __post_init__(self) -> None:
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "runtime", RUNTIMES)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise invalid(self, "batch_size", f"must be at least 1, not {self.batch_size}")

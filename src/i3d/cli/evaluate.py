@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = build_settings(args, EvaluationProtocol)
     run_on = build_settings(args, InferenceSettings)
     report = evaluate(args.list, protocol, args.weights, run_on.device, run_on.precision, run_on.runtime,
+                      batch_size=run_on.batch_size,
                       progress=lambda videos, total: tqdm(videos, total=total, unit="video", disable=args.quiet))
     for failure in report.failures:
         print(f"failed: {with_path(failure['path'], failure['error'])}", file=sys.stderr)

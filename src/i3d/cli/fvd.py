@@ -41,7 +41,7 @@ def add_parser(commands) -> None:
                         help="value range of float arrays (uint8 is always 0-255) (default: 0,255)")
     parser.add_argument("--no-kvd", action="store_true", help="skip the kernel distance")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per network call (default: 8)")
-    add_settings(parser, InferenceSettings)
+    add_settings(parser, InferenceSettings, skip=("batch_size",))  # FVD's own, above
     add_weights(parser, "weights (the TF-Hub I3D every FVD uses)")
     parser.add_argument("--save-stats", type=Path, default=None,
                         help="write REAL's statistics (.stats.npz) for reuse with the same protocol")

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
 
     run_on = build_settings(args, InferenceSettings)
     classifier = Classifier(args.weights, run_on.device, args.stream, args.flow_weights, args.flow_method,
-                            run_on.precision, run_on.runtime)
+                            run_on.precision, run_on.runtime, run_on.batch_size)
     if not over_time:
         prediction = classifier.predict(args.input, args.start, args.end, flow=args.flow)
         top_k = args.top_k or 20

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.devices import network_input
 from i3d.errors import I3DError
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.recipe import Preprocessing
@@ -83,4 +84,4 @@ class VideoTransform:
             clip = np.stack(held)
         else:
             clip = self.from_frames(video.numpy() if isinstance(video, torch.Tensor) else video)
-        return torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).unsqueeze(0)
+        return network_input(torch.from_numpy(clip[None]))  # laid out as predict feeds it: the same logits
