@@ -241,3 +241,53 @@ def test_flow_batches_are_sized_to_the_device(monkeypatch):
     assert pairs_per_batch(torch.device("cuda", 0), 64, 64) == 256  # capped
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1 << 20, 80 << 30))
     assert pairs_per_batch(torch.device("cuda", 0), 256, 340) == 1  # a nearly full GPU still makes progress
+
+
+def test_cuda_gets_kernels_compiled_for_it_once_per_device(monkeypatch):
+    """CUDA's kernels come from torch.compile, once per process and device; where it cannot compile, the
+    plain kernels with a notice; I3D_BUILD_KERNELS=0 keeps the plain ones. (The compiled kernels' numbers on
+    a GPU are benchmarks/gpu_check.py's to check.)"""
+    import i3d.video.flow as flow
+    from i3d.errors import I3DNotice
+    from i3d.video.flow import aot
+    from i3d.video.flow.tvl1_torch import EAGER_KERNELS
+
+    asked = []
+    monkeypatch.delenv("I3D_BUILD_KERNELS", raising=False)
+    monkeypatch.setattr(flow, "_COMPILED", {})
+    monkeypatch.setattr(aot, "compile_kernels", lambda device: asked.append(device) or {"on": device})
+    with pytest.warns(I3DNotice, match="compiling TV-L1's kernels for cuda:1"):
+        assert flow.kernels_for(torch.device("cuda", 1)) == {"on": torch.device("cuda", 1)}
+    assert flow.kernels_for(torch.device("cuda", 1)) == {"on": torch.device("cuda", 1)}
+    flow.kernels_for(torch.device("cuda", 0))
+    assert asked == [torch.device("cuda", 1), torch.device("cuda", 0)]
+    monkeypatch.setattr(aot, "compile_kernels", lambda device: None)
+    with pytest.warns(I3DNotice, match="TV-L1 runs its plain kernels on cuda:2"):
+        assert flow.kernels_for(torch.device("cuda", 2)) is EAGER_KERNELS
+    monkeypatch.setenv("I3D_BUILD_KERNELS", "0")
+    assert flow.kernels_for(torch.device("cuda", 3)) is EAGER_KERNELS and torch.device("cuda", 3) not in flow._COMPILED
+
+
+def test_kernels_compiled_for_a_device_are_warmed_up_on_it_with_its_options(monkeypatch):
+    """Every tensor the warm-up hands a kernel is on the device asked for (a CPU tensor among CUDA ones
+    fails there), and CPU-only options (cpp.*) stay off other devices. ``meta`` stands in for CUDA."""
+    from i3d.video.flow import aot
+
+    seen, given = [], {}
+
+    def fake_compile(kernel, dynamic, options=None):
+        given[kernel.__name__] = dict(options or {})
+
+        def run(*args):
+            seen.extend(a.device for a in args if isinstance(a, torch.Tensor))
+            return kernel(*args)
+        return run
+
+    monkeypatch.setattr(aot, "vector_bits", lambda: 512)  # the median's cpp.simdlen applies on the CPU
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    assert aot.compile_kernels("meta") is not None
+    assert seen and set(seen) == {torch.device("meta")}
+    assert not any(k.startswith("cpp.") for o in given.values() for k in o) and given
+    seen.clear()
+    assert aot.compile_kernels("cpu") is not None and set(seen) == {torch.device("cpu")}
+    assert any(k.startswith("cpp.") for o in given.values() for k in o)

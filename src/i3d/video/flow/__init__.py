@@ -56,19 +56,43 @@ BUILD_VARIABLE = "I3D_BUILD_KERNELS"  # 0: never build on first use (the plain k
 
 
 def kernels_for(device: torch.device, fused: bool = True) -> Mapping[str, Callable]:
-    """TV-L1's kernels for ``device``: on a CPU the fused ones built for it, loaded in milliseconds; built on
+    """TV-L1's kernels for ``device``. On a CPU the fused ones built for it, loaded in milliseconds; built on
     first use where they are missing and a compiler exists (about a minute, once per machine; `i3d setup`
-    does it ahead). Else the plain kernels, the same results to float rounding and several times slower."""
-    if not fused or device.type != "cpu":
+    does it ahead). On CUDA the same kernels compiled for it by ``torch.compile`` (Triton), once per process
+    and device. Else the plain kernels, the same results to float rounding and several times slower.
+    ``I3D_BUILD_KERNELS=0`` keeps the plain kernels rather than build or compile any."""
+    if not fused or device.type not in ("cpu", "cuda"):
         return EAGER_KERNELS
+    may_build = os.environ.get(BUILD_VARIABLE, "1") != "0"
+    if device.type == "cuda":
+        built = compiled_on(device) if may_build else None
+        if built is None and may_build:
+            warnings.warn(f"TV-L1 runs its plain kernels on {device} (same results, slower): torch.compile "
+                          "could not compile them for it (is Triton installed?)", I3DNotice, stacklevel=2)
+        return built or EAGER_KERNELS
     built = built_kernels.load()
-    if built is None and os.environ.get(BUILD_VARIABLE, "1") != "0":
+    if built is None and may_build:
         built = build_on_first_use()
     if built is not None:
         return built
     warnings.warn("TV-L1 runs its plain kernels (same results, slower): the fused ones are not built for this "
                   "machine and could not be built here; `i3d setup` says why", I3DNotice, stacklevel=2)
     return EAGER_KERNELS
+
+
+_COMPILED: dict[torch.device, Mapping[str, Callable] | None] = {}  # per CUDA device, for the whole process
+
+
+def compiled_on(device: torch.device) -> Mapping[str, Callable] | None:
+    """The kernels compiled for a CUDA device, once per process (every video's FlowComputer shares them);
+    None where torch.compile cannot compile for it."""
+    device = torch.device(device.type, device.index if device.index is not None else torch.cuda.current_device())
+    if device not in _COMPILED:
+        from i3d.video.flow import aot  # Inductor's imports, only where they are used
+
+        warnings.warn(f"compiling TV-L1's kernels for {device}, once per process", I3DNotice, stacklevel=3)
+        _COMPILED[device] = aot.compile_kernels(device)
+    return _COMPILED[device]
 
 
 def build_on_first_use() -> Mapping[str, Callable] | None:

@@ -63,25 +63,34 @@ def vector_bits() -> int:
         return 0
 
 
-def compile_kernels() -> dict | None:
-    """The kernels compiled now with ``torch.compile`` (90 s the first time on a 2-core CPU, 12 s per process
-    after): the reference the ahead-of-time build is tested against. None without a working compiler."""
-    options = kernel_options()
+def compile_kernels(device: str | torch.device = "cpu") -> dict | None:
+    """The kernels compiled now with ``torch.compile`` for ``device``; None without a working compiler.
+
+    On a CPU (90 s the first time on 2 cores, 12 s per process after) the reference the ahead-of-time build
+    is tested against; on CUDA what TV-L1 runs (Triton kernels: Inductor keeps them on disk, so a later
+    process compiles in seconds)."""
+    device = torch.device(device)
+    options = {name: {k: v for k, v in opts.items() if device.type == "cpu" or not k.startswith("cpp.")}
+               for name, opts in kernel_options().items()}
     compiled = {name: torch.compile(kernel, dynamic=True, options=options.get(name))
                 for name, kernel in kernels.EAGER_KERNELS.items()}
     params = kernels.TVL1Params()
     constants = params.lam * params.theta, params.tau / params.theta, params.theta, params.epsilon
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=device)
+
     try:  # compile now, as used, on small inputs: then one kernel serves every size
         with torch.inference_mode():
             for batch in (1, 2):  # separate tensors, as in use: views would add storage-offset guards
-                rows = [torch.rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
+                rows = [rand(batch * 128, 160) for _ in range(9)]  # sizes hint whether to use threads
                 if batch == 2:  # the warp and the median see one shape at every batch size
-                    padded = torch.rand(batch * (128 + 8), 160 + 8)
-                    compiled["warp"](rows[0], padded, *rows[1:3], torch.empty(128, 1))
+                    padded = rand(batch * (128 + 8), 160 + 8)
+                    compiled["warp"](rows[0], padded, *rows[1:3], torch.empty(128, 1, device=device))
                     compiled["median"](rows[0])
                 with torch._dynamo.config.patch(specialize_float=True):  # constants folded in, not boxed per call
-                    compiled["step"](*map(kernels.extended, rows[:2]), *rows[2:], *kernels._row_masks(batch, 128),
-                                     *constants)
+                    compiled["step"](*map(kernels.extended, rows[:2]), *rows[2:],
+                                     *kernels._row_masks(batch, 128, device), *constants)
     except Exception:  # no working compiler toolchain: the eager kernels compute the same thing
         return None
     return compiled
