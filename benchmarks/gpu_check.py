@@ -5,12 +5,14 @@
 
 Checks, each against the same computation on the CPU in fp32 (PyTorch runtime on both sides, so the device's
 path is what is measured): predict on the sample videos in fp32 (1e-4), fp16 and bf16 (top-1 kept, the
-difference printed); the feature presets whose weights are installed (1e-4 in fp32, TF32 off); FVD of two
-small sets (1e-4 relative); TV-L1 flow against OpenCV's (end-point error) and its pairs/s; `i3d features`
-throughput in videos/hour with the limiting stage (decoding or the network) named; a DDP training step on
-two GPUs where there are two. Records the device, torch and CUDA versions and the TF32 switches. Exits 1 on
-any mismatch, 0 otherwise; a step that cannot run here (no weights installed, fewer than two GPUs, a
-precision the device lacks) is listed as skipped with its reason.
+difference printed), and a timeline with 4 windows per network call (1e-4); the feature presets whose weights
+are installed (1e-4 in fp32, TF32 off); FVD of two small sets (1e-4 relative); TV-L1 flow against OpenCV's
+(end-point error), its kernels compiled for the device against the plain ones, and its pairs/s; `i3d features`
+throughput in videos/hour with the limiting stage (decoding or the network) named; torchcodec's decoder on the
+device against PyAV (frames/s and RGB agreement) where torchcodec is installed; a DDP training step on two
+GPUs where there are two. Records the device, torch and CUDA versions and the TF32 switches. Exits 1 on any
+mismatch, 0 otherwise; a step that cannot run here (no weights installed, fewer than two GPUs, a precision the
+device lacks) is listed as skipped with its reason.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ def check_predict(device: str, samples: list[Path]) -> list[Check]:
             ok = (diff < limit) if limit is not None else same_top
             checks.append(Check(f"predict {precision} {path.name} (max |dlogit|)", f"{diff:.2e}",
                                 want.top(1)[0][0][:16], f"{limit:g}" if limit else "same top-1", ok and same_top))
+    from i3d.timeline import compute_timeline
+
+    batched = Classifier(device=device, runtime="torch", batch_size=4)  # timeline windows 4 to a network call
+    want, got = (compute_timeline(c, samples[0], window_s=1.0, step_s=0.4) for c in (reference, batched))
+    diff = max(_max_diff(a.logits, b.logits) for a, b in zip(got.windows, want.windows))
+    checks.append(Check(f"timeline, 4 windows a call ({len(got.windows)} windows)", f"{diff:.2e}", "cpu, 1 a call",
+                        "1e-4", diff < 1e-4 and len(got.windows) == len(want.windows)))
     return checks
 
 
@@ -124,16 +133,20 @@ def check_flow(device: str, samples: list[Path]) -> list[Check]:
     grey = np.stack([to_grey(resize_short_side(image)) for _, image in list(iter_video_file(samples[0]))[:9]])
     firsts, seconds = grey[:-1], grey[1:]
     reference = opencv_tvl1(firsts, seconds)
-    computer = FlowComputer("torch", device)
-    computer.pairs(firsts[:1], seconds[:1])  # warm-up: kernels, allocator
-    start = time.perf_counter()
-    flow = computer.pairs(firsts, seconds)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    rate = len(firsts) / (time.perf_counter() - start)
-    epe = float(np.linalg.norm(flow - reference, axis=-1).mean())
+    flows, rates = {}, {}
+    for kind, compiled in (("compiled", True), ("plain", False)):
+        computer = FlowComputer("torch", device, compile=compiled)
+        computer.pairs(firsts[:1], seconds[:1])  # warm-up: kernels, allocator
+        start = time.perf_counter()
+        flows[kind] = computer.pairs(firsts, seconds)  # back on the host: the device has finished
+        rates[kind] = len(firsts) / (time.perf_counter() - start)
+    epe = float(np.linalg.norm(flows["compiled"] - reference, axis=-1).mean())
+    drift = float(np.linalg.norm(flows["compiled"] - flows["plain"], axis=-1).mean())
+    size = f"{grey.shape[2]}x{grey.shape[1]}"
     return [Check("tv-l1 end-point error vs OpenCV (px)", f"{epe:.3f}", "opencv", "0.5", epe < 0.5),
-            Check(f"tv-l1 pairs/s at {grey.shape[2]}x{grey.shape[1]}", f"{rate:.1f}", "-", "-", True)]
+            Check("tv-l1 compiled vs plain kernels (px)", f"{drift:.2e}", "plain", "1e-2", drift < 1e-2),
+            Check(f"tv-l1 pairs/s at {size}, compiled", f"{rates['compiled']:.1f}", f"plain {rates['plain']:.1f}",
+                  "-", True)]
 
 
 def check_throughput(device: str, samples: list[Path]) -> Check:
@@ -159,6 +172,38 @@ def check_throughput(device: str, samples: list[Path]) -> Check:
     limit = "decoding" if decode_s > network_s else "the network"
     return Check(f"features videos/hour (limit: {limit})", f"{len(samples) / total_s * 3600:.0f}",
                  f"dec {decode_s:.1f}s net {network_s:.1f}s", "-", True)
+
+
+def check_gpu_decoding(device: str, samples: list[Path]) -> list[Check]:
+    """torchcodec's decoder on the device (NVDEC on CUDA) against PyAV on the CPU, the decoder features use:
+    frames/s of each, and how far apart their RGB frames are (colour conversion differs by a level or two)."""
+    name = "decode: torchcodec on the device vs PyAV"
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except Exception as error:  # not installed, or built for another torch/CUDA/FFmpeg
+        return [Check(name, f"{type(error).__name__}"[:16], "-", "-", None)]
+    from i3d.video.decode import iter_video_file
+
+    counts, pyav_s, codec_s, differences = [], 0.0, 0.0, []
+    try:
+        for path in samples:
+            start = time.perf_counter()
+            reference = np.stack([image for _, image in iter_video_file(path)])
+            pyav_s += time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = VideoDecoder(str(path), device=device, dimension_order="NHWC")[:].cpu().numpy()
+            codec_s += time.perf_counter() - start
+            if decoded.shape != reference.shape:
+                return [Check(name, f"{decoded.shape}"[:16], f"{reference.shape}", "same shape", False)]
+            counts.append(len(reference))
+            differences.append(np.abs(decoded.astype(np.int16) - reference).mean())
+    except Exception as error:  # a decoder that fails on the device is a finding, not a crash of the check
+        return [Check(name, f"{type(error).__name__}: {error}"[:16], "-", "-", False)]
+    mean_level = float(np.mean(differences))
+    return [Check("decode: torchcodec vs PyAV mean |RGB| difference", f"{mean_level:.2f}", "pyav", "3 levels",
+                  mean_level < 3),
+            Check("decode frames/s: torchcodec on the device", f"{sum(counts) / codec_s:.0f}",
+                  f"pyav {sum(counts) / pyav_s:.0f}", "-", True)]
 
 
 def check_ddp_training(device: str) -> Check:
@@ -201,7 +246,8 @@ def main() -> int:
     samples = fetch_samples()
     checks = [*check_predict(str(device), samples), *check_presets(str(device), samples),
               check_fvd(str(device), samples), *check_flow(str(device), samples),
-              check_throughput(str(device), samples), check_ddp_training(str(device))]
+              check_throughput(str(device), samples), *check_gpu_decoding(str(device), samples),
+              check_ddp_training(str(device))]
     print(f"\n{'check':<50} {'value':>16} {'reference':>16} {'limit':>12}  verdict")
     for check in checks:
         print(check.row())

@@ -214,3 +214,55 @@ def test_clips_per_call_default_by_device_and_group_by_padded_length():
     for i, (_, logits) in enumerate(out):
         padded = max(lengths[i], 9)
         np.testing.assert_array_equal(logits, [i * padded * 48, padded])
+
+
+def test_threads_share_network_calls_and_each_gets_its_own_logits():
+    """While one thread's call runs, the others' clips wait and then go through the network together (up to
+    the limit, same shape only); each thread gets the logits of its own clips; a failed call raises in each
+    thread whose clips it carried."""
+    import threading
+
+    from i3d.predict import SharedCalls
+
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def run(clips, modality):
+        calls.append([float(c[0, 0, 0, 0]) for c in clips])
+        if len(calls) == 1:
+            started.set()
+            release.wait(10)
+        if any(float(c[0, 0, 0, 0]) < 0 for c in clips):
+            raise RuntimeError("out of memory")
+        return np.stack([[c.sum(), len(c)] for c in clips])
+
+    shared = SharedCalls(run, max_clips=4)
+    results = {}
+
+    def ask(name, values, frames=12):
+        clips = [np.full((frames, 2, 2, 3), v, np.float32) for v in values]
+        try:
+            results[name] = shared(clips, "rgb")
+        except RuntimeError as error:
+            results[name] = str(error)
+
+    first = threading.Thread(target=ask, args=("first", [1.0]))
+    first.start()
+    assert started.wait(10)
+    others = [threading.Thread(target=ask, args=args) for args in
+              (("a", [2.0, 3.0]), ("b", [4.0]), ("c", [5.0, 6.0]), ("short", [7.0], 5), ("bad", [-1.0], 20))]
+    for count, thread in enumerate(others, 1):  # one at a time, so they wait in this order
+        thread.start()
+        while len(shared.waiting) < count:  # its clips wait while the first call runs
+            threading.Event().wait(0.01)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    # then a and b share a call (c's two clips would pass 4); the 5-frame clip (padded to 9) and the 20-frame
+    # one have shapes of their own
+    assert calls[0] == [1.0] and sorted(map(sorted, calls[1:])) == [[-1.0], [2.0, 3.0, 4.0], [5.0, 6.0], [7.0]]
+    assert shared.calls[0] == 1 and sorted(shared.calls[1:]) == [1, 1, 2, 3]
+    for name, values, frames in (("first", [1.0], 12), ("a", [2.0, 3.0], 12), ("b", [4.0], 12),
+                                 ("c", [5.0, 6.0], 12), ("short", [7.0], 5)):
+        np.testing.assert_array_equal(results[name], [[v * frames * 12, frames] for v in values])
+    assert results["bad"] == "out of memory" and not shared.running and not shared.waiting

@@ -106,6 +106,28 @@ def test_predict_returns_what_the_command_prints(server, classifier, video):
     assert _uploads_left() == []
 
 
+def test_requests_running_at_once_share_the_network_and_get_their_own_answers(classifier, video, tmp_path):
+    """Several threads (4 by default beside a GPU, 1 beside a CPU): their clips go through shared network
+    calls, and each request gets what predict alone says of its own video."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from i3d.serve.app import PredictionService
+
+    assert PredictionService(ServeConfig(device="cpu")).threads == 1
+    mirrored = write_video(tmp_path / "mirrored.mp4", numbered_frames(20, 64, 80)[:, :, ::-1], 25)
+    shared = Classifier()
+    running = Running(create_app(ServeConfig(threads=3, queue_size=4), shared))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda path: _post(running.url, path), [video, mirrored, video, mirrored]))
+    finally:
+        running.stop()
+    assert shared._shared.max_clips == 3 and sum(shared._shared.calls) == 4  # one 20-frame window each
+    for (status, _, result), path in zip(answers, [video, mirrored, video, mirrored]):
+        assert status == 200
+        np.testing.assert_allclose(result["logits"], classifier.predict(path).logits, atol=1e-4)
+
+
 def test_bad_uploads_are_4xx_json_and_the_server_keeps_serving(server, video, tmp_path):
     (tmp_path / "notes.mp4").write_text("not a video at all")
     truncated = tmp_path / "cut.mp4"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,79 @@ def _padded_shape(clip: np.ndarray) -> tuple[int, ...]:
     return (max(len(clip), MIN_FRAMES), *clip.shape[1:])
 
 
+class _Waiting:
+    def __init__(self, clips: Sequence[np.ndarray], modality: str) -> None:
+        self.clips, self.modality = clips, modality
+        self.key = (modality, _padded_shape(clips[0]), clips[0].dtype)
+        self.logits: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.logits is not None or self.error is not None
+
+    def result(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.logits
+
+
+class SharedCalls:
+    """Network calls shared by threads: a thread that finds the network idle runs its clips together with
+    every waiting clip of the same shape (up to ``max_clips``), and goes on running what waits until its
+    own clips are done; the other threads wait for their logits. No thread waits on purpose for company:
+    clips gather while the network is busy."""
+
+    def __init__(self, run: Callable[[list[np.ndarray], str], np.ndarray], max_clips: int) -> None:
+        self.run, self.max_clips = run, max_clips
+        self.condition = threading.Condition()
+        self.waiting: list[_Waiting] = []
+        self.running = False
+        self.calls: list[int] = []  # clips per network call, for tests and benchmarks
+
+    def __call__(self, clips: Sequence[np.ndarray], modality: str) -> np.ndarray:
+        mine = _Waiting(clips, modality)
+        with self.condition:
+            self.waiting.append(mine)
+            while not mine.done and self.running:
+                self.condition.wait()
+            if mine.done:
+                return mine.result()
+            self.running = True  # the network is this thread's until its own clips are done
+        try:
+            while not mine.done:
+                self._one_call(mine.key)
+        finally:
+            with self.condition:
+                self.running = False
+                self.condition.notify_all()
+        return mine.result()
+
+    def _one_call(self, key: tuple) -> None:
+        """One network call: the waiting clips of ``key``, oldest first, as many as fit."""
+        with self.condition:
+            taken, count = [], 0
+            for waiting in self.waiting:
+                if waiting.key == key and (not taken or count + len(waiting.clips) <= self.max_clips):
+                    taken.append(waiting)
+                    count += len(waiting.clips)
+            for waiting in taken:
+                self.waiting.remove(waiting)
+        try:
+            logits = self.run([clip for waiting in taken for clip in waiting.clips], taken[0].modality)
+        except BaseException as error:  # each thread of the call raises it
+            logits = error
+        with self.condition:
+            start = 0
+            for waiting in taken:
+                if isinstance(logits, BaseException):
+                    waiting.error = logits
+                else:
+                    waiting.logits, start = logits[start : start + len(waiting.clips)], start + len(waiting.clips)
+            self.calls.append(count)
+            self.condition.notify_all()
+
+
 class Classifier:
     """Pretrained weights plus the matching preprocessing; ``predict`` takes a path (or the sample).
 
@@ -126,11 +200,21 @@ class Classifier:
         loop-padded."""
         return self.batch_logits([clip], modality)[0]
 
-    @torch.inference_mode()
     def batch_logits(self, clips: Sequence[np.ndarray], modality: str = "rgb") -> np.ndarray:
-        """Logits (N, classes) of clips of one length, in one network call."""
+        """Logits (N, classes) of clips of one length, in one network call (shared with other threads' clips
+        once ``share_calls`` was called)."""
+        gathered = getattr(self, "_shared", None)
+        return gathered(clips, modality) if gathered else self._network_call(clips, modality)
+
+    @torch.inference_mode()
+    def _network_call(self, clips: Sequence[np.ndarray], modality: str) -> np.ndarray:
         batch = stack_on(self.device, [loop_pad(clip, MIN_FRAMES) for clip in clips])
         return self.models[modality](network_input(batch)).float().cpu().numpy()
+
+    def share_calls(self, max_clips: int) -> None:
+        """Let threads predicting at once (a server's requests) share network calls, up to ``max_clips``
+        clips per call: on a GPU one call of many clips costs little more than one of a single clip."""
+        self._shared = SharedCalls(self._network_call, max_clips)
 
     def batched_logits(self, clips: Iterable[np.ndarray], modality: str = "rgb"
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -360,7 +360,8 @@ class ServeConfig:
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     max_upload_mb: float = setting(200.0, "uploads past this are refused with 413 while streaming")
     queue_size: int = setting(4, "requests waiting or running per process; the next gets 429", flag="--queue")
-    threads: int = 1  # predictions running at once in this process
+    threads: int | None = None  # predictions running at once in this process: 4 on CUDA (their clips share
+    # network calls), 1 on the CPU (the network takes every core)
     timeout_s: float = setting(300.0, "seconds per prediction (504 past it)", flag="--timeout")
     upload_idle_s: float = setting(30.0, "seconds an upload may send nothing before it is dropped with 408",
                                    flag="--upload-idle-timeout")
@@ -374,7 +375,7 @@ class ServeConfig:
             if not 0 < value < float("inf"):
                 raise invalid(self, name, f"must be above 0, not {value}")
         for name in ("queue_size", "threads"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise invalid(self, name, f"must be at least 1, not {getattr(self, name)}")
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
             raise invalid(self, "token", f"must be at least {MIN_TOKEN_LENGTH} characters, not {len(self.token)} "

@@ -28,6 +28,7 @@ from i3d.settings import ServeConfig
 
 ACCEPTED_TYPES = ("video/", "application/octet-stream", "image/gif")
 CHUNK = 1 << 20
+CUDA_THREADS = 4  # requests decoding at once beside a GPU, their clips gathered into shared network calls
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -39,17 +40,29 @@ class PredictionService:
     the thread pool the predictions run in, and the limits of ``config``."""
 
     def __init__(self, config: ServeConfig, classifier=None) -> None:
+        from i3d.devices import parse_device
+
         self.config, self.classifier, self.busy = config, classifier, 0
         self.lock = threading.Lock()
-        self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="i3d-predict")
+        self.threads = config.threads or (CUDA_THREADS if parse_device(config.device).type == "cuda" else 1)
+        self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="i3d-predict")
+        if classifier is not None:
+            self._shared(classifier)
+
+    def _shared(self, classifier):
+        """Requests decode side by side and their clips share network calls, where several run at once."""
+        if self.threads > 1:
+            classifier.share_calls(classifier.batch_size * self.threads)
+        return classifier
 
     def model(self):
         with self.lock:  # loaded once per process, on first use (or at startup)
             if self.classifier is None:
                 from i3d.predict import Classifier
 
-                self.classifier = Classifier(self.config.weights, self.config.device,
-                                             precision=self.config.precision, runtime=self.config.runtime)
+                self.classifier = self._shared(Classifier(self.config.weights, self.config.device,
+                                                          precision=self.config.precision,
+                                                          runtime=self.config.runtime))
             return self.classifier
 
     def describe(self) -> dict:
