@@ -144,7 +144,9 @@ def check_flow(device: str, samples: list[Path]) -> list[Check]:
     drift = float(np.linalg.norm(flows["compiled"] - flows["plain"], axis=-1).mean())
     size = f"{grey.shape[2]}x{grey.shape[1]}"
     return [Check("tv-l1 end-point error vs OpenCV (px)", f"{epe:.3f}", "opencv", "0.5", epe < 0.5),
-            Check("tv-l1 compiled vs plain kernels (px)", f"{drift:.2e}", "plain", "1e-2", drift < 1e-2),
+            # float rounding moves the stopping rule's iteration counts: 7e-3 px on this video on a CPU; a
+            # miscompiled kernel is off by pixels
+            Check("tv-l1 compiled vs plain kernels (px)", f"{drift:.2e}", "plain", "0.05", drift < 0.05),
             Check(f"tv-l1 pairs/s at {size}, compiled", f"{rates['compiled']:.1f}", f"plain {rates['plain']:.1f}",
                   "-", True)]
 
