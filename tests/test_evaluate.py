@@ -130,6 +130,7 @@ def test_cli_writes_the_report_and_exits_1_when_a_video_failed(labelled_list, tm
     report = json.loads((tmp_path / "r.json").read_text())
     assert [p["views"] for p in report["predictions"]] == [6, 6]
     assert report["protocol"]["average"] == "logits"
+    assert report["compute"] == {"device": "cpu", "tf32_allowed": False}
 
 
 def test_rows_naming_one_video_are_each_counted_and_computed_once(tmp_path, monkeypatch):

@@ -227,8 +227,10 @@ def test_ray_engine_writes_what_the_local_engine_writes(extracted, videos, tmp_p
     _, local_dir = extracted
     config = ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2)
     summary = extract_features([videos], tmp_path, config, engine="ray", ray_workers=2)
-    def rows(folder):  # "reused" differs: the local folder has also been through a rerun
-        return [{**json.loads(line), "reused": None} for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    def rows(folder):  # "reused" differs: the local folder has also been through a rerun; Ray's device is
+        # recorded as given (auto), each worker resolving it, the local one as resolved (cpu)
+        lines = [{**json.loads(line), "reused": None} for line in (folder / "manifest.jsonl").read_text().splitlines()]
+        return [{**lines[0], "run": {**lines[0]["run"], "device": None}}, *lines[1:]]
 
     assert rows(tmp_path) == rows(local_dir)
     assert summary.failed == 1

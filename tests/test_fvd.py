@@ -298,6 +298,7 @@ def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, ca
     report = json.loads(report_path.read_text())
     assert report["protocol"]["name"] == "stylegan-v-16f" and report["protocol"]["max_videos"] == 4
     assert report["protocol"]["covariance"] == "n" and report["seed"] == 3
+    assert report["compute"] == {"device": "cpu", "tf32_allowed": False}
     assert report["real"]["clips_used"] == 4 and report["fake"]["videos_found"] == 4
     assert len(report["weights"]["sha256"]) == 64 and report["weights"]["source_sha256"].startswith("2e8e4b79")
     assert report["kvd"] is not None and report["kvd_subset_size"] == 4 and "universome/stylegan-v" in \

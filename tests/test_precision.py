@@ -140,10 +140,20 @@ def test_predict_and_features_record_their_precision_and_runtime(tmp_path, capsy
     assert main(["predict", str(video), "--json", "--weights", str(path), "--runtime", "torch"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["precision"], printed["runtime"]) == ("fp32", "torch")
+    assert (printed["device"], printed["tf32_allowed"]) == ("cpu", False)
     assert main(["features", str(video), "-o", str(tmp_path / "out"), "--weights", str(path), "--runtime", "torch",
                  "--quiet"]) == 0
     run = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])["run"]
     assert run["runtime"] == "torch" and "precision" not in run["settings"]  # fp32: outputs of before stay valid
+    assert (run["device"], run["tf32_allowed"]) == ("cpu", False)
+
+
+def test_reports_say_whether_tf32_was_allowed_where_it_exists(monkeypatch):
+    monkeypatch.delenv("I3D_ALLOW_TF32", raising=False)
+    assert devices.compute_record(torch.device("cuda", 1)) == {"device": "cuda:1", "tf32_allowed": False}
+    monkeypatch.setenv("I3D_ALLOW_TF32", "1")
+    assert devices.compute_record("cuda") == {"device": "cuda", "tf32_allowed": True}
+    assert devices.compute_record("cpu") == {"device": "cpu", "tf32_allowed": False}  # a CPU has no TF32
 
 
 def test_devices_default_to_auto_and_ray_workers_share_gpus():

@@ -112,13 +112,23 @@ def check_precision(precision: str, device: str | torch.device = "cpu") -> None:
             raise I3DError("--precision int8 runs through OpenVINO: pip install 'i3d[openvino]'")
 
 
+def tf32_allowed() -> bool:
+    return os.environ.get("I3D_ALLOW_TF32", "") in ("1", "true", "yes")
+
+
 def exact_on_cuda(device: torch.device) -> None:
     """TF32 off for cuDNN's convolutions and CUDA matmuls (PyTorch leaves it on for convolutions): it moves
     features and FVD by about 1e-3 relative on Ampere and newer, past the 1e-4 this project promises.
     ``I3D_ALLOW_TF32=1`` allows it."""
-    if device.type == "cuda" and os.environ.get("I3D_ALLOW_TF32", "") not in ("1", "true", "yes"):
+    if device.type == "cuda" and not tf32_allowed():
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def compute_record(device: str | torch.device) -> dict:
+    """Where a reported number was computed, for its report: the device, and whether TF32 was allowed there
+    (only CUDA has it; allowed, it moves values by about 1e-3 relative)."""
+    return {"device": str(device), "tf32_allowed": str(device) != "cpu" and tf32_allowed()}
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:

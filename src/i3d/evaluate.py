@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
+from i3d.devices import compute_record
 from i3d.errors import I3DError
 from i3d.lists import label_indices
 from i3d.lists import read_list as read_rows
@@ -78,6 +79,7 @@ class EvaluationReport:
     weights: dict
     precision: str = "fp32"
     runtime: str = "torch"
+    compute: dict = field(default_factory=dict)  # the device, and whether TF32 was allowed there
     videos: int = 0
     evaluated: int = 0
     failed: int = 0
@@ -141,7 +143,7 @@ def evaluate(
     record = classifier.weights["rgb"]
     report = EvaluationReport(str(list_file), asdict(protocol), {"name": record.name, "file": str(record.path),
                                                                  "sha256": record.sha256},
-                              classifier.precision, classifier.runtime)
+                              classifier.precision, classifier.runtime, compute_record(classifier.device))
     iterator: Iterator[LabelledVideo] = iter(videos)
     if progress is not None:
         iterator = progress(iterator, len(videos))

@@ -12,7 +12,15 @@ import numpy as np
 import torch
 
 from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, clips_per_call, exact_on_cuda, network_input, parse_device, stack_on
+from i3d.devices import (
+    check_precision,
+    clips_per_call,
+    compute_record,
+    exact_on_cuda,
+    network_input,
+    parse_device,
+    stack_on,
+)
 from i3d.errors import I3DError
 from i3d.factory import choose_runtime, create_model
 from i3d.streams import canonical_stream, stream_modalities
@@ -34,6 +42,7 @@ class Prediction:
     multi_label: bool = False  # classes scored independently (Charades): sigmoid, not softmax
     precision: str = "fp32"  # what the network computed in
     runtime: str = "torch"  # which runtime ran it: torch or openvino
+    compute: dict | None = None  # where: the device, and whether TF32 was allowed there (compute_record)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -60,6 +69,7 @@ class Prediction:
             "multi_label": self.multi_label,
             "precision": self.precision,
             "runtime": self.runtime,
+            **(self.compute or {}),
             "top": [{"label": label, "probability": p, "logit": logit} for label, p, logit in self.top(k)],
         })
 
@@ -272,4 +282,4 @@ class Classifier:
             raise I3DError(f"the weights {names} give non-finite scores on {path.name}: the weights are damaged "
                            "(check them with `i3d weights verify`, or convert them again)")
         return Prediction(summed.astype(np.float32), self.labels, frames, count, self.multi_label, self.precision,
-                          self.runtime)
+                          self.runtime, compute_record(self.device))

@@ -219,7 +219,7 @@ def extract_features(
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
-    from i3d.devices import check_precision
+    from i3d.devices import check_precision, compute_record, parse_device
     from i3d.factory import choose_runtime, resolve_weights
 
     config = config or ExtractionConfig()
@@ -242,7 +242,9 @@ def extract_features(
         raise I3DError(f"{outdir}: cannot write there ({error.strerror or error})") from None
     remove_stale_temporaries(outdir)
     record = {**run_record(config, settings, named), "runtime": choose_runtime(config.runtime, config.precision,
-                                                                                 config.device)}
+                                                                                 config.device),
+              # a Ray run's device as given: each worker resolves it on its own node
+              **compute_record(config.device if engine == "ray" else parse_device(config.device))}
     writer = FeatureWriter(outdir, config, settings, Manifest(outdir, record), len(jobs),
                            sum(w.feature_dim for w in weights.values()))
     todo = [job for job in jobs if not writer.reuse(job)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from i3d.devices import compute_record
 from i3d.errors import I3DError
 from i3d.fvd.clips import Selection, clip_indices, iter_clips, list_videos, planned_clips
 from i3d.fvd.distance import (
@@ -135,6 +136,7 @@ class FvdReport:
     kvd_subsets: int | None = None
     kvd_subset_size: int | None = None
     warnings: list[str] = field(default_factory=list)
+    compute: dict = field(default_factory=dict)  # the device, and whether TF32 was allowed there
     software: dict = field(default_factory=software_versions)
 
     def to_json(self) -> str:
@@ -214,7 +216,7 @@ def compute_fvd(
     report = FvdReport(
         float(np.mean(values)), {**asdict(protocol)}, real_record, fake_selection.summary() if fake_selection else {},
         embedder.weights, protocol.seed, values, float(np.std(values, ddof=1)) if runs > 1 else None,
-        kvd_value, kvd_subsets if kvd_value is not None else None, subset, warnings)
+        kvd_value, kvd_subsets if kvd_value is not None else None, subset, warnings, compute_record(embedder.device))
     return report
 
 
