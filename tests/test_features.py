@@ -227,12 +227,14 @@ def test_ray_engine_writes_what_the_local_engine_writes(extracted, videos, tmp_p
     _, local_dir = extracted
     config = ExtractionConfig(SPEC, extras=("logits", "mixed_5c"), batch_size=2)
     summary = extract_features([videos], tmp_path, config, engine="ray", ray_workers=2)
-    def rows(folder):  # "reused" differs: the local folder has also been through a rerun; Ray's device is
-        # recorded as given (auto), each worker resolving it, the local one as resolved (cpu)
+    def rows(folder):  # "reused" differs: the local folder has also been through a rerun; Ray's device and
+        # runtime are recorded as given (auto), each worker resolving them, the local ones as resolved
         lines = [{**json.loads(line), "reused": None} for line in (folder / "manifest.jsonl").read_text().splitlines()]
-        return [{**lines[0], "run": {**lines[0]["run"], "device": None}}, *lines[1:]]
+        return [{**lines[0], "run": {**lines[0]["run"], "device": None, "runtime": None}}, *lines[1:]]
 
     assert rows(tmp_path) == rows(local_dir)
+    run = json.loads((tmp_path / "manifest.jsonl").read_text().splitlines()[0])["run"]
+    assert (run["device"], run["runtime"]) == ("auto", "auto")
     assert summary.failed == 1
     for name in ("a_30fps.npz", "b_25fps.npz", "c_12fps.npz"):
         with np.load(local_dir / name) as a, np.load(tmp_path / name) as b:
@@ -240,6 +242,17 @@ def test_ray_engine_writes_what_the_local_engine_writes(extracted, videos, tmp_p
             for key in a.files:
                 np.testing.assert_allclose(a[key], b[key], atol=1e-4) if a[key].dtype.kind == "f" else \
                     np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.slow
+def test_a_ray_run_on_gpus_is_not_refused_for_the_driver_s_lack_of_one(videos, tmp_path):
+    """A CPU-only head node drives GPU workers: the driver leaves --device cuda to the cluster, which here
+    (no GPUs) refuses it in its own words."""
+    pytest.importorskip("ray")
+    from i3d.errors import I3DError
+
+    with pytest.raises(I3DError, match="the Ray cluster has no GPUs"):
+        extract_features([videos], tmp_path, ExtractionConfig(SPEC, device="cuda"), engine="ray", ray_workers=1)
 
 
 def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):

@@ -223,7 +223,11 @@ def extract_features(
     from i3d.factory import choose_runtime, resolve_weights
 
     config = config or ExtractionConfig()
-    check_precision(config.precision, config.device)
+    # A Ray cluster's GPUs are its workers', not this machine's: there each worker resolves and checks the
+    # device (a CPU-only head node may drive GPU workers); here only a CPU is this machine's to check.
+    workers_decide = engine == "ray" and str(config.device) != "cpu"
+    if not workers_decide:
+        check_precision(config.precision, config.device)
     if engine not in ENGINES:
         raise I3DError(f"--engine must be one of {', '.join(ENGINES)}")
     if outdir.exists() and not outdir.is_dir():
@@ -241,10 +245,10 @@ def extract_features(
     except OSError as error:
         raise I3DError(f"{outdir}: cannot write there ({error.strerror or error})") from None
     remove_stale_temporaries(outdir)
-    record = {**run_record(config, settings, named), "runtime": choose_runtime(config.runtime, config.precision,
-                                                                                 config.device),
-              # a Ray run's device as given: each worker resolves it on its own node
-              **compute_record(config.device if engine == "ray" else parse_device(config.device))}
+    record = {**run_record(config, settings, named),
+              "runtime": config.runtime if workers_decide else choose_runtime(config.runtime, config.precision,
+                                                                              config.device),
+              **compute_record(config.device if workers_decide else parse_device(config.device))}
     writer = FeatureWriter(outdir, config, settings, Manifest(outdir, record), len(jobs),
                            sum(w.feature_dim for w in weights.values()))
     todo = [job for job in jobs if not writer.reuse(job)]
