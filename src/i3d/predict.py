@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +125,7 @@ class SharedCalls:
         self.condition = threading.Condition()
         self.waiting: list[_Waiting] = []
         self.running = False
-        self.calls: list[int] = []  # clips per network call, for tests and benchmarks
+        self.calls: Counter[int] = Counter()  # network calls by their number of clips (bounded: a server's)
 
     def __call__(self, clips: Sequence[np.ndarray], modality: str) -> np.ndarray:
         mine = _Waiting(clips, modality)
@@ -165,7 +166,7 @@ class SharedCalls:
                     waiting.error = logits
                 else:
                     waiting.logits, start = logits[start : start + len(waiting.clips)], start + len(waiting.clips)
-            self.calls.append(count)
+            self.calls[count] += 1
             self.condition.notify_all()
 
 
