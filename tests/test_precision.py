@@ -215,12 +215,16 @@ def test_clips_per_call_default_by_device_and_group_by_padded_length():
 
     classifier = Classifier.__new__(Classifier)
     classifier.device, classifier.batch_size, classifier.models = torch.device("cpu"), 3, {"rgb": Sums()}
-    lengths = [12, 12, 12, 12, 5, 8, 3, 12]
+    classifier._shared = None
+    lengths = [12, 12, 12, 12, 5, 8, 3, 12, 12]
     clips = [np.full((n, 4, 4, 3), i, np.float32) for i, n in enumerate(lengths)]
+    clips[-1] = clips[-1].astype(np.uint8)  # another dtype: its own call, normalised as uint8 frames are
     calls = []
     out = list(classifier.batched_logits(iter(clips)))
-    assert [clip is original for (clip, _), original in zip(out, clips)] == [True] * 8
-    assert [c[0] for c in calls] == [3, 1, 3, 1] and [c[2] for c in calls] == [12, 12, 9, 12]
+    assert [clip is original for (clip, _), original in zip(out, clips)] == [True] * 9
+    assert [c[0] for c in calls] == [3, 1, 3, 1, 1] and [c[2] for c in calls] == [12, 12, 9, 12, 12]
+    np.testing.assert_allclose(out[-1][1], [(8 / 127.5 - 1) * 12 * 48, 12], rtol=1e-6)
+    out = out[:-1]
     for i, (_, logits) in enumerate(out):
         padded = max(lengths[i], 9)
         np.testing.assert_array_equal(logits, [i * padded * 48, padded])

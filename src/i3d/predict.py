@@ -93,14 +93,15 @@ def windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(held)
 
 
-def _padded_shape(clip: np.ndarray) -> tuple[int, ...]:
-    return (max(len(clip), MIN_FRAMES), *clip.shape[1:])
+def _call_key(clip: np.ndarray) -> tuple:
+    """Clips that can share a network call: one dtype, one shape once loop-padded to MIN_FRAMES."""
+    return clip.dtype.str, max(len(clip), MIN_FRAMES), *clip.shape[1:]
 
 
 class _Waiting:
     def __init__(self, clips: Sequence[np.ndarray], modality: str) -> None:
         self.clips, self.modality = clips, modality
-        self.key = (modality, _padded_shape(clips[0]), clips[0].dtype)
+        self.key = (modality, _call_key(clips[0]))
         self.logits: np.ndarray | None = None
         self.error: BaseException | None = None
 
@@ -196,6 +197,7 @@ class Classifier:
         exact_on_cuda(self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
         self.batch_size = clips_per_call(self.device, batch_size)
+        self._shared: SharedCalls | None = None  # set by share_calls
         self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m, precision=precision,
                                        runtime=self.runtime).to(self.device)
                        for m in stream_modalities(stream)}
@@ -214,8 +216,9 @@ class Classifier:
     def batch_logits(self, clips: Sequence[np.ndarray], modality: str = "rgb") -> np.ndarray:
         """Logits (N, classes) of clips of one length, in one network call (shared with other threads' clips
         once ``share_calls`` was called)."""
-        gathered = getattr(self, "_shared", None)
-        return gathered(clips, modality) if gathered else self._network_call(clips, modality)
+        if self._shared is not None:
+            return self._shared(clips, modality)
+        return self._network_call(clips, modality)
 
     @torch.inference_mode()
     def _network_call(self, clips: Sequence[np.ndarray], modality: str) -> np.ndarray:
@@ -230,10 +233,10 @@ class Classifier:
     def batched_logits(self, clips: Iterable[np.ndarray], modality: str = "rgb"
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(clip, logits) of each clip in order, the clips gathered ``batch_size`` at a time; a clip of another
-        length than those gathered starts a new call. Holds at most one batch of clips."""
+        length or dtype than those gathered starts a new call. Holds at most one batch of clips."""
         held: list[np.ndarray] = []
         for clip in clips:
-            if held and (len(held) == self.batch_size or _padded_shape(clip) != _padded_shape(held[0])):
+            if held and (len(held) == self.batch_size or _call_key(clip) != _call_key(held[0])):
                 yield from zip(held, self.batch_logits(held, modality))
                 held = []
             held.append(clip)
