@@ -76,18 +76,18 @@ class Timeline:
         return json.dumps(self.to_dict(k))
 
 
-def _windows(frames: Iterator[np.ndarray], length: int, step: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first frame, stacked frames) of windows of ``length`` every ``step``; held: one window."""
+def _windows(frames: Iterator[np.ndarray], length: int, step: int) -> Iterator[np.ndarray]:
+    """Stacked frames of windows of ``length`` starting every ``step`` frames; held: one window."""
     held: deque[np.ndarray] = deque(maxlen=length)
     count = next_start = 0
     for frame in frames:
         held.append(frame)
         count += 1
         if count == next_start + length:
-            yield next_start, np.stack(held)
+            yield np.stack(held)
             next_start += step
     if count and next_start == 0:  # a video shorter than one window: one window of all of it
-        yield 0, np.stack(held)
+        yield np.stack(held)
 
 
 def compute_timeline(classifier: Classifier, source: str | Path, window_s: float = 2.56, step_s: float = 1.0,
@@ -99,15 +99,8 @@ def compute_timeline(classifier: Classifier, source: str | Path, window_s: float
     offset = start_s or 0.0
     timeline = Timeline(classifier.labels, window_s, step_s, classifier.multi_label)
     frames = classifier.transforms["rgb"].frames(Path(source), start_s, end_s)
-    starts: deque[int] = deque()  # of the windows gathered into the classifier's batch, not yet scored
-
-    def clips() -> Iterator[np.ndarray]:
-        for first, clip in _windows(frames, length, step):
-            starts.append(first)
-            yield clip
-
-    for clip, logits in classifier.batched_logits(clips(), "rgb"):
-        first = starts.popleft()
+    for index, (clip, logits) in enumerate(classifier.batched_logits(_windows(frames, length, step), "rgb")):
+        first = index * step  # windows start every step frames, the first at 0
         timeline.windows.append(TimelineWindow(offset + first / TARGET_FPS, offset + (first + len(clip)) / TARGET_FPS,
                                                logits))
     if not timeline.windows:

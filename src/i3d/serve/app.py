@@ -47,9 +47,9 @@ class PredictionService:
         self.threads = config.threads or (CUDA_THREADS if parse_device(config.device).type == "cuda" else 1)
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="i3d-predict")
         if classifier is not None:
-            self._shared(classifier)
+            self._sharing(classifier)
 
-    def _shared(self, classifier):
+    def _sharing(self, classifier):
         """Requests decode side by side and their clips share network calls, where several run at once."""
         if self.threads > 1:
             classifier.share_calls(classifier.batch_size * self.threads)
@@ -60,7 +60,7 @@ class PredictionService:
             if self.classifier is None:
                 from i3d.predict import Classifier
 
-                self.classifier = self._shared(Classifier(self.config.weights, self.config.device,
+                self.classifier = self._sharing(Classifier(self.config.weights, self.config.device,
                                                           precision=self.config.precision,
                                                           runtime=self.config.runtime))
             return self.classifier
