@@ -46,7 +46,7 @@ def make_videos(folder: Path, count: int, frames: int = 9, height: int = 64, wid
 def random_weights(path: Path) -> Path:
     import torch
 
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.registry import kinetics400_labels
     from i3d.weights.store import save_weights
 
@@ -55,10 +55,10 @@ def random_weights(path: Path) -> Path:
     return path
 
 
-def command(videos: Path, outdir: Path, weights: Path, workers: int) -> list[str]:
+def command(videos: Path, outdir: Path, weights: Path, workers: int, runtime: str = "auto") -> list[str]:
     return [sys.executable, "-m", "i3d.cli.main", "features", str(videos), "-o", str(outdir), "--weights",
             str(weights), "--fps", "native", "--clip-len", "9", "--step", "9", "--size", "193", "--crop-size", "193",
-            "--workers", str(workers), "--quiet"]
+            "--workers", str(workers), "--runtime", runtime, "--quiet"]
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/bench_model.py [--frames 79] [--repeats 3] [--threads 2]
 
-Forms: the plain eager network (``InceptionI3d``, fast path off), the default ``i3d.load_model()`` (the
-fused form it runs in eval mode without autograd), ONNX Runtime, TorchScript, OpenVINO fp32 and OpenVINO
-int8 (NNCF post-training quantisation calibrated on the sample videos). They run in this process,
-alternating, each timed as the median of REPEATS after a warm-up, so machine noise hits all alike.
+Forms: the plain eager network (``i3d.create_model()``), the default ``i3d.load_model()`` (named by its
+runtime), ONNX Runtime, the pt2 export (``torch.export``), OpenVINO fp32 and OpenVINO int8 (NNCF
+post-training quantisation calibrated on the sample videos). They run in this process, alternating, each
+timed as the median of REPEATS after a warm-up, so machine noise hits all alike.
 GFLOP/s (multiply-adds x 2 of the direct convolutions) is set against an estimate of this CPU's fp32 peak:
 threads x the clock /proc/cpuinfo reports x FLOPs per cycle of two full-width FMA units of its widest
 vector ISA (AVX-512: 64, AVX2: 32). Boost clocks can exceed the reported clock, and OpenVINO's CPU plugin
@@ -28,7 +28,7 @@ import torch
 import i3d
 from i3d.export import calibration_clips, export, openvino_for_size
 from i3d.factory import resolve_weights
-from i3d.inference import gflops_per_clip
+from i3d.networks.flops import gflops_per_clip
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.samples import fetch_samples
 from i3d.video.transforms import to_unit_range
@@ -72,15 +72,15 @@ def main() -> None:
     import openvino
 
     weights = resolve_weights()
-    eager = i3d.load_model()
-    eager_plain = i3d.load_model()
-    eager_plain.fast_inference = False
+    default = i3d.load_model()
+    plain = i3d.create_model()
     clip = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
-    forms = {"eager (plain network)": lambda x: eager_plain(x), "load_model() default": lambda x: eager(x)}
+    forms = {"eager (plain network)": lambda x: plain(x),
+             f"load_model() default ({default.runtime})": lambda x: default(x)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         export([weights], tmp / "i3d.onnx", "onnx", check_frames=())
-        export([weights], tmp / "i3d.pt", "torchscript", check_frames=())
+        export([weights], tmp / "i3d.pt2", "pt2", check_frames=())
         export([weights], tmp / "fp32.xml", "openvino", check_frames=())
         calibration_list = tmp / "samples.txt"
         calibration_list.write_text("".join(f"{p}\n" for p in fetch_samples()))
@@ -89,10 +89,10 @@ def main() -> None:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(tmp / "i3d.onnx"), providers=["CPUExecutionProvider"])
-        scripted = torch.jit.load(str(tmp / "i3d.pt"))
+        exported = torch.export.load(str(tmp / "i3d.pt2")).module()
         fp32, int8 = (openvino_for_size(tmp / f"{name}.xml", [clip.shape[1:]]) for name in ("fp32", "int8"))
         forms["onnxruntime"] = lambda x: session.run(None, {"rgb": x.numpy()})[0]
-        forms["torchscript"] = lambda x: scripted(x)
+        forms["pt2 (torch.export)"] = lambda x: exported(x)
         forms["openvino fp32"] = lambda x: fp32(x.numpy())[0]
         forms["openvino int8"] = lambda x: int8(x.numpy())[0]
         times: dict[str, list[float]] = {name: [] for name in forms}

@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/bench_precision.py [--frames 79] [--repeats 3] [--max-isa avx2]
 
-Forms: PyTorch's fused form in fp32 and bf16 (and ``torch.autocast`` around it, the usual recipe), and the
-OpenVINO runtime (``runtime="openvino"``) in fp32, bf16 and int8; ``i3d.load_model()``'s default is one of
-them, named. All are timed alternating in this process (median of REPEATS after a warm-up), on one
-1 x 3 x FRAMES x 224 x 224 clip of bikes.mp4. Fidelity, each against the same network computed in float64
+Forms: every runtime x precision: the plain network moved to fp32, bf16 and fp16 (``eager``), PyTorch's fused
+form in the same three (and ``torch.autocast`` bf16 around the fp32 one, the usual recipe), and the OpenVINO
+form in fp32, bf16 and int8; ``i3d.load_model()``'s default is one of them, named. A precision the CPU has no
+native kernels for is still measured (emulated: slow), so the table shows why the commands refuse it. All
+are timed alternating in this process (median of REPEATS after a warm-up), on one 1 x 3 x FRAMES x 224 x 224
+clip of bikes.mp4. Fidelity, each against the same network computed in float64
 by PyTorch: max |logit difference| on that clip; top-1 agreement on 64-frame clips of the three sample
 videos; the 1024-d features' cosine similarity (min over those clips) and max |difference|; and the FVD
 between two sets of 16-frame clips (bikes against bigbuckbunny; the google-research protocol's
@@ -27,10 +29,11 @@ import numpy as np
 import torch
 
 import i3d
-from i3d.devices import check_precision, cpu_flags
-from i3d.errors import I3DError
-from i3d.factory import attach_inference_form, create_model
+from i3d.devices import cpu_flags
+from i3d.factory import create_model
 from i3d.fvd.distance import GaussianStats, fvd_from_stats
+from i3d.runtimes.fused import fuse
+from i3d.runtimes.openvino import OpenVinoForm
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.samples import sample_path
 from i3d.video.transforms import to_unit_range
@@ -46,29 +49,41 @@ def clips_of(name: str, frames: int) -> list[torch.Tensor]:
             for s in range(0, len(decoded) - frames + 1, frames)]
 
 
+class Eager(torch.nn.Module):
+    """The plain network moved to a dtype, called with float32 clips as the other forms are."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.network, self.dtype = create_model().to(dtype), dtype
+
+    def forward(self, x):
+        return self.network(x.to(self.dtype)).float()
+
+    def forward_features(self, x):
+        return self.network.forward_features(x.to(self.dtype)).float()
+
+
+class Autocast(torch.nn.Module):
+    def __init__(self, form: torch.nn.Module) -> None:
+        super().__init__()
+        self.form = form
+
+    def forward(self, x):
+        with torch.autocast("cpu", torch.bfloat16):
+            return self.form(x).float()
+
+    def forward_features(self, x):
+        with torch.autocast("cpu", torch.bfloat16):
+            return self.form.forward_features(x).float()
+
+
 def forms() -> dict[str, torch.nn.Module]:
-    """name -> a model whose forward (eval, inference mode) is that form; those this CPU cannot run are left out."""
-    made: dict[str, torch.nn.Module] = {}
-    for runtime, precision in [("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
-                               ("openvino", "int8")]:
-        try:
-            check_precision(precision, "cpu")
-            made[f"{runtime} {precision}"] = attach_inference_form(create_model(fused=False), precision, runtime)
-        except I3DError as error:
-            print(f"left out: {runtime} {precision}: {error}")
-    if "torch bf16" in made:
-        fp32 = made["torch fp32"]
-
-        class Autocast(torch.nn.Module):
-            def forward(self, x):
-                with torch.autocast("cpu", torch.bfloat16):
-                    return fp32(x).float()
-
-            def forward_features(self, x):
-                with torch.autocast("cpu", torch.bfloat16):
-                    return fp32.forward_features(x).float()
-
-        made["torch.autocast bf16"] = Autocast()
+    """name -> a model whose forward (eval, inference mode) is that form."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    made: dict[str, torch.nn.Module] = {f"eager {name}": Eager(dtype) for name, dtype in dtypes.items()}
+    made.update({f"fused {name}": fuse(create_model(), name) for name in dtypes})
+    made["fused fp32 + autocast bf16"] = Autocast(made["fused fp32"])
+    made.update({f"openvino {name}": OpenVinoForm(create_model(), name) for name in ("fp32", "bf16", "int8")})
     return made
 
 
@@ -83,10 +98,9 @@ def main() -> None:
         os.environ.update(ONEDNN_MAX_CPU_ISA=onednn, DNNL_MAX_CPU_ISA=onednn, ATEN_CPU_CAPABILITY=aten)
         os.execv(sys.executable, [sys.executable, *sys.argv])
     default = i3d.load_model()
-    default_form = type(default.__dict__["inference_form"]).__name__
-    default_name = "openvino fp32" if default_form == "OpenVinoInference" else "torch fp32"
+    default_name = f"{default.runtime} {default.precision}"
     models = forms()
-    reference = create_model(fused=False).double()
+    reference = create_model().double()
     clip = clips_of("bikes.mp4", args.frames)[0]
     views = [c for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4") for c in clips_of(name, 64)]
     sets = {name: clips_of(name, 16)[:8] for name in ("bikes.mp4", "bigbuckbunny.mp4")}
@@ -109,9 +123,9 @@ def main() -> None:
               + (f" (capped at {os.environ['ONEDNN_MAX_CPU_ISA']})" if args.max_isa else ""))
         print(f"i3d.load_model() default: {default_name}; fidelity against PyTorch float64; {len(views)} 64-frame "
               f"clips of the 3 samples; FVD of 8 v 8 16-frame clips, float64: {exact_fvd:.4f}")
-        print(f"{'form':>20} {'s/clip':>7} {'vs torch fp32':>13} {'max|dlogit|':>11} {'top-1 agree':>11} "
+        print(f"{'form':>26} {'s/clip':>7} {'vs eager fp32':>13} {'max|dlogit|':>11} {'top-1 agree':>11} "
               f"{'feat cos min':>12} {'feat max|d|':>11} {'FVD diff':>9}")
-        base = statistics.median(times["torch fp32"])
+        base = statistics.median(times["eager fp32"])
         for name, model in models.items():
             seconds = statistics.median(times[name])
             logit_error = float((model(clip).double() - exact["clip"]).abs().max())
@@ -122,7 +136,7 @@ def main() -> None:
             feature_error = max(float((f - e).abs().max()) for f, e in zip(features, exact["features"]))
             fvd = fvd_from_stats(*(_stats([model(c).double().numpy() for c in v]) for v in sets.values()))
             mark = "  <- default" if name == default_name else ""
-            print(f"{name:>20} {seconds:7.3f} {seconds / base:12.2f}x {logit_error:11.2e} {agree:11.2f} "
+            print(f"{name:>26} {seconds:7.3f} {seconds / base:12.2f}x {logit_error:11.2e} {agree:11.2f} "
                   f"{cosine:12.6f} {feature_error:11.2e} {abs(fvd - exact_fvd):9.4f}{mark}")
 
 

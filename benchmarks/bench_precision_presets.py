@@ -24,7 +24,7 @@ from i3d.errors import I3DError
 from i3d.factory import resolve_weights
 from i3d.features.extract import extract_features
 from i3d.features.presets import PRESETS, config_from_preset
-from i3d.openvino_runtime import openvino_available
+from i3d.runtimes.openvino import openvino_available
 from i3d.video.samples import sample_path
 
 FORMS = [("fp32", "torch"), ("fp32", "openvino"), ("bf16", "torch"), ("bf16", "openvino"), ("int8", "openvino")]

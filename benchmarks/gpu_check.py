@@ -52,11 +52,11 @@ def check_predict(device: str, samples: list[Path]) -> list[Check]:
     from i3d.errors import I3DError
     from i3d.predict import Classifier
 
-    reference = Classifier(device="cpu", runtime="torch")
+    reference = Classifier(device="cpu", runtime="fused")
     checks = []
     for precision, limit in (("fp32", 1e-4), ("fp16", None), ("bf16", None)):
         try:
-            classifier = Classifier(device=device, precision=precision, runtime="torch")
+            classifier = Classifier(device=device, precision=precision, runtime="fused")
         except I3DError as error:
             checks.append(Check(f"predict {precision}", "-", "-", "-", None))
             checks[-1].value = str(error)[:16]
@@ -70,7 +70,7 @@ def check_predict(device: str, samples: list[Path]) -> list[Check]:
                                 want.top(1)[0][0][:16], f"{limit:g}" if limit else "same top-1", ok and same_top))
     from i3d.timeline import compute_timeline
 
-    batched = Classifier(device=device, runtime="torch", batch_size=4)  # timeline windows 4 to a network call
+    batched = Classifier(device=device, runtime="fused", batch_size=4)  # timeline windows 4 to a network call
     want, got = (compute_timeline(c, samples[0], window_s=1.0, step_s=0.4) for c in (reference, batched))
     diff = max(_max_diff(a.logits, b.logits) for a, b in zip(got.windows, want.windows))
     checks.append(Check(f"timeline, 4 windows a call ({len(got.windows)} windows)", f"{diff:.2e}", "cpu, 1 a call",
@@ -86,7 +86,7 @@ def check_presets(device: str, samples: list[Path]) -> list[Check]:
 
     checks = []
     for name in PRESETS:
-        config = config_from_preset(name, runtime="torch", workers=0)
+        config = config_from_preset(name, runtime="fused", workers=0)
         try:
             for modality in config.modalities:
                 resolve_weights(config.weights if modality == "rgb" else config.flow_weights, modality)
@@ -97,7 +97,7 @@ def check_presets(device: str, samples: list[Path]) -> list[Check]:
         with tempfile.TemporaryDirectory() as tmp:
             outputs = {}
             for where in ("cpu", device):
-                chosen = config_from_preset(name, runtime="torch", workers=0, device=where)
+                chosen = config_from_preset(name, runtime="fused", workers=0, device=where)
                 extract_features(samples[:1], Path(tmp) / where, chosen)
                 found = sorted(p for p in (Path(tmp) / where).iterdir() if p.suffix in (".npz", ".npy"))
                 data = np.load(found[0])
@@ -118,7 +118,7 @@ def check_fvd(device: str, samples: list[Path]) -> Check:
         np.save(Path(tmp) / "real.npy", clips[::2])
         np.save(Path(tmp) / "fake.npy", clips[1::2])
         values = {where: compute_fvd(Path(tmp) / "real.npy", Path(tmp) / "fake.npy", "stylegan-v-16f",
-                                     VideoEmbedder(device=where, runtime="torch"), kvd=False).fvd
+                                     VideoEmbedder(device=where, runtime="fused"), kvd=False).fvd
                   for where in ("cpu", device)}
     relative = abs(values[device] - values["cpu"]) / max(abs(values["cpu"]), 1e-12)
     return Check("fvd stylegan-v-16f (relative difference)", f"{relative:.2e}", f"{values['cpu']:.3f}", "1e-4",
@@ -161,7 +161,7 @@ def check_throughput(device: str, samples: list[Path]) -> Check:
     start = time.perf_counter()
     windows = [w for path in samples for w in DecodedVideo(path, spec).windows()]
     decode_s = time.perf_counter() - start
-    network = FeatureNetwork({"rgb": resolve_weights()}, device, runtime="torch")
+    network = FeatureNetwork({"rgb": resolve_weights()}, device, runtime="fused")
     network.run([windows[0].frames])
     start = time.perf_counter()
     for window in windows:
@@ -169,7 +169,7 @@ def check_throughput(device: str, samples: list[Path]) -> Check:
     network_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        extract_features(samples, Path(tmp), ExtractionConfig(spec, device=device, runtime="torch"))
+        extract_features(samples, Path(tmp), ExtractionConfig(spec, device=device, runtime="fused"))
         total_s = time.perf_counter() - start
     limit = "decoding" if decode_s > network_s else "the network"
     return Check(f"features videos/hour (limit: {limit})", f"{len(samples) / total_s * 3600:.0f}",
@@ -236,15 +236,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for the dry run (default: cuda)")
     args = parser.parse_args()
-    from i3d.devices import exact_on_cuda, parse_device
+    from i3d.devices import parse_device
     from i3d.video.samples import fetch_samples
 
     device = parse_device(args.device)
-    exact_on_cuda(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}; TF32 convolutions "
-          f"{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} "
-          f"(I3D_ALLOW_TF32={os.environ.get('I3D_ALLOW_TF32', 'unset')})")
+    print(f"device {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}; the inference forms "
+          f"run without TF32 unless I3D_ALLOW_TF32=1 (here: {os.environ.get('I3D_ALLOW_TF32', 'unset')})")
     samples = fetch_samples()
     checks = [*check_predict(str(device), samples), *check_presets(str(device), samples),
               check_fvd(str(device), samples), *check_flow(str(device), samples),

@@ -14,10 +14,6 @@ import pytest
 # builds are off unless a test turns them on (the fixture below fetches the weights on purpose).
 os.environ["I3D_OFFLINE"] = "1"
 os.environ["I3D_BUILD_KERNELS"] = "0"
-# "auto" runs PyTorch in the suite: a conversion for OpenVINO costs seconds per set of random weights, and
-# the tests compare against PyTorch to the last digit; tests/test_precision.py and the tests that name
-# runtime="openvino" run OpenVINO.
-os.environ["I3D_RUNTIME"] = "torch"
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float | Fraction, codec: str = "libx264") -> Path:

@@ -2,12 +2,12 @@ import pytest
 
 from i3d.bench import BenchConfig, bench_in_this_process
 from i3d.cli.main import main
-from i3d.inference import gflops_per_clip
+from i3d.networks.flops import gflops_per_clip
 
 
 def test_figures_are_consistent_with_the_flop_count():
     config = BenchConfig(frames=9, size=224, batch_size=2, repeats=1)
-    result = bench_in_this_process("optimized", config)
+    result = bench_in_this_process("fused", config)
     assert result.seconds_per_clip > 0 and result.peak_memory_mb > 0
     assert result.clips_per_second == pytest.approx(1 / result.seconds_per_clip)
     assert result.gflops_per_second == pytest.approx(gflops_per_clip(9, 224) * result.clips_per_second)

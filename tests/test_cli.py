@@ -8,7 +8,7 @@ import torch
 
 from i3d.cli.main import main
 from i3d.factory import build_model
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.predict import Classifier
 
 

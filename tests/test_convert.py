@@ -11,7 +11,7 @@ import torch
 from i3d.cli.main import main
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.weights.convert import convert_weights
 from i3d.weights.tf_checkpoint import read_checkpoint, read_index, torch_name
 from i3d.weights.torch_port import convert_torch_port

@@ -10,7 +10,7 @@ from i3d.weights.store import digest_path, installed_path, save_weights
 def test_doctor_reports_versions_cpu_cache_weights_kernels_and_extras(tmp_path, monkeypatch, capsys):
     import torch
 
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
 
     monkeypatch.setenv("I3D_HOME", str(tmp_path))
     path = installed_path("rgb_scratch_kin600")

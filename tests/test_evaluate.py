@@ -137,7 +137,7 @@ def test_rows_naming_one_video_are_each_counted_and_computed_once(tmp_path, monk
     """A list naming a video twice and through a link: three rows, three predictions, one computation; the
     report says how many rows shared a video."""
     import i3d.evaluate as evaluation
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.registry import kinetics400_labels
     from i3d.weights.store import save_weights
 
@@ -152,7 +152,7 @@ def test_rows_naming_one_video_are_each_counted_and_computed_once(tmp_path, monk
     original = evaluation._video_scores
     monkeypatch.setattr(evaluation, "_video_scores", lambda *args: computed.append(1) or original(*args))
     report = evaluate(tmp_path / "list.csv", EvaluationProtocol(), weights=tmp_path / "random.safetensors",
-                      device="cpu", runtime="torch")
+                      device="cpu", runtime="fused")
     assert (report.evaluated, report.shared_rows, len(computed)) == (3, 2, 1)
     assert len({tuple(p["top5"]) for p in report.predictions}) == 1
     assert "2 of them rows naming a video an earlier row names, each counted" in report.summary()

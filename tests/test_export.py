@@ -7,8 +7,8 @@ import torch
 from i3d.cli.main import main
 from i3d.export import ExportOptions, build_export_graph, export, openvino_for_size, run_exported
 from i3d.factory import build_model
-from i3d.model import InceptionI3d
-from i3d.openvino_runtime import convolutions_run_in
+from i3d.networks.inception import InceptionI3d
+from i3d.runtimes.openvino import convolutions_run_in
 from i3d.video.inputs import rgb_input_frames
 from i3d.video.transforms import to_unit_range
 from i3d.weights import LoadedWeights
@@ -93,12 +93,12 @@ def test_joint_graph_with_tensorflow_layout_uint8_input_and_softmax(pretrained, 
     np.testing.assert_allclose(actual.sum(axis=1), 1, atol=1e-5)
 
 
-def test_torchscript_export_takes_any_frames_and_keeps_labels(pretrained, tmp_path):
-    path = tmp_path / "rgb.pt"
-    result = export([pretrained], path, "torchscript")
-    assert result.max_abs_diff < 1e-5
+def test_pt2_export_loads_with_torch_export_takes_any_frames_and_keeps_labels(pretrained, tmp_path):
+    path = tmp_path / "rgb.pt2"
+    result = export([pretrained], path, "pt2")
+    assert result.max_abs_diff < 1e-4
     files = {"i3d.json": ""}
-    module = torch.jit.load(str(path), _extra_files=files)
+    module = torch.export.load(str(path), extra_files=files).module()
     assert json.loads(json.loads(files["i3d.json"])["labels"]) == pretrained.labels
     network = build_model(pretrained)
     for frames, batch in ((9, 1), (14, 3)):

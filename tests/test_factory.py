@@ -11,11 +11,12 @@ import torch
 
 import i3d
 from conftest import write_video
-from i3d.architecture import CLASSIFIER_BIAS, CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
 from i3d.download import sha256_of
 from i3d.factory import build_model, create_model, list_models, resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.architecture import CLASSIFIER_BIAS, CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
+from i3d.networks.inception import InceptionI3d
 from i3d.predict import Classifier
+from i3d.runtimes.fused import fuse
 from i3d.weights.cross_modal import flow_state_dict_from_rgb
 from i3d.weights.registry import DEFAULT_WEIGHTS, REGISTRY, Preprocessing
 from i3d.weights.store import installed_path
@@ -118,8 +119,8 @@ def test_transforms_is_the_recipe_and_what_predict_feeds_the_network(tmp_path, p
     expected = _by_hand(path, REGISTRY[DEFAULT_WEIGHTS].preprocessing)
     np.testing.assert_array_equal(clip[0].permute(1, 2, 3, 0).numpy(), expected)
     with torch.inference_mode():
-        logits = build_model(pretrained, optimize=True)(clip)[0].numpy()
-    np.testing.assert_array_equal(Classifier(runtime="torch").predict(path).logits, logits)
+        logits = fuse(build_model(pretrained))(clip)[0].numpy()
+    np.testing.assert_array_equal(Classifier(runtime="fused").predict(path).logits, logits)
     np.testing.assert_allclose(Classifier(runtime="openvino").predict(path).logits, logits, atol=1e-4, rtol=0)
 
 
@@ -184,7 +185,7 @@ def test_every_command_takes_an_alias_as_its_name(kinetics600_home, monkeypatch,
                 "evaluate": ["evaluate", str(tmp_path / "list.csv"), "-o", str(out) + ".json", "--quiet"],
                 "fvd": ["fvd", str(arrays), str(arrays), "--protocol", "google-research", "--no-kvd", "--quiet",
                         "-o", str(out) + ".json"],
-                "export": ["export", "-o", str(out) + ".pt", "--format", "torchscript", "--no-check"]}[command]
+                "export": ["export", "-o", str(out) + ".pt2", "--format", "pt2", "--no-check"]}[command]
         assert main([*args, "--weights", weights]) == 0, capsys.readouterr().err
         printed = capsys.readouterr().out.replace(str(out), "OUT")
         if command == "features":
@@ -194,6 +195,7 @@ def test_every_command_takes_an_alias_as_its_name(kinetics600_home, monkeypatch,
             printed = json.dumps({k: v for k, v in report.items() if k not in ("software", "elapsed_s", "list")})
         elif command == "export":
             with torch.no_grad():
-                printed = torch.jit.load(str(out) + ".pt")(torch.zeros(1, 3, 9, 224, 224)).numpy().tobytes()
+                module = torch.export.load(str(out) + ".pt2").module()
+                printed = module(torch.zeros(1, 3, 9, 224, 224)).numpy().tobytes()
         outputs.append(printed)
     assert outputs[0] == outputs[1]

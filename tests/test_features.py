@@ -258,7 +258,7 @@ def test_a_ray_run_on_gpus_is_not_refused_for_the_driver_s_lack_of_one(videos, t
 def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):
     """A class folder of links into one store of videos: each name an input, the file computed once."""
     from i3d.features import ExtractionConfig, WindowSpec, extract_features
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     store = tmp_path / "store"
@@ -271,7 +271,7 @@ def test_every_link_to_one_video_gets_its_own_output_and_row(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "w.safetensors"
     save_weights(weights, InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")
-    config = ExtractionConfig(WindowSpec(16, 16), workers=0, weights=str(weights), runtime="torch")
+    config = ExtractionConfig(WindowSpec(16, 16), workers=0, weights=str(weights), runtime="fused")
     summary = extract_features([links], tmp_path / "out", config)
     assert summary.line().startswith("3 videos: 3 done")
     assert sorted(p.name for p in (tmp_path / "out").glob("*.npz")) == ["v0.npz", "v1.npz", "v2.npz"]
@@ -284,7 +284,7 @@ def test_link_loops_outside_folders_and_vanishing_inputs_each_get_their_row(tmp_
     """A folder link is searched (outside the input too), a link back to a parent is said once, not followed;
     a link loop and a video deleted mid-run each fail on their own row; the other videos are done."""
     from i3d.features import ExtractionConfig, WindowSpec, extract_features
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     inputs, outside = tmp_path / "in", tmp_path / "elsewhere" / "vids"
@@ -299,7 +299,7 @@ def test_link_loops_outside_folders_and_vanishing_inputs_each_get_their_row(tmp_
     (inputs / "cls" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
     torch.manual_seed(0)
     save_weights(tmp_path / "w.safetensors", InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")
-    config = ExtractionConfig(WindowSpec(9, 9), workers=0, weights=str(tmp_path / "w.safetensors"), runtime="torch")
+    config = ExtractionConfig(WindowSpec(9, 9), workers=0, weights=str(tmp_path / "w.safetensors"), runtime="fused")
 
     def delete_while_running(outcomes, total):
         for job, outcome in outcomes:
@@ -330,12 +330,13 @@ def test_many_videos_survive_kills_anywhere_and_two_runs_at_once(tmp_path):
     count = 16
     make_videos(tmp_path / "videos", count)
     weights = random_weights(tmp_path / "random.safetensors")
-    history = killed_and_restarted(command(tmp_path / "videos", tmp_path / "killed", weights, 1),
+    # fused: a first OpenVINO conversion of these random weights takes seconds in which a kill finds no output
+    history = killed_and_restarted(command(tmp_path / "videos", tmp_path / "killed", weights, 1, "fused"),
                                    tmp_path / "killed", count, kills=2, seed=1)
     check_outputs(tmp_path / "killed", count)
     reused = int(history[-1]["final_summary"].split("(")[1].split(" from")[0])
     assert reused == history[-2]["killed_with_outputs"] > 0  # every output finished before the kill is reused
-    assert two_at_once(command(tmp_path / "videos", tmp_path / "two", weights, 1)) == [0, 0]
+    assert two_at_once(command(tmp_path / "videos", tmp_path / "two", weights, 1, "fused")) == [0, 0]
     check_outputs(tmp_path / "two", count)
 
 
@@ -344,7 +345,7 @@ def test_windows_of_different_videos_share_batches_and_keep_their_values(tmp_pat
     each video's features the same as when it is extracted alone."""
     import i3d.features.network as network_module
     from i3d.features import ExtractionConfig, WindowSpec, extract_features
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     rng = np.random.default_rng(2)
@@ -357,7 +358,7 @@ def test_windows_of_different_videos_share_batches_and_keep_their_values(tmp_pat
     original = network_module.FeatureNetwork.run
     monkeypatch.setattr(network_module.FeatureNetwork, "run",
                         lambda self, clips: calls.append(len(clips)) or original(self, clips))
-    settings = dict(weights=str(tmp_path / "w.safetensors"), runtime="torch", batch_size=4, size=193,
+    settings = dict(weights=str(tmp_path / "w.safetensors"), runtime="fused", batch_size=4, size=193,
                     crop_size=193, fps=None)
     summary = extract_features([tmp_path / "in"], tmp_path / "shared", ExtractionConfig(WindowSpec(9, 9), workers=1,
                                                                                           **settings))

@@ -16,7 +16,7 @@ import i3d.weights.registry as registry
 from i3d.cli.main import main
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.weights.fetch import fetch_weights
 from i3d.weights.remote import MIRROR_VARIABLE, git_blob_sha1
 from i3d.weights.store import installed_path

@@ -309,12 +309,12 @@ def test_cli_report_states_the_protocol_and_reuses_saved_statistics(tmp_path, ca
     capsys.readouterr()
     assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "4", "--quiet"]) == 2
     assert "statistics of another protocol (differs in seed)" in capsys.readouterr().err
-    assert report["weights"]["precision"] == "fp32" and report["weights"]["runtime"] in ("torch", "openvino")
+    assert report["weights"]["precision"] == "fp32" and report["weights"]["runtime"] in ("fused", "openvino")
     import i3d.devices
 
     monkeypatch.setattr(i3d.devices, "cpu_flags", lambda: {"avx512_bf16"})  # any CPU: the refusal is the point
     assert main(["fvd", str(stats), str(fake), "--videos", "4", "--seed", "3", "--precision", "bf16", "--runtime",
-                 "torch", "--quiet"]) == 2
+                 "fused", "--quiet"]) == 2
     assert "statistics computed in fp32, not bf16" in capsys.readouterr().err
 
 
@@ -403,7 +403,7 @@ def test_compute_fvd_given_arrays_points_to_the_in_memory_api():
 ])
 def test_both_sets_are_checked_before_either_is_embedded(tmp_path, make_fake, message):
     from i3d.fvd import VideoEmbedder, compute_fvd
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import LoadedWeights
 
     rng = np.random.default_rng(0)
@@ -424,7 +424,7 @@ def test_names_sharing_a_file_are_counted_and_reported_and_the_bar_knows_its_tot
     """A folder whose names link to one file: every name is a video of the set (as folder-reading FVD code
     counts it), the report says how many share a file; ``total`` is told the clips before any is embedded."""
     from i3d.fvd import VideoEmbedder, compute_fvd
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import LoadedWeights
 
     rng = np.random.default_rng(7)

@@ -15,7 +15,7 @@ import torch
 
 from conftest import numbered_frames, write_video
 from i3d.cli.main import main
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.weights.store import save_weights
 
 
@@ -36,8 +36,11 @@ def files(tmp_path_factory):
     save_weights(root / "flow.safetensors", InceptionI3d(3, 2).state_dict(), list("abc"), "flow")
     from safetensors.torch import save_file
 
-    save_file(InceptionI3d(3, 3).state_dict(), root / "misfit.safetensors",
-              metadata={"i3d_format": "1", "modality": "rgb", "labels": '["a", "b"]'})
+    from i3d.weights.store import TENSORS_DIGEST, tensors_digest
+
+    misfit = InceptionI3d(3, 3).state_dict()  # labels for 2 classes, a classifier for 3; the file vouches for itself
+    metadata = {"i3d_format": "1", "modality": "rgb", "labels": '["a", "b"]', TENSORS_DIGEST: tensors_digest(misfit)}
+    save_file(misfit, root / "misfit.safetensors", metadata=metadata)
     return {"root": root, "video": video}
 
 
@@ -214,4 +217,5 @@ def test_training_leaves_out_a_video_without_decodable_frames_and_goes_on(files,
     for i in range(4):
         _undecodable_copy(files["video"], tmp_path / "data" / "b" / f"bad{i}.mp4")
     assert main([*args[:-1], str(tmp_path / "run2")]) == 2
-    assert "5 of 9 videos cannot be read" in capsys.readouterr().err
+    assert ("5 of 9 videos of the list cannot be used; the files exist but do not open as videos"
+            in capsys.readouterr().err)

@@ -8,7 +8,7 @@ import torch
 
 from i3d.cli.main import main
 from i3d.factory import resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 
 BLOCK_UNITS = ["0a_1x1", "1a_1x1", "1b_3x3", "2a_1x1", "2b_3x3", "3b_1x1"]
 OURS = {"0a_1x1": "Branch_0.Conv3d_0a_1x1", "1a_1x1": "Branch_1.Conv3d_0a_1x1", "1b_3x3": "Branch_1.Conv3d_0b_3x3",

@@ -10,10 +10,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first, as docs/architecture.md draws them; a module belongs to the longest prefix that names it.
 LAYERS = [
-    ("plain data", ["i3d.architecture", "i3d.errors", "i3d.settings", "i3d.streams", "i3d.lists", "i3d.files",
+    ("plain data", ["i3d.networks.architecture", "i3d.errors", "i3d.settings", "i3d.streams", "i3d.lists", "i3d.files",
                     "i3d.download", "i3d.versions", "i3d.devices", "i3d.video.recipe"]),
     ("recipe", ["i3d.video"]),
-    ("network", ["i3d.model", "i3d.resnet3d", "i3d.inference", "i3d.openvino_runtime", "i3d.weights"]),
+    ("networks", ["i3d.networks", "i3d.weights"]),
+    ("runtimes", ["i3d.runtimes"]),
     ("one way in", ["i3d.factory"]),
     ("capabilities", ["i3d.predict", "i3d.timeline", "i3d.render", "i3d.serve", "i3d.features", "i3d.fvd",
                       "i3d.evaluate", "i3d.train", "i3d.export", "i3d.visualize", "i3d.bench", "i3d.environment"]),
@@ -96,7 +97,7 @@ def test_no_import_loops():
 def test_the_plain_network_and_the_algorithms_stand_alone():
     """The network file imports no inference form; TV-L1's algorithm and its kernel loader do not know each
     other (the build, above both, imports them); weights point at their recipe, never the reverse."""
-    assert GRAPH["i3d.model"] <= {"i3d.architecture"}
+    assert GRAPH["i3d.networks.inception"] <= {"i3d.networks.architecture"}
     assert "i3d.video.flow.built_kernels" not in GRAPH["i3d.video.flow.tvl1_torch"]
     assert "i3d.video.flow.tvl1_torch" not in GRAPH["i3d.video.flow.built_kernels"]
     assert not any(name.startswith("i3d.weights") for name in GRAPH["i3d.video.recipe"] | GRAPH["i3d.video.preset"])

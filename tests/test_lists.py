@@ -71,3 +71,40 @@ def test_classes_files_must_name_distinct_classes(tmp_path, content, message):
         read_classes_file(tmp_path / "classes.txt")
     with pytest.raises(I3DError, match="no such classes file"):
         read_classes_file(tmp_path / "absent.txt")
+
+
+def _train(tmp_path, capsys, list_text):
+    from i3d.cli.main import main
+
+    (tmp_path / "train.csv").write_text(list_text)
+    code = main(["train", "--train", str(tmp_path / "train.csv"), "--steps", "1", "--output", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # nothing written
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1]
+
+
+def test_a_training_list_no_row_of_which_is_usable_names_the_list_line_and_cause(tmp_path, capsys):
+    code, line = _train(tmp_path, capsys, "clips/a.mp4,x\nclips/b.mp4,y\n")
+    assert code == 2
+    assert line.startswith(f"i3d: error: {tmp_path / 'train.csv'}:1: 2 of 2 videos of the list cannot be used; "
+                           f"none of these paths exists: relative paths are read from the list's folder ({tmp_path})")
+    code, line = _train(tmp_path, capsys, "name,label\nclips/a.mp4,x\n")
+    assert code == 2 and "its first row ('name') looks like a header taken for data" in line
+
+
+def test_a_charades_list_without_its_actions_column_is_refused_by_its_header(tmp_path, capsys):
+    code, line = _train(tmp_path, capsys, "id,subject,scene\nAB12C,s1,kitchen\n")
+    assert code == 2
+    assert line == (f"i3d: error: {tmp_path / 'train.csv'}: a Charades list (its header has an `id` column) needs its "
+                    "`actions` column (`class start end;...`); a plain list is `path,label[,start_s,end_s]`")
+
+
+@pytest.mark.parametrize("name", ["no\nwhere.mp4", "tab\there.mp4", "carriage\rreturn.mp4"])
+def test_odd_names_stay_on_one_line_in_every_message(tmp_path, capsys, name):
+    from i3d.cli.main import main
+
+    path = tmp_path / name
+    assert main(["predict", str(path)]) == 2
+    err = capsys.readouterr().err
+    escaped = str(path).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    assert err.splitlines()[-1] == f"i3d: error: {escaped}: no such file or folder"  # one line, its last

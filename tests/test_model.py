@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from i3d.inference import fast_max_pool, gflops_per_clip, optimize_for_inference
-from i3d.model import ENDPOINTS, MIN_FRAMES, InceptionI3d, max_pool_same, pad_same, same_padding
+from i3d.networks.flops import gflops_per_clip
+from i3d.networks.inception import ENDPOINTS, MIN_FRAMES, InceptionI3d, max_pool_same, pad_same, same_padding
+from i3d.runtimes.fused import fast_max_pool, fuse
 
 
 def tf_same(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -118,7 +119,7 @@ def test_logits_are_the_linear_head_of_the_feature():
 @pytest.mark.parametrize(("frames", "size"), [(9, 224), (11, 231)])
 def test_fast_inference_form_computes_the_same_function(frames, size):
     model = random_model()
-    fast = optimize_for_inference(model)
+    fast = fuse(model)
     x = torch.rand(2, 3, frames, size, size) * 2 - 1
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), model(x), rtol=0, atol=1e-4)

@@ -41,7 +41,7 @@ def _error_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory):
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     work = tmp_path_factory.mktemp("cluster")
@@ -68,7 +68,7 @@ def test_a_node_lost_mid_run_has_its_videos_retried_and_every_output_matches_the
     assert lost["stdout"].startswith("10 videos: 10 done (0 from an earlier run), 0 failed")
 
     config = ExtractionConfig(WindowSpec(8, 8), size=224, crop_size=224, weights=str(work / "weights.safetensors"),
-                              runtime="torch")
+                              runtime="fused")
     local = extract_features([work / "videos"], work / "local", config)
     assert local.failed == 0
     def rows(folder):
@@ -119,7 +119,7 @@ def test_a_run_that_loses_every_worker_stops_in_one_line_and_its_rerun_does_the_
 
 def test_a_ray_address_that_does_not_answer_is_one_line(tmp_path, capsys):
     video = write_video(tmp_path / "v.mp4", numbered_frames(8, 48, 64), 25)
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     save_weights(tmp_path / "w.safetensors", InceptionI3d(3, 3).state_dict(), ["a", "b", "c"], "rgb")

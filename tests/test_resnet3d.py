@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.architecture import RESNET_LAYOUTS
 from i3d.errors import I3DError
 from i3d.factory import create_model
-from i3d.resnet3d import ResNet3d
+from i3d.networks.architecture import RESNET_LAYOUTS
+from i3d.networks.resnet3d import ResNet3d
+from i3d.runtimes.fused import fuse
 from i3d.weights.convert import convert_weights
 from i3d.weights.registry import REGISTRY
 from resnet_formula import clip_input, tensor_values
@@ -85,11 +86,10 @@ def test_converted_checkpoint_gives_the_sources_logits(name, tmp_path):
     source = write_source_checkpoint(record, tmp_path, name.replace("r50", "r50_32x2"))
     converted = convert_weights(source, tmp_path / "converted.safetensors")
     assert converted.layout is not None and converted.layout.name == name and converted.num_classes == 400
-    model = create_model(tmp_path / "converted.safetensors", runtime="torch")
+    model = create_model(tmp_path / "converted.safetensors")
     assert isinstance(model, ResNet3d) and model.layout == RESNET_LAYOUTS[name]
-    check_against(record, model)  # fused: BatchNorm folded, channels-last
-    model.fast_inference = False
     check_against(record, model)
+    check_against(record, fuse(model))  # BatchNorm folded, channels-last
 
 
 def test_pytorch_resnet3d_files_convert_as_the_caffe2_32x2_network(tmp_path):
@@ -113,7 +113,7 @@ def test_pytorch_resnet3d_files_convert_as_the_caffe2_32x2_network(tmp_path):
     torch.save(renamed, tmp_path / "i3d_r50_nl_kinetics.pth")
     converted = convert_weights(tmp_path / "i3d_r50_nl_kinetics.pth", tmp_path / "out.safetensors")
     assert converted.layout.name == "caffe2-r50-nl-32x2"
-    check_against(record, create_model(tmp_path / "out.safetensors", runtime="torch"))
+    check_against(record, create_model(tmp_path / "out.safetensors"))
 
 
 def test_the_registry_names_every_family_member_with_its_recipe():
@@ -167,17 +167,11 @@ def test_fine_tuning_a_new_classifier_trains():
     assert model.fc.weight.grad is not None and model.stem.conv.weight.grad.abs().sum() > 0
 
 
-def test_fused_form_matches_the_plain_network_and_follows_weight_changes():
-    from i3d.inference import use_fused_inference
-
-    model = use_fused_inference(small_model())
+def test_fused_form_matches_the_plain_network():
+    model = small_model()
     x = torch.rand(1, 3, 8, 112, 112) * 2 - 1
     with torch.no_grad():
-        plain = model._run(x)[0]
-        fused = model(x)
-        assert (plain - fused).abs().max() < 1e-4
-        model.fc.bias.add_(1.0)
-        assert torch.allclose(model(x), plain + 1.0, atol=1e-4)
+        assert (model(x) - fuse(model)(x)).abs().max() < 1e-4
 
 
 # ---- refusals: one line each, nothing written -----------------------------------------------------------
@@ -256,7 +250,7 @@ def test_anomaly_preset_gives_the_extractors_own_features(tmp_path, monkeypatch)
         for frame in anomaly_frames():
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-    config = config_from_preset("anomaly-rtfm", runtime="torch", fmt="npy")
+    config = config_from_preset("anomaly-rtfm", runtime="fused", fmt="npy")
     summary = extract_features([video], tmp_path / "out", config)
     assert [row.status for row in summary.rows] == ["done"]
     ours = np.load(tmp_path / "out" / "video.npy")
@@ -289,7 +283,7 @@ def family_home(tmp_path_factory):
 
 
 def _i3d(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**__import__("os").environ, "I3D_HOME": str(home), "I3D_RUNTIME": "torch"}
+    env = {**__import__("os").environ, "I3D_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "i3d.cli.main", *args], capture_output=True, text=True, env=env)
 
 
@@ -331,9 +325,9 @@ def test_fine_tuning_the_family_writes_a_file_that_builds_the_same_network(famil
                          log_every=1, workers=0, checkpoint_every=2, steps=2, output=str(tmp_path / "run"),
                          schedule="0:0.01", weights="i3d_r50_32x2_mmaction2", freeze_until="res3")
     result = train_stream(config, say=lambda _: None)
-    tuned = create_model(result.final_weights, runtime="torch")
+    tuned = create_model(result.final_weights)
     assert isinstance(tuned, ResNet3d) and tuned.layout.name == "mmaction2-r50" and tuned.labels == ["a", "b"]
-    start = create_model("i3d_r50_32x2_mmaction2", runtime="torch")
+    start = create_model("i3d_r50_32x2_mmaction2")
     assert torch.equal(tuned.res3[0].conv_a.conv.weight, start.res3[0].conv_a.conv.weight)  # frozen
     assert not torch.equal(tuned.res4[0].conv_a.conv.weight, start.res4[0].conv_a.conv.weight)  # trained
 
@@ -365,7 +359,7 @@ def test_an_mmaction2_entry_is_fetched_checked_against_its_sha256_prefix(tmp_pat
         path = fetch_weights(entry.name, quiet=True)
     finally:
         server.close()
-    model = create_model(entry.name, runtime="torch")
+    model = create_model(entry.name)
     assert path.is_file() and model.layout.name == "mmaction2-r50"
     check_against(record, model)
 

@@ -12,7 +12,7 @@ from i3d.cli.main import main
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
 from i3d.features import ExtractionConfig, WindowSpec, extract_features
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.predict import Classifier
 from i3d.visualize import flow_pictures
 from i3d.weights import save_weights

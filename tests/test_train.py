@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from conftest import write_video
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
-from i3d.model import INCEPTION_CHANNELS, InceptionI3d
+from i3d.networks.inception import INCEPTION_CHANNELS, InceptionI3d
 from i3d.train import TrainConfig, load_config, train, train_stream
 from i3d.train.config import lr_at, lr_schedule
 from i3d.train.data import Action, ClipDataset, ClipSpec, crop_and_flip, frame_targets, read_labelled_set

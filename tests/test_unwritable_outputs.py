@@ -165,7 +165,7 @@ def test_weights_in_a_read_only_folder_load_after_their_time_stamp_changed(input
     """The sidecar's 'last verified' stamp is a shortcut: where it cannot be updated, the weights still load."""
     import torch
 
-    from i3d.model import InceptionI3d
+    from i3d.networks.inception import InceptionI3d
     from i3d.weights.store import save_weights
 
     shared = tmp_path / "shared"

@@ -10,7 +10,7 @@ import torch
 
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.weights import fetch_weights, installed_path, save_weights
 from i3d.weights.registry import DEFAULT_WEIGHTS, TFHUB_SDIST_MEMBER, kinetics400_labels
 from i3d.weights.store import check_state_dict, load_weights

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 import i3d.weights.store as store
 from i3d.errors import I3DError
 from i3d.factory import resolve_weights
-from i3d.model import InceptionI3d
+from i3d.networks.inception import InceptionI3d
 from i3d.predict import Classifier
 from i3d.weights.store import digest_path, installed_path, load_weights, save_weights
 
@@ -117,6 +117,58 @@ def test_a_network_giving_nan_is_an_error_naming_the_weights_never_nan_printed(t
     save_file(network.state_dict(), path, metadata={"i3d_format": "1", "modality": "rgb", "labels": '["a", "b", "c"]',
                                                     "name": "broken"})
     video = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
-    assert main(["predict", str(video), "--weights", str(path), "--runtime", "torch"]) == 2
+    assert main(["predict", str(video), "--weights", str(path), "--runtime", "fused"]) == 2
     captured = capsys.readouterr()
     assert "nan" not in captured.out.lower() and "give non-finite scores" in captured.err
+
+
+def _damaged_copy(source, target, count=20_000):
+    """``source`` copied without its sidecar record (as a file handed to someone is), ``count`` bytes of its
+    tensor data flipped."""
+    data = bytearray(source.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    for offset in range(header + 4096, header + 4096 + count):
+        data[offset] ^= 0x40
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_damaged_file_given_by_path_is_refused_by_its_own_digest(tmp_path, state, capsys):
+    from conftest import numbered_frames, write_video
+    from i3d.cli.main import main
+
+    intact = tmp_path / "intact.safetensors"
+    save_weights(intact, state, list("abcde"), "rgb", name="w")
+    assert len(load_weights(intact).metadata[store.TENSORS_DIGEST]) == 64
+    damaged = _damaged_copy(intact, tmp_path / "copy.safetensors")
+    assert not digest_path(damaged).exists()  # nothing beside it to check against: the file vouches for itself
+    video = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
+    plot = tmp_path / "timeline.png"
+    assert main(["predict", str(video), "--weights", str(damaged), "--timeline", "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not plot.exists()
+    assert captured.err.splitlines() == [
+        f"i3d: error: {damaged}: its tensors differ from the digest recorded in the file when it was written: the "
+        "file is damaged; write it again"]
+
+
+def test_a_file_without_a_digest_loads_with_a_note_and_implausible_values_are_refused(tmp_path, state):
+    foreign = tmp_path / "foreign.safetensors"
+    metadata = {"i3d_format": "1", "modality": "rgb", "labels": json.dumps(list("abcde"))}
+    save_file(state, foreign, metadata=metadata)
+    with pytest.warns(store.I3DNotice, match="records no digest of its tensors, so it cannot be verified"):
+        assert load_weights(foreign).num_classes == 5
+    blown = dict(state)
+    blown["Conv3d_1a_7x7.conv3d.weight"] = state["Conv3d_1a_7x7.conv3d.weight"] * 1e30
+    save_file(blown, foreign, metadata=metadata)
+    with pytest.warns(store.I3DNotice), pytest.raises(I3DError, match="Conv3d_1a_7x7.conv3d.weight holds values of "
+                                                                        "magnitude .* beyond any trained network's"):
+        load_weights(foreign)
+
+
+def test_the_digest_names_the_tensors_not_their_order(state):
+    """One digest whatever order the tensors come in; another as soon as one value changes."""
+    reordered = dict(reversed(list(state.items())))
+    assert store.tensors_digest(state) == store.tensors_digest(reordered)
+    changed = {**state, "Logits.Conv3d_0c_1x1.conv3d.bias": state["Logits.Conv3d_0c_1x1.conv3d.bias"] + 1}
+    assert store.tensors_digest(changed) != store.tensors_digest(state)

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _HOMES = {"Classifier": "i3d.predict", "Prediction": "i3d.predict",
           "create_model": "i3d.factory", "list_models": "i3d.factory", "load_model": "i3d.factory",
           "get_weights": "i3d.weights.registry",
-          "InceptionI3d": "i3d.model", "I3DError": "i3d.errors"}
+          "InceptionI3d": "i3d.networks.inception", "I3DError": "i3d.errors"}
 
 
 def __getattr__(name: str):

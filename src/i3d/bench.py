@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from i3d.errors import I3DError
-from i3d.inference import gflops_per_clip
+from i3d.networks.flops import gflops_per_clip
 from i3d.settings import BENCH_PATHS, BenchConfig
 
 
@@ -31,10 +31,11 @@ class BenchResult:
     memory: str  # what peak_memory_mb measures
     weights: str
     threads: int
+    runs: str = ""  # what ran: runtime and precision
     convolutions: str = ""  # OpenVINO: the precisions its compiled convolutions run in, e.g. "57 u8"
 
     def row(self) -> str:
-        notes = [self.weights.split(", ", 1)[1]] if ", " in self.weights else []  # default: its runtime
+        notes = [self.runs] if self.runs else []
         if self.convolutions:
             notes.append(f"convolutions: {self.convolutions}")
         runs_on = f" ({', '.join(notes)})" if notes else ""
@@ -46,7 +47,7 @@ HEADER = f"{'path':<12} {'s/clip':>9} {'clips/s':>9} {'GFLOP/s':>9} {'peak MB':>
 
 
 def default_paths() -> list[str]:
-    return ["default", "eager", "optimized", "openvino", "onnxruntime"] + (["cuda"] if torch.cuda.is_available()
+    return ["default", "eager", "fused", "openvino", "onnxruntime"] + (["cuda"] if torch.cuda.is_available()
                                                                             else [])
 
 
@@ -55,11 +56,11 @@ def _network(config: BenchConfig):
     from i3d.factory import create_model
 
     try:
-        model = create_model(config.weights, fused=False)
+        model = create_model(config.weights)
     except I3DError:
         if config.weights is not None:
             raise
-        from i3d.model import InceptionI3d
+        from i3d.networks.inception import InceptionI3d
 
         return InceptionI3d().eval(), "random (default weights not installed)", None
     return model, model.weights.name, model.weights
@@ -76,43 +77,29 @@ def export_for_bench(config: BenchConfig, file: Path) -> None:
 def _runner(path: str, config: BenchConfig, onnx_file: Path | None):
     """A callable running one batch on this path, the weights it uses, and the network."""
     model, weights_name, _ = _network(config)
-    run, name = _path_runner(path, model, weights_name, config, onnx_file)
-    return run, name, model
+    run, form = _path_runner(path, model, weights_name, config, onnx_file)
+    return run, weights_name, model, form
 
 
 def _path_runner(path: str, model, weights_name: str, config: BenchConfig, onnx_file: Path | None):
-    from i3d.inference import optimize_for_inference
+    """A callable running one batch on this path, and the form it runs (what ``i3d.load_model`` gives)."""
+    from i3d.runtimes import for_inference
 
     clip = torch.rand(config.batch_size, 3, config.frames, config.size, config.size) * 2 - 1
-    if path == "eager":
-        return (lambda: model(clip)), weights_name
-    if path in ("default", "openvino"):  # what i3d.load_model(precision=, runtime=) and every command run
-        from i3d.factory import attach_inference_form, choose_runtime
+    if path in ("default", "eager", "fused", "openvino", "cuda"):  # i3d.load_model(runtime=..., precision=...)
+        runtime = {"default": config.runtime, "cuda": "fused"}.get(path, path)
+        precision = config.precision if path in ("default", "openvino", "cuda") else "fp32"
+        device = "cuda" if path == "cuda" else "cpu"
+        form = for_inference(model, runtime, precision, device)  # OpenVINO converts here (cached on disk)
+        on_device = clip.to(device)
 
-        runtime = "openvino" if path == "openvino" else choose_runtime(config.runtime, config.precision)
-        attach_inference_form(model, config.precision, runtime)  # its first call (the warm-up) converts
-        return (lambda: model(clip)), f"{weights_name}, {runtime} {config.precision}"
-    if path == "optimized":
-        fast = optimize_for_inference(model)
-        return (lambda: fast(clip)), weights_name
-    if path == "cuda":
-        if not torch.cuda.is_available():
-            raise I3DError("no CUDA device here")
-        fast, on_device = optimize_for_inference(model).cuda(), clip.cuda()
-
-        def run_cuda():
-            out = fast(on_device)
-            torch.cuda.synchronize()
+        def run():
+            out = form(on_device)
+            if path == "cuda":
+                torch.cuda.synchronize()
             return out
 
-        return run_cuda, weights_name
-    if path == "torchscript":
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.freeze(torch.jit.trace(model, clip, check_trace=False))
-        return (lambda: traced(clip)), weights_name
+        return run, form
     if path == "onnxruntime":
         from i3d.export import require
 
@@ -121,7 +108,7 @@ def _path_runner(path: str, model, weights_name: str, config: BenchConfig, onnx_
         session_options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(onnx_file), session_options, providers=["CPUExecutionProvider"])
         feeds = {"rgb": clip.numpy()}
-        return (lambda: session.run(None, feeds)), weights_name
+        return (lambda: session.run(None, feeds)), None
     raise I3DError(f"unknown path {path!r}; known: {', '.join(BENCH_PATHS)}")
 
 
@@ -131,7 +118,7 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
     from i3d.errors import I3DNotice
 
     warnings.simplefilter("ignore", I3DNotice)  # a first-use conversion note would land inside the table
-    run, weights_name, model = _runner(path, config, onnx_file)  # outside inference mode: weights vouched for
+    run, weights_name, model, form = _runner(path, config, onnx_file)
     with torch.inference_mode():
         if path == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -140,7 +127,6 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
         for _ in range(config.repeats):
             run()
         elapsed = time.perf_counter() - start
-        form = model.fast() if path in ("default", "openvino") else None
     clips = config.repeats * config.batch_size
     if path == "cuda":
         peak, memory = torch.cuda.max_memory_allocated() / 2**20, "CUDA memory allocated"
@@ -151,8 +137,10 @@ def bench_in_this_process(path: str, config: BenchConfig, onnx_file: Path | None
     if hasattr(form, "convolutions_run_in"):  # OpenVINO: what its compiled convolutions run in, for this clip size
         counts = form.convolutions_run_in((config.frames, config.size, config.size))
         convolutions = ", ".join(f"{n} {p}" for p, n in sorted(counts.items(), key=lambda item: -item[1]))
+    runs = (f"{form.runtime} {form.precision}" if hasattr(form, "runtime") else
+            "eager fp32" if path == "eager" else "onnxruntime fp32")
     return BenchResult(path, elapsed / clips, clips / elapsed, gflops * clips / elapsed, peak, memory, weights_name,
-                       torch.get_num_threads(), convolutions)
+                       torch.get_num_threads(), runs, convolutions)
 
 
 def bench(path: str, config: BenchConfig) -> BenchResult:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -57,19 +58,30 @@ ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX
                       "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere: then only fp32 is offered on CPU), less
-    those above the instruction set oneDNN is capped at (``ONEDNN_MAX_CPU_ISA`` or ``DNNL_MAX_CPU_ISA``,
-    which PyTorch's and OpenVINO's CPU kernels both obey): capped at AVX2, this CPU is an AVX2 CPU to them."""
-    flags: set[str] = set()
+def read_cpuinfo(cpuinfo: str = "/proc/cpuinfo") -> tuple[str | None, set[str]]:
+    """The CPU's model name and feature flags as Linux reports them (None and empty elsewhere): the one place
+    the CPU is read."""
+    model, flags = None, set()
     try:
         with open(cpuinfo) as info:
             for line in info:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+                if model is not None and flags:
                     break
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (empty where Linux does not report them: then only fp32 is offered on CPU), less
+    those above the instruction set oneDNN is capped at (``ONEDNN_MAX_CPU_ISA`` or ``DNNL_MAX_CPU_ISA``,
+    which PyTorch's and OpenVINO's CPU kernels both obey): capped at AVX2, this CPU is an AVX2 CPU to them."""
+    flags = read_cpuinfo(cpuinfo)[1]
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     names = [name for name, _ in ONEDNN_ISA_FLAGS]
     cap = ONEDNN_ISA_ALIASES.get(cap, cap)
@@ -83,7 +95,7 @@ def check_precision(precision: str, device: str | torch.device = "cpu") -> None:
     """Refuse, in one line and before any work, a precision the device cannot run usefully: bf16 needs a
     CPU with native bf16 (AVX512_BF16 or AMX) or a CUDA GPU of compute capability 8.0 or more (emulated bf16
     on older GPUs is slower than fp32); fp16 is for CUDA (CPUs have no fast fp16 convolutions); int8 runs
-    on CPU through OpenVINO (``pip install 'i3d[openvino]'``), on any x86 CPU (faster than fp32 even on
+    on CPU through OpenVINO with NNCF (``pip install 'i3d[int8]'``), on any x86 CPU (faster than fp32 even on
     AVX2 alone: 0.93 against 1.60 s a clip, capped at AVX2 here)."""
     if precision not in PRECISIONS:
         raise I3DError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -109,20 +121,29 @@ def check_precision(precision: str, device: str | torch.device = "cpu") -> None:
         import importlib.util
 
         if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
-            raise I3DError("--precision int8 runs through OpenVINO: pip install 'i3d[openvino]'")
+            raise I3DError("--precision int8 quantises with NNCF: pip install 'i3d[int8]'")
 
 
 def tf32_allowed() -> bool:
     return os.environ.get("I3D_ALLOW_TF32", "") in ("1", "true", "yes")
 
 
-def exact_on_cuda(device: torch.device) -> None:
-    """TF32 off for cuDNN's convolutions and CUDA matmuls (PyTorch leaves it on for convolutions): it moves
+@contextlib.contextmanager
+def exact_cuda_math(device: torch.device) -> Iterator[None]:
+    """TF32 off for the cuDNN convolutions and CUDA matmuls of this block, as it was after it: TF32 moves
     features and FVD by about 1e-3 relative on Ampere and newer, past the 1e-4 this project promises.
-    ``I3D_ALLOW_TF32=1`` allows it."""
-    if device.type == "cuda" and not tf32_allowed():
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    ``I3D_ALLOW_TF32=1`` allows it. The inference forms run every call under it, so no process-wide switch
+    is left set for the user's own code."""
+    if device.type != "cuda" or tf32_allowed():
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
 
 
 def compute_record(device: str | torch.device) -> dict:
@@ -131,16 +152,21 @@ def compute_record(device: str | torch.device) -> dict:
     return {"device": str(device), "tf32_allowed": str(device) != "cpu" and tf32_allowed()}
 
 
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+def all_reduce_sum(values: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """The sum of ``values`` over the processes of the default group (itself alone when there is none),
-    reduced where the group's backend can: NCCL only reduces CUDA tensors (on this process's GPU), gloo CPU
-    ones. The dtype is kept (float64 sums stay float64); the result is on the CPU."""
+    reduced where the group's backend can: NCCL only reduces CUDA tensors, on ``device`` where it is a GPU,
+    else on this process's own GPU under torchrun (LOCAL_RANK; a script that never called ``set_device``
+    would otherwise put every rank on cuda:0), gloo CPU ones. The dtype is kept; the result is on the CPU."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return values
     if dist.get_backend() == "nccl":
-        on_device = values.to(torch.device("cuda", torch.cuda.current_device()))
+        if device is None or device.type != "cuda":
+            local_rank = os.environ.get("LOCAL_RANK")
+            device = torch.device("cuda", int(local_rank) % torch.cuda.device_count() if local_rank is not None
+                                  else torch.cuda.current_device())
+        on_device = values.to(device)
         dist.all_reduce(on_device)
         return on_device.cpu()
     values = values.clone()

@@ -7,7 +7,6 @@ import importlib.metadata
 import os
 import platform
 import sys
-from pathlib import Path
 from typing import Any
 
 from i3d.download import cache_dir
@@ -15,7 +14,7 @@ from i3d.download import cache_dir
 # What each command needs beyond the base install: (extra, distributions).
 EXTRAS = {
     "export --format onnx": ("export", ["onnx", "onnxscript", "onnxruntime"]),
-    "export --format openvino, --int8": ("openvino", ["openvino", "nncf"]),
+    "--precision int8, export --int8": ("int8", ["nncf"]),
     "bench (onnxruntime path)": ("export", ["onnxruntime"]),
     "features --engine ray": ("ray", ["ray"]),
     "serve": ("serve", ["fastapi", "uvicorn", "python-multipart"]),
@@ -33,19 +32,13 @@ def distribution_version(name: str) -> str | None:
 
 
 def cpu_info() -> dict[str, Any]:
-    """The CPU's model and the vector extensions that decide speed: AVX-512, VNNI (int8), bf16, AMX."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:  # not Linux: the model from platform, capabilities from ATen below
-        pass
+    """The CPU's model and the vector extensions that decide speed: AVX-512, VNNI (int8), bf16, AMX, as the
+    kernels see them (under an ONEDNN_MAX_CPU_ISA cap, the capped set)."""
     import torch
 
+    from i3d.devices import cpu_flags, read_cpuinfo
+
+    model, flags = read_cpuinfo()[0] or platform.processor() or platform.machine(), cpu_flags()
     return {"model": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "aten_capability": torch.backends.cpu.get_cpu_capability(),
             "flags": {flag: flag in flags for flag in CPU_FLAGS},

@@ -48,3 +48,11 @@ def no_such_input(path: object) -> I3DError:
         if error.errno == errno.ELOOP:
             return I3DError(f"{path}: a link in a loop (it leads back to itself)")
     return I3DError(f"{path}: a link to {os.readlink(path)}, which is not there")
+
+
+def one_line(text: object) -> str:
+    """``text`` as one printable line: newlines, tabs, carriage returns and other control characters become
+    escapes (``\\n``), and bytes a file name could not decode stay as their ``\\udcXX`` escapes. The one rule
+    for every message and row a command prints, whatever names it quotes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in str(text))

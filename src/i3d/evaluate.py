@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d.architecture import MIN_FRAMES
 from i3d.devices import compute_record
-from i3d.errors import I3DError
-from i3d.lists import label_indices
+from i3d.errors import I3DError, one_line
+from i3d.lists import label_indices, likely_cause
 from i3d.lists import read_list as read_rows
+from i3d.networks.architecture import MIN_FRAMES
 from i3d.predict import Classifier
 from i3d.settings import EvaluationProtocol
 from i3d.versions import software_versions
@@ -100,7 +100,10 @@ class EvaluationReport:
 
     def summary(self) -> str:
         if not self.evaluated:
-            return f"no video could be evaluated ({self.failed} failed)"
+            if not self.failures:
+                return "no video could be evaluated"
+            cause = likely_cause(Path(self.list), [Path(f["path"]) for f in self.failures])
+            return one_line(f"{self.list}: no video of the list could be evaluated ({self.failed} failed); {cause}")
         line = (f"top-1 {100 * self.top1:.2f}%  top-5 {100 * self.top5:.2f}%  "
                 f"mean class accuracy {100 * self.mean_class_accuracy:.2f}%  ({self.evaluated} videos")
         if self.shared_rows:

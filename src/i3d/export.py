@@ -1,8 +1,9 @@
-"""Export to ONNX or TorchScript: one stream or the two-stream sum, any batch size and number of frames.
+"""Export to PyTorch's own format (``torch.export``, ``.pt2``), ONNX or OpenVINO IR: one stream or the
+two-stream sum, any batch size and number of frames.
 
-The exported graph is the plain network (``InceptionI3d``), not the CPU-tuned inference form: runtimes
-fold BatchNorm themselves, and the plain network's TF "SAME" padding is integer arithmetic on the input
-size, which both exporters record symbolically, so the parity-dependent padding of the strided layers
+Every format starts from one ``torch.export`` program of the plain network (``InceptionI3d``), not an
+inference form: runtimes fold BatchNorm themselves, and the plain network's TF "SAME" padding is integer
+arithmetic on the input size, recorded symbolically, so the parity-dependent padding of the strided layers
 stays right for every number of frames.
 """
 
@@ -23,7 +24,7 @@ from torch import nn
 from i3d.errors import I3DError
 from i3d.factory import Weights, build_model, resolve_weights
 from i3d.files import atomic_path
-from i3d.model import MIN_FRAMES, InceptionI3d
+from i3d.networks.inception import MIN_FRAMES, InceptionI3d
 from i3d.settings import EXPORT_FORMATS, ExportOptions
 from i3d.video.transforms import CROP
 
@@ -100,15 +101,35 @@ def require(module: str, extra: str = "export"):
         raise I3DError(f"this needs the {module} package: pip install 'i3d[{extra}]'") from None
 
 
+EXAMPLE_FRAMES = 40  # no axis of any layer at size 1, which torch.export would fix to the example's
+
+
+def exported_program(graph: ExportGraph, options: ExportOptions) -> torch.export.ExportedProgram:
+    """The graph as ``torch.export`` records it: batch and frames free, 224x224 crops."""
+    batch_axis, frames_axis = _dynamic_axes(options)
+    batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
+    dynamic = tuple({batch_axis: batch, frames_axis: frames} for _ in options.input_names)
+    # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network.
+    with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        warnings.simplefilter("ignore")
+        return torch.export.export(graph, example_inputs(options, EXAMPLE_FRAMES, batch=2),
+                                   dynamic_shapes={"clips": dynamic})
+
+
+def export_pt2(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str]) -> None:
+    """``torch.export``'s program, loaded with ``torch.export.load(path).module()``; the metadata in i3d.json."""
+    torch.export.save(exported_program(graph, options), str(path), extra_files={"i3d.json": json.dumps(metadata)})
+
+
 def export_onnx(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str]) -> None:
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter is written in it
 
+    # The exporter warns about every torchvision operator it cannot register; I3D uses none of them.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch_axis, frames_axis = _dynamic_axes(options)
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
     dynamic = tuple({batch_axis: batch, frames_axis: frames} for _ in options.input_names)
-    # The exporter warns about every torchvision operator it cannot register; I3D uses none of them.
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -121,27 +142,17 @@ def export_onnx(graph: ExportGraph, path: Path, options: ExportOptions, metadata
     onnx.save(model, str(path))
 
 
-def export_torchscript(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str]) -> None:
-    # Tracing records the size arithmetic of the TF padding, so the module accepts any batch and frames.
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(graph, example_inputs(options, 16), check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={"i3d.json": json.dumps(metadata)})
-
-
 def export_openvino(graph: ExportGraph, path: Path, options: ExportOptions, metadata: dict[str, str],
                     calibration: Sequence[np.ndarray] = ()) -> None:
-    """An OpenVINO IR (``.xml`` + ``.bin``), converted from the ONNX graph; with ``calibration`` clips,
-    quantised to int8 by NNCF's post-training quantisation (activations calibrated on those clips)."""
-    openvino = require("openvino", "openvino")
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "graph.onnx"
-        export_onnx(graph, onnx_path, options, metadata)
-        model = openvino.convert_model(str(onnx_path))
+    """An OpenVINO IR (``.xml`` + ``.bin``), converted from the ``torch.export`` program; with ``calibration``
+    clips, quantised to int8 by NNCF's post-training quantisation (activations calibrated on those clips)."""
+    import openvino
+    model = openvino.convert_model(exported_program(graph, options))
+    for port, name in zip(model.inputs, options.input_names):
+        port.set_names({name})
+    model.outputs[0].set_names({options.output_name})
     if calibration:
-        nncf = require("nncf", "openvino")
+        nncf = require("nncf", "int8")
         import logging as _logging
 
         _logging.getLogger("nncf").setLevel(_logging.ERROR)
@@ -207,7 +218,7 @@ def export(
         export_openvino(graph, path, options, metadata, calibration)
     else:
         with atomic_path(path) as tmp:
-            (export_onnx if format == "onnx" else export_torchscript)(graph, tmp, options, metadata)
+            (export_onnx if format == "onnx" else export_pt2)(graph, tmp, options, metadata)
     result = ExportResult(path, options, labels, check_frames=list(check_frames))
     if check_frames:
         result.max_abs_diff = max(check_export(graph, path, format, options, n) for n in check_frames)
@@ -217,7 +228,7 @@ def export(
 def run_exported(path: Path, format: str, inputs: Sequence[torch.Tensor]) -> np.ndarray:
     """Run an exported file: ONNX under ONNX Runtime (CPU), OpenVINO IR on its CPU plugin (float32 asked, as
     it would otherwise compute in bfloat16 where the CPU has it; compiled for the inputs' clip size, the only
-    way its int8 convolutions run in int8), TorchScript under torch.jit."""
+    way its int8 convolutions run in int8), pt2 as ``torch.export.load(path).module()``."""
     if format == "openvino":
         return openvino_for_size(path, [tuple(x.shape[1:]) for x in inputs])([x.numpy() for x in inputs])[0]
     if format == "onnx":
@@ -225,20 +236,18 @@ def run_exported(path: Path, format: str, inputs: Sequence[torch.Tensor]) -> np.
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
         return session.run(None, feeds)[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still what libtorch loads
-        module = torch.jit.load(str(path))
     with torch.no_grad():
-        return module(*inputs).numpy()
+        return torch.export.load(str(path)).module()(*inputs).numpy()
 
 
 def openvino_for_size(path: Path, sizes: Sequence[tuple[int, ...]], hint: str = "f32"):
     """An exported OpenVINO IR compiled on the CPU for inputs of these sizes (all but the batch axis, one per
     input): with the frame count left free, OpenVINO 2026.4 ran the int8 IR's convolutions in f32
     (quantisation error without int8's speed); with it fixed, it folds the "SAME" padding and runs them in
-    int8 (``i3d.openvino_runtime.compile_for_sizes``)."""
-    openvino = require("openvino", "openvino")
-    from i3d.openvino_runtime import compile_for_sizes
+    int8 (``i3d.runtimes.openvino.compile_for_sizes``)."""
+    import openvino
+
+    from i3d.runtimes.openvino import compile_for_sizes
 
     core = openvino.Core()
     return compile_for_sizes(core, core.read_model(str(path)), list(sizes), {"INFERENCE_PRECISION_HINT": hint})

@@ -8,21 +8,17 @@ capability gets its networks here, so every command accepts the same names.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from i3d.architecture import RESNET_LAYOUTS
-from i3d.devices import parse_device
 from i3d.download import file_lock, offline
 from i3d.errors import I3DError, I3DNotice, OutputError
-from i3d.inference import optimize_for_inference, use_fused_inference
-from i3d.model import InceptionI3d
-from i3d.openvino_runtime import openvino_available, use_openvino_inference
-from i3d.resnet3d import ResNet3d
+from i3d.networks.architecture import RESNET_LAYOUTS
+from i3d.networks.inception import InceptionI3d
+from i3d.networks.resnet3d import ResNet3d
 from i3d.weights import registry
 from i3d.weights.registry import DEFAULT_WEIGHTS, find_entry, registry_entry
 from i3d.weights.store import LoadedWeights, installed_path, load_weights, new_network
@@ -109,12 +105,11 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
                            "the published files") from None
 
 
-def build_model(weights: LoadedWeights, optimize: bool = False) -> torch.nn.Module:
-    """The plain network of loaded weights in eval mode; ``optimize`` gives the inference-only fused form."""
+def build_model(weights: LoadedWeights) -> torch.nn.Module:
+    """The plain network of loaded weights in eval mode."""
     model = new_network(weights.layout, weights.num_classes, weights.in_channels)
     model.load_state_dict(weights.state_dict)
     model.eval()
-    model = optimize_for_inference(model) if optimize else model
     model.labels = weights.labels
     model.weights = weights.without_tensors()
     return model
@@ -131,9 +126,6 @@ def create_model(
     dropout: float = 0.0,
     final_endpoint: str = "Logits",
     seed: int | None = None,
-    fused: bool = True,
-    precision: str = "fp32",
-    runtime: str = "torch",
 ) -> InceptionI3d | ResNet3d:
     """I3D built for ``weights`` (a registry name or alias, a converted ``.safetensors`` file, or weights
     already resolved): the Inception network, or the ResNet-50 of the layout the weights record.
@@ -142,10 +134,9 @@ def create_model(
     classes and channels then). ``stream`` refuses weights of the other stream. ``num_classes`` other than
     the weights' (or ``classes``, names other than the weights' labels) replaces the classifier with a new
     one, initialised from ``seed`` where given; ``in_channels=2`` on RGB weights initialises a flow network
-    from them (cross-modal). The model comes in eval mode with ``weights`` (the record: name, stream, file,
-    sha256, labels, recipe), ``labels`` and ``weights_meta`` set; ``fused`` (the default) makes it run
-    its fused form whenever it is in eval mode with autograd off, in ``precision`` (fp32, bf16, fp16; int8
-    with OpenVINO) on ``runtime`` (torch, openvino, or auto: OpenVINO on CPU where it is installed).
+    from them (cross-modal). The model is the plain network (``.to(dtype)``, ``.to(device)``, training all
+    work as on any module), in eval mode, with ``weights`` (the record: name, stream, file, sha256, labels,
+    recipe), ``labels`` and ``weights_meta`` set. ``i3d.load_model`` and ``i3d.runtimes`` make faster forms.
     """
     if num_classes is not None and num_classes < 1:
         raise I3DError(f"num_classes must be at least 1, not {num_classes}")
@@ -188,73 +179,30 @@ def create_model(
         _new_classifier(model, num_classes, seed)
         labels = wanted
     model.eval()
-    if fused:
-        attach_inference_form(model, precision, runtime)
     model.labels = labels
     model.weights = record.without_tensors() if record is not None else None
     model.weights_meta = meta
     return model
 
 
-RUNTIMES = ("auto", "torch", "openvino")
-RUNTIME_VARIABLE = "I3D_RUNTIME"  # decides what runtime "auto" means (torch or openvino)
-
-
-def choose_runtime(runtime: str, precision: str, device: str | torch.device = "cpu") -> str:
-    """torch or openvino: ``auto`` is OpenVINO for a CPU where it is installed (the faster runtime there, and
-    the one int8 form), PyTorch elsewhere; ``I3D_RUNTIME`` (torch or openvino) decides ``auto`` instead."""
-    if runtime not in RUNTIMES:
-        raise I3DError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    on_cpu = parse_device(device).type == "cpu"
-    if runtime == "auto" and os.environ.get(RUNTIME_VARIABLE) in ("torch", "openvino"):
-        runtime = os.environ[RUNTIME_VARIABLE]
-        if runtime == "openvino" and not on_cpu:
-            runtime = "torch"
-    if runtime == "auto":
-        return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
-    if runtime == "openvino" and not on_cpu:
-        raise I3DError("--runtime openvino runs on the CPU; on a GPU use --runtime torch")
-    return runtime
-
-
-def attach_inference_form(model: InceptionI3d, precision: str = "fp32", runtime: str = "torch",
-                          device: str | torch.device = "cpu") -> InceptionI3d:
-    """The form ``model`` runs in eval mode with autograd off: PyTorch's fused form in ``precision``, or the
-    network compiled by OpenVINO (fp32, bf16, int8). int8 has no PyTorch form."""
-    if choose_runtime(runtime, precision, device) == "openvino":
-        return use_openvino_inference(model, precision)
-    if precision == "int8":
-        raise I3DError("--precision int8 runs through OpenVINO (--runtime openvino or auto, with "
-                       "pip install 'i3d[openvino]')")
-    return use_fused_inference(model, precision=None if precision == "fp32" else precision)
-
-
 def _new_classifier(model: InceptionI3d, num_classes: int, seed: int | None) -> None:
-    """A fresh classifier; from ``seed``, it is the same in every process and every run."""
+    """A fresh classifier; from ``seed``, it is the same in every process and every run. Every generator
+    (the CPU's and each GPU's) is left as it was, so ranks keep their own dropout masks."""
     if seed is None:
         model.replace_logits(num_classes)
         return
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        torch.manual_seed(seed)
         model.replace_logits(num_classes)
-    finally:
-        torch.set_rng_state(generator_state)
 
 
-def load_model(name: Weights = None, optimize: bool = False, precision: str = "fp32", runtime: str = "auto"
-               ) -> torch.nn.Module:
-    """Pretrained I3D in eval mode, (B, C, T, H, W) float32 in [-1, 1] -> float32 logits (B, num_classes).
+def load_model(name: Weights = None, *, runtime: str = "auto", precision: str = "fp32",
+               device: str | torch.device = "cpu", stream: str | None = None) -> torch.nn.Module:
+    """Pretrained I3D for inference, (B, C, T, H, W) float in [-1, 1] -> logits (B, num_classes), in the form
+    ``runtime`` names (``i3d.runtimes``): ``auto`` (the default) the fastest correct one for ``device``
+    (OpenVINO on a CPU, PyTorch's fused form elsewhere), ``fused``, ``openvino``, or ``eager`` (the plain
+    network, as ``create_model`` gives it). ``precision``: fp32 (within 1e-4 of the reference), bf16, fp16
+    (CUDA) or int8 (OpenVINO). The form says what it is (``runtime``, ``precision``, ``device``)."""
+    from i3d.runtimes import for_inference
 
-    Fast by default: in eval mode with autograd off (``torch.inference_mode()`` or ``no_grad``) it runs its
-    inference form: on a CPU with OpenVINO installed the network compiled by OpenVINO (``runtime="auto"``),
-    else PyTorch's fused form; ``precision`` is fp32 (the default, within 1e-4 of the reference), bf16,
-    fp16 (CUDA) or int8 (OpenVINO). ``train()``, gradients and ``load_state_dict`` work as on the plain
-    network. ``optimize=True`` returns PyTorch's fused form itself.
-    """
-    model = create_model(name, precision=precision, runtime=runtime)
-    if not optimize:
-        return model
-    fast = optimize_for_inference(model)
-    fast.labels, fast.weights = model.labels, model.weights
-    return fast
+    return for_inference(create_model(name, stream=stream), runtime, precision, device)

@@ -87,6 +87,18 @@ def read_list(path: Path, labelled: bool = True) -> list[ListRow]:
     return rows
 
 
+def likely_cause(list_file: Path, unusable: Sequence[Path]) -> str:
+    """Why a list's rows name no usable video, as far as the rows themselves tell: a header taken for data,
+    paths relative to another folder, or files that are not videos."""
+    first = unusable[0]
+    if first.name.lower() in (*HEADER_NAMES, "id", "name", "file"):
+        return f"its first row ({first.name!r}) looks like a header taken for data: name the columns path,label"
+    if not any(path.exists() for path in unusable):
+        return (f"none of these paths exists: relative paths are read from the list's folder ({list_file.parent}), "
+                "so write them relative to it or absolute")
+    return "the files exist but do not open as videos"
+
+
 def class_index(label: str, classes: Sequence[str]) -> int | None:
     """A label's class: its exact name, the name ignoring case and ``_``/space, or its index."""
     if label in classes:

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d.architecture import MIN_FRAMES
 from i3d.devices import (
     check_precision,
     clips_per_call,
     compute_record,
-    exact_on_cuda,
     network_input,
     parse_device,
     stack_on,
 )
 from i3d.errors import I3DError
-from i3d.factory import choose_runtime, create_model
+from i3d.factory import create_model
+from i3d.networks.architecture import MIN_FRAMES
+from i3d.runtimes import choose_runtime, for_inference
 from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.inputs import is_array_file, load_clip_array
 from i3d.video.samples import sample_path
@@ -194,12 +194,11 @@ class Classifier:
         stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
         check_precision(precision, self.device)
-        exact_on_cuda(self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
         self.batch_size = clips_per_call(self.device, batch_size)
         self._shared: SharedCalls | None = None  # set by share_calls
-        self.models = {m: create_model(weights if m == "rgb" else flow_weights, stream=m, precision=precision,
-                                       runtime=self.runtime).to(self.device)
+        self.models = {m: for_inference(create_model(weights if m == "rgb" else flow_weights, stream=m),
+                                        self.runtime, precision, self.device)
                        for m in stream_modalities(stream)}
         self.weights = {m: model.weights for m, model in self.models.items()}  # the records: name, file, sha256
         if len({tuple(w.labels) for w in self.weights.values()}) > 1:

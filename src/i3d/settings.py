@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from i3d.architecture import MIN_CROP, MIN_FRAMES
 from i3d.errors import SettingError
+from i3d.networks.architecture import MIN_CROP, MIN_FRAMES
 from i3d.streams import canonical_stream, stream_modalities
 from i3d.video.recipe import RGB_RECIPE
 
@@ -49,16 +49,17 @@ FLOW_STYLES = ("reference", "wheel")
 ANIMATION_FORMATS = ("gif", "mp4")
 FEATURE_FORMATS = ("npz", "npy", "h5")
 ENGINES = ("local", "ray")
-EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
+EXPORT_FORMATS = ("onnx", "pt2", "openvino")  # pt2: torch.export's program
 LAYOUTS = ("NCTHW", "NTHWC")  # NTHWC is the layout of DeepMind's TensorFlow graph
-BENCH_PATHS = ("default", "eager", "optimized", "openvino", "torchscript", "onnxruntime", "cuda")
+BENCH_PATHS = ("default", "eager", "fused", "openvino", "onnxruntime", "cuda")
 AVERAGES = ("softmax", "logits")
 LAST_WINDOW_POLICIES = ("keep", "repeat", "drop")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-RUNTIMES = ("auto", "torch", "openvino")
+RUNTIMES = ("auto", "eager", "fused", "openvino")
 PRECISION_HELP = ("what the network computes in: fp32 (within 1e-4 of the reference), bf16 (CPUs with native bf16, "
                   "CUDA 8.0+), fp16 (CUDA), int8 (CPU, OpenVINO)")
-RUNTIME_HELP = "auto: OpenVINO on a CPU where it is installed (faster there), else PyTorch"
+RUNTIME_HELP = ("auto: OpenVINO on a CPU (the faster runtime there), PyTorch's fused form elsewhere; fused; openvino; "
+                "eager: the plain network")
 DEFAULT_CLIP_LEN = 64  # the reference's training clip length: 2.56 s at 25 fps
 DEFAULT_STEP = 64  # non-overlapping windows, one feature per 2.56 s
 

@@ -14,7 +14,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("bench", help="speed and memory of each inference path on this machine")
     add_settings(parser, BenchConfig)
     parser.add_argument("--paths", default=None, help=f"comma-separated of {', '.join(BENCH_PATHS)} "
-                        "(default: eager, optimized, onnxruntime, and cuda when present)")
+                        "(default: default, eager, fused, openvino, onnxruntime, and cuda when present)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     parser.set_defaults(run=run)
 

@@ -24,7 +24,10 @@ def add_parser(commands) -> None:
 
 
 def with_path(path: str, error: str) -> str:
-    return error if error.startswith(path) else f"{path}: {error}"
+    """A failed item's line: its path, then why (once), as one printable line."""
+    from i3d.errors import one_line
+
+    return one_line(error if error.startswith(path) else f"{path}: {error}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         with atomic_path(args.output) as tmp:
             tmp.write_text(report.to_json() + "\n")
+    if not report.evaluated:  # the report is still written: it lists each failure
+        raise I3DError(report.summary())
     print(report.summary())
-    if not report.evaluated:
-        raise I3DError(f"{args.list}: none of the {report.failed} videos could be read")
     return 1 if report.failed else 0

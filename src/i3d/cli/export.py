@@ -1,4 +1,4 @@
-"""``i3d export``: ONNX or TorchScript graphs with dynamic batch and frames."""
+"""``i3d export``: PyTorch (torch.export .pt2), ONNX or OpenVINO graphs with dynamic batch and frames."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from i3d.errors import I3DError
 def add_parser(commands) -> None:
     from i3d.settings import EXPORT_FORMATS, ExportOptions
 
-    parser = commands.add_parser("export", help="export to ONNX, OpenVINO (fp32 or int8) or TorchScript "
-                                 "(dynamic batch and frames)")
+    parser = commands.add_parser("export", help="export to PyTorch's .pt2 (torch.export), ONNX or OpenVINO (fp32 "
+                                 "or int8), with dynamic batch and frames")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="(default: onnx)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the file to write")
     parser.add_argument("--weights", default=None, help="RGB weights (default: i3d-kinetics-400)")

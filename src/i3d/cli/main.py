@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from i3d.cli import interrupt
-from i3d.errors import I3DError, SettingError
+from i3d.errors import I3DError, SettingError, one_line
 
 COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "serve", "weights",
             "samples", "bench", "setup", "doctor")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _note(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"i3d: note: {message}", file=sys.stderr)
+    print(f"i3d: note: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)  # commands over many items return 1 when some of them failed
     except SettingError as error:  # the library names the field; the command line names the flag
-        print(f"i3d: error: {error.command_line()}", file=sys.stderr)
+        print(f"i3d: error: {one_line(error.command_line())}", file=sys.stderr)
         return 2
     except I3DError as error:
-        print(f"i3d: error: {error}", file=sys.stderr)
+        print(f"i3d: error: {one_line(error)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader left: entry_point ends quietly
         raise
     except OSError as error:  # the system refused something no check foresaw: still one line
-        print(f"i3d: error: {_os_error_line(error)}", file=sys.stderr)
+        print(f"i3d: error: {one_line(_os_error_line(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         interrupt.say_interrupted()

@@ -1,5 +1,6 @@
-"""``i3d setup``: everything first use would fetch or build, ahead of time: the weights, the sample videos
-and TV-L1's fused kernels for this CPU (where a compiler exists)."""
+"""``i3d setup``: everything first use would fetch or build, ahead of time: the weights, their OpenVINO
+conversion (the default CPU runtime's), the sample videos and TV-L1's fused kernels for this CPU (where a
+compiler exists)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     import subprocess
     import sys
+    import warnings
 
+    from i3d.errors import I3DNotice
+    from i3d.runtimes.openvino import converted_network, openvino_available
     from i3d.video.flow import built_kernels
     from i3d.video.samples import fetch_samples
     from i3d.weights.fetch import fetch_weights
@@ -32,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"weights {name}: installed at {installed_path(name)}")
         else:
             print(f"weights {name}: installed at {fetch_weights(name)}", flush=True)
+        if openvino_available():
+            from i3d.factory import create_model
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", I3DNotice)
+                print(f"OpenVINO: {converted_network(create_model(name), 'fp32')}", flush=True)
     if not args.no_samples:
         print(f"samples: {fetch_samples()[0].parent}")
     if args.no_kernels:

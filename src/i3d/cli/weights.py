@@ -10,7 +10,7 @@ from i3d.errors import I3DError
 
 
 def add_parser(commands) -> None:
-    from i3d.architecture import RESNET_LAYOUTS
+    from i3d.networks.architecture import RESNET_LAYOUTS
     from i3d.settings import SOURCE_FORMATS
     from i3d.weights.registry import DEFAULT_WEIGHTS
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from i3d.architecture import FEATURE_DIM
 from i3d.errors import I3DError
 from i3d.features.h5store import H5_NAME, H5Store
 from i3d.features.jobs import Job, collect_jobs
@@ -38,6 +37,7 @@ from i3d.features.video import (
     extract_video,
 )
 from i3d.files import check_writable, remove_stale_temporaries
+from i3d.networks.architecture import FEATURE_DIM
 from i3d.settings import ENGINES, ExtractionConfig
 
 __all__ = ["ExtractionConfig", "ExtractionSummary", "extract_features", "local_engine"]
@@ -220,7 +220,8 @@ def extract_features(
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
     from i3d.devices import check_precision, compute_record, parse_device
-    from i3d.factory import choose_runtime, resolve_weights
+    from i3d.factory import resolve_weights
+    from i3d.runtimes import choose_runtime
 
     config = config or ExtractionConfig()
     # A Ray cluster's GPUs are its workers', not this machine's: there each worker resolves and checks the

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from i3d.architecture import MIN_FRAMES
-from i3d.devices import check_precision, exact_on_cuda, network_input, parse_device, stack_on
+from i3d.devices import check_precision, network_input, parse_device, stack_on
 from i3d.errors import I3DError
-from i3d.factory import choose_runtime, create_model
+from i3d.factory import create_model
+from i3d.networks.architecture import MIN_FRAMES
+from i3d.runtimes import choose_runtime, for_inference
 from i3d.video.transforms import loop_pad
 from i3d.weights.store import LoadedWeights
 
@@ -30,9 +31,8 @@ class FeatureNetwork:
                  runtime: str = "auto") -> None:
         self.device = parse_device(device)
         check_precision(precision, self.device)
-        exact_on_cuda(self.device)
         self.runtime = choose_runtime(runtime, precision, self.device)
-        self.models = {m: create_model(w, stream=m, precision=precision, runtime=self.runtime).to(self.device)
+        self.models = {m: for_inference(create_model(w, stream=m), self.runtime, precision, self.device)
                        for m, w in weights.items()}
         self.labels = next(iter(weights.values())).labels
         self.dim = sum(model.feature_dim for model in self.models.values())

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from i3d.architecture import MIN_FRAMES
 from i3d.devices import parse_device
 from i3d.errors import I3DError
+from i3d.networks.architecture import MIN_FRAMES
 
 FVD_SIZE = 224
 
@@ -95,17 +95,17 @@ class VideoEmbedder:
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto", batch_size: int = 8,
                  resize: str = "half-pixel", precision: str = "fp32", runtime: str = "auto") -> None:
-        from i3d.devices import check_precision, exact_on_cuda
-        from i3d.factory import choose_runtime, create_model
+        from i3d.devices import check_precision
+        from i3d.factory import create_model
+        from i3d.runtimes import choose_runtime, for_inference
 
         if batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
         self.device, self.batch_size, self.resize = parse_device(device), batch_size, resize
         check_precision(precision, self.device)
-        exact_on_cuda(self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
-        model = create_model(weights, stream="rgb", precision=precision, runtime=self.runtime)
-        self.model = model.to(self.device)
+        model = create_model(weights, stream="rgb")
+        self.model = for_inference(model, self.runtime, precision, self.device)
         record = model.weights
         self.weights = {"name": record.name, "sha256": record.sha256,
                         "source_sha256": record.metadata.get("source_sha256", ""), "precision": precision,

@@ -58,8 +58,8 @@ class FrechetVideoDistance:
         return np.stack([np.asarray(video)[p] for video, p in zip(videos, picked)])
 
     def update(self, videos: np.ndarray | torch.Tensor, real: bool) -> None:
-        if isinstance(videos, torch.Tensor):
-            videos = videos.detach().cpu()
+        if isinstance(videos, torch.Tensor):  # stays where it is: a generator's CUDA output is embedded there
+            videos = videos.detach()
         embeddings = self.embedder.embed(self._clips(videos, real), self.value_range,
                                          name="real videos" if real else "generated videos")
         self.update_embeddings(embeddings, real)
@@ -67,14 +67,14 @@ class FrechetVideoDistance:
     def update_embeddings(self, embeddings: np.ndarray | torch.Tensor, real: bool) -> None:
         (self.real if real else self.fake).add(np.asarray(torch.as_tensor(embeddings).double().cpu()))
 
-    @staticmethod
-    def _reduced(stats: GaussianStats, dimension: int) -> GaussianStats:
+    def _reduced(self, stats: GaussianStats, dimension: int) -> GaussianStats:
         """The sums over every process (the local ones unchanged)."""
         total = stats.total if stats.total is not None else np.zeros(dimension)
         outer = stats.outer if stats.outer is not None else np.zeros((dimension, dimension))
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return GaussianStats(stats.count, total, outer)
-        flat = all_reduce_sum(torch.from_numpy(np.concatenate([[float(stats.count)], total, outer.ravel()]))).numpy()
+        flat = all_reduce_sum(torch.from_numpy(np.concatenate([[float(stats.count)], total, outer.ravel()])),
+                              self.embedder.device).numpy()
         return GaussianStats(int(round(flat[0])), flat[1 : 1 + dimension], flat[1 + dimension :].reshape(dimension,
                                                                                                           dimension))
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i3d.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
 from i3d.errors import I3DError
+from i3d.networks.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
 from i3d.settings import FLOW_METHODS, setting
 from i3d.streams import canonical_stream
 

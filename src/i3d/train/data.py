@@ -42,6 +42,7 @@ class LabelledVideo:
     actions: tuple[Action, ...] = ()  # multi-label, with time spans
     start_s: float | None = None
     end_s: float | None = None
+    line: int = 0  # its row in the list file (0: found in class folders)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def read_label_csv(path: Path, classes: list[str] | None = None) -> LabelledSet:
     """A ``path,label[,start_s,end_s]`` list (``i3d.lists``); the classes are the sorted labels seen unless given."""
     rows = read_list(path)
     classes = classes or sorted({row.label for row in rows})
-    videos = [LabelledVideo(row.path, index, (), row.start_s, row.end_s)
+    videos = [LabelledVideo(row.path, index, (), row.start_s, row.end_s, row.line)
               for row, index in zip(rows, label_indices(path, rows, classes))]
     return LabelledSet(videos, classes, multi_label=False)
 
@@ -119,9 +120,9 @@ def read_labelled_set(source: Path, videos_dir: Path | None = None, classes: lis
     columns = [cell.strip() for cell in header]
     if "actions" in columns:
         return read_charades_csv(source, videos_dir or source.parent, classes)
-    if "id" in columns and len(columns) > 2:  # Charades' header without its labels: never read as video paths
-        raise I3DError(f"{source}: a Charades list (it has an `id` column) needs its `actions` column "
-                       "(`class start end;...`)")
+    if "id" in columns and "label" not in columns:  # Charades' header without its labels: never video paths
+        raise I3DError(f"{source}: a Charades list (its header has an `id` column) needs its `actions` column "
+                       "(`class start end;...`); a plain list is `path,label[,start_s,end_s]`")
     return read_label_csv(source, classes)
 
 
@@ -163,6 +164,7 @@ class ClipSpec:
     crop: int = 224
     stream: str = "rgb"  # rgb or flow
     flow_method: str = "torch"
+    flow_device: str = "cpu"  # where TV-L1 runs: the run's device (a CUDA one means spawned loader workers)
 
 
 def choose_window(total: int, clip_frames: int, train: bool, rng: np.random.Generator) -> int:
@@ -237,7 +239,7 @@ class ClipDataset(torch.utils.data.Dataset):
         frames = self._frames_rgb(video, first_s)
         if self.spec.stream == "flow":
             if self._flow is None:
-                self._flow = FlowComputer(self.spec.flow_method)
+                self._flow = FlowComputer(self.spec.flow_method, self.spec.flow_device)
             clip = np.stack(list(self._flow.fields((to_grey(f) for f in frames), FLOW_BOUND)))
         else:
             clip = to_unit_range(frames)

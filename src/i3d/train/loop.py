@@ -28,8 +28,8 @@ from i3d.devices import all_reduce_sum, parse_device
 from i3d.errors import I3DError
 from i3d.factory import create_model
 from i3d.files import atomic_path, atomic_write_text, check_folder_writable
-from i3d.lists import read_classes_file
-from i3d.model import BatchNormNoScale, InceptionI3d
+from i3d.lists import likely_cause, read_classes_file
+from i3d.networks.inception import BatchNormNoScale, InceptionI3d
 from i3d.train.config import TrainConfig, lr_at, lr_schedule
 from i3d.train.data import (
     ClipDataset,
@@ -58,16 +58,22 @@ class Process:
         return self.rank == 0
 
 
-def start_process_group() -> Process:
-    """torchrun's environment -> a process group (NCCL on GPUs, gloo on CPU); a plain run is one process."""
+def wants_cuda(device: str) -> bool:
+    """Whether a run asked to run on ``device`` (auto, cpu, cuda, cuda:N) runs on a GPU of this machine."""
+    return torch.cuda.is_available() and (device == "auto" or parse_device(device).type == "cuda")
+
+
+def start_process_group(device: str = "auto") -> Process:
+    """torchrun's environment -> a process group: NCCL when the run is on GPUs, gloo when it is on CPUs (also on
+    a machine that has GPUs: NCCL cannot reduce CPU tensors); a plain run is one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Process()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    on_gpu = wants_cuda(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():  # before the group: NCCL binds each rank to its current device
+    if on_gpu:  # before the group: NCCL binds each rank to its current device
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return Process(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
@@ -103,8 +109,7 @@ def build_network(config: TrainConfig, classes: list[str]) -> tuple[InceptionI3d
     """The starting weights with a new classifier for ``classes`` (kept if the classes are the same); the new
     classifier comes from the run's seed, so it is the same in every process and every run."""
     weights = config.weights if config.stream == "rgb" else config.flow_weights
-    model = create_model(weights, stream=config.stream, classes=classes, seed=config.seed, dropout=config.dropout,
-                         fused=False)
+    model = create_model(weights, stream=config.stream, classes=classes, seed=config.seed, dropout=config.dropout)
     return model, model.weights.name
 
 
@@ -140,10 +145,12 @@ def set_train_mode(model: torch.nn.Module, frozen: list[torch.nn.Module]) -> Non
 
 
 def pick_device(config: TrainConfig, process: Process) -> torch.device:
-    if config.device == "auto":
-        return torch.device(f"cuda:{process.local_rank}" if torch.cuda.is_available() else "cpu")
-    device = parse_device(config.device)
-    if device.type == "cuda" and (device.index is None or process.world > 1):  # each rank its own GPU
+    """The run's device; with several processes on GPUs, each rank its own (local rank modulo the GPUs, as
+    ``start_process_group`` binds it)."""
+    if not wants_cuda(config.device):
+        return parse_device(config.device if config.device != "auto" else "cpu")
+    device = parse_device(config.device if config.device != "auto" else "cuda")
+    if device.index is None or process.world > 1:
         device = torch.device(f"cuda:{process.local_rank % torch.cuda.device_count()}")
     return device
 
@@ -182,12 +189,29 @@ class MetricsLog:
             self.board.close()
 
 
-def _rng_states(process: Process) -> list[torch.Tensor]:
-    state = torch.get_rng_state()
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The generators a run draws from: the CPU's, and its GPU's where it runs on one (dropout on CUDA draws
+    from the GPU's generator)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_random_state(state: dict[str, torch.Tensor] | torch.Tensor, device: torch.device) -> None:
+    if isinstance(state, torch.Tensor):  # a checkpoint of a CPU run holds the CPU's state alone
+        state = {"cpu": state}
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _rng_states(process: Process, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    state = random_state(device)
     if process.world == 1:
         return [state]
     gathered: list = [None] * process.world
-    dist.all_gather_object(gathered, state)
+    dist.all_gather_object(gathered, {k: v.cpu() for k, v in state.items()})
     return gathered
 
 
@@ -215,16 +239,17 @@ def _data(config: TrainConfig, say: Callable[[str], None]) -> tuple[LabelledSet,
         val_videos = read_labelled_set(Path(config.val), videos_dir, labelled.classes).videos
     elif config.val_ratio:
         train_videos, val_videos = split_validation(labelled.videos, config.val_ratio, config.seed)
-    return labelled, _readable(train_videos, say), _readable(val_videos, say)
+    val_list = Path(config.val) if config.val else Path(config.train)
+    return labelled, _readable(train_videos, say, Path(config.train)), _readable(val_videos, say, val_list)
 
 
 MAX_BAD_SHARE = 0.5  # more unreadable videos than this, and the list itself is likely wrong
 
 
-def _readable(videos: list, say: Callable[[str], None]) -> list[tuple[LabelledVideo, int]]:
+def _readable(videos: list, say: Callable[[str], None], source: Path) -> list[tuple[LabelledVideo, int]]:
     """The videos that open and decode a frame, with their frame counts (so no clip opens a file again to
     count); the others are reported once and left out (a data-loading worker never meets them), unless so
-    many are bad that the run itself is in doubt."""
+    many are bad that the list itself is in doubt: then the error names the list and the likely cause."""
     kept, bad = [], []
     for video in videos:
         try:
@@ -235,10 +260,13 @@ def _readable(videos: list, say: Callable[[str], None]) -> list[tuple[LabelledVi
             first.close()
             kept.append((video, frames))
         except I3DError as error:
-            bad.append(str(error))
+            bad.append((video, str(error)))
             say(f"left out: {error}")
     if videos and len(bad) > MAX_BAD_SHARE * len(videos):
-        raise I3DError(f"{len(bad)} of {len(videos)} videos cannot be read (first: {bad[0]}); check the list")
+        video, error = bad[0]
+        where = f"{source}:{video.line}" if video.line else str(source)
+        raise I3DError(f"{where}: {len(bad)} of {len(videos)} videos of the list cannot be used; "
+                       f"{likely_cause(source, [v.path for v, _ in bad])} (first: {error})")
     return kept
 
 
@@ -253,7 +281,7 @@ def validate(model, loader, multi_label: bool, device, autocast, process: Proces
     model.eval()
     loss_sum, count, top1, top5, scores, positives = 0.0, 0, 0, 0, [], []
     for clips, targets, _ in loader:
-        clips, targets = clips.to(device), targets.to(device)
+        clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast():
             if multi_label:
                 temporal = model.temporal_logits(clips).float()
@@ -344,7 +372,7 @@ class Run:
 
 def setup(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> Run:
     """Process group, data, network, optimiser; the state of the last checkpoint when resuming."""
-    process = start_process_group()
+    process = start_process_group(config.device)
     say = say if process.main else (lambda message: None)
     if process.main:
         check_folder_writable(Path(config.output))
@@ -361,6 +389,8 @@ def setup(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> Run:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=lr_at(lr_schedule(config.schedule), 0), momentum=config.momentum,
                                 weight_decay=config.weight_decay)
+    if device.type == "cuda":  # fixed clip shapes: cuDNN's fastest algorithms are searched for once, then reused
+        torch.backends.cudnn.benchmark = True
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = ((torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16)
                  if use_amp else None)  # emulated bf16 (T4, V100) is slower than fp16
@@ -391,7 +421,7 @@ def restore(run: Run) -> None:
         run.scaler.load_state_dict(state["scaler"])
     run.first_step = int(state["step"])
     rng = state["rng"]
-    torch.set_rng_state(rng[run.process.rank] if len(rng) == run.process.world else rng[0])
+    set_random_state(rng[run.process.rank] if len(rng) == run.process.world else rng[0], run.device)
     run.say(f"resuming from step {run.first_step} ({run.last_checkpoint})")
 
 
@@ -402,26 +432,37 @@ def loaders(run: Run) -> tuple[torch.utils.data.DataLoader, torch.utils.data.Dat
     dropout: otherwise creating an iterator, or validating, would shift every later mask.
     """
     config = run.config
-    spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method)
+    spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method, str(run.device))
     stream = SampleStream(clip_dataset(run.labelled, run.train_videos, spec, train=True, seed=config.seed),
                           config.seed)
+    options = loader_options(config, run.device)
     train_loader = torch.utils.data.DataLoader(
-        stream, batch_size=config.batch_size, num_workers=config.workers,
+        stream, batch_size=config.batch_size,
         sampler=list(stream_positions(run.first_step, config.steps, config.batch_size, config.accumulate,
                                       run.process)),
-        pin_memory=run.device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+        generator=torch.Generator().manual_seed(config.seed), **options)
     val_clips = clip_dataset(run.labelled, run.val_videos, spec, train=False)
-    val_loader = torch.utils.data.DataLoader(val_clips, batch_size=config.batch_size, num_workers=config.workers,
+    val_loader = torch.utils.data.DataLoader(val_clips, batch_size=config.batch_size,
                                              sampler=range(run.process.rank, len(val_clips), run.process.world),
-                                             generator=torch.Generator().manual_seed(config.seed))
+                                             generator=torch.Generator().manual_seed(config.seed), **options)
     return train_loader, val_loader
+
+
+def loader_options(config: TrainConfig, device: torch.device) -> dict:
+    """Workers, their start method and pinning. Workers that compute flow on a GPU are spawned: a forked
+    child of a process that has used CUDA cannot use it ("Cannot re-initialize CUDA in forked subprocess").
+    Batches for a GPU come in pinned memory, so their copies to the device do not block the host."""
+    options: dict = {"num_workers": config.workers, "pin_memory": device.type == "cuda"}
+    if config.workers and config.stream == "flow" and device.type == "cuda":
+        options["multiprocessing_context"] = "spawn"
+    return options
 
 
 def training_step(run: Run, batches: Iterator, lr: float) -> float:
     """One optimiser step over ``accumulate`` forward passes; the mean loss of its passes."""
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    accumulate, step_loss = run.config.accumulate, 0.0
+    accumulate, step_loss = run.config.accumulate, torch.zeros((), device=run.device)
     for micro in range(accumulate):
         clips, targets, _ = next(batches)
         clips, targets = clips.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
@@ -434,19 +475,19 @@ def training_step(run: Run, batches: Iterator, lr: float) -> float:
                     outputs, targets)
             scaled = loss / accumulate
             (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
-        step_loss += float(loss.detach()) / accumulate
+        step_loss += loss.detach() / accumulate  # on the device: the host waits once a step, not once a pass
     if run.scaler is not None:
         run.scaler.step(run.optimizer)
         run.scaler.update()
     else:
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return step_loss
+    return float(step_loss)
 
 
 def write_checkpoints(run: Run, done: int) -> None:
     """``last.pt`` at every checkpoint and at the end; ``step_NNNNNNN.pt`` kept at every checkpoint."""
-    rng = _rng_states(run.process)
+    rng = _rng_states(run.process, run.device)
     if not run.process.main:
         return
     args = (run.model, run.optimizer, run.scaler, done, run.config, run.labelled.classes, rng)

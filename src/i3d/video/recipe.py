@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from i3d.architecture import MODALITY_CHANNELS
+from i3d.networks.architecture import MODALITY_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i3d.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT, RESNET_CLASSIFIER_WEIGHT, ResNetLayout
 from i3d.download import sha256_of
 from i3d.errors import I3DError
+from i3d.networks.architecture import CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT, RESNET_CLASSIFIER_WEIGHT, ResNetLayout
 from i3d.settings import SOURCE_FORMATS
 from i3d.weights.registry import LABEL_SETS, find_entry
 from i3d.weights.resnet_checkpoints import RESNET_FORMATS, read_resnet_checkpoint, torch_checkpoint_format

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from i3d.architecture import FIRST_CONV_WEIGHT
+from i3d.networks.architecture import FIRST_CONV_WEIGHT
 
 
 def flow_state_dict_from_rgb(rgb: dict[str, torch.Tensor], flow_channels: int = 2) -> dict[str, torch.Tensor]:

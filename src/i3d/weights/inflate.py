@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from i3d.architecture import (
+from i3d.errors import I3DError
+from i3d.networks.architecture import (
     BATCH_NORM_EPS,
     CLASSIFIER_BIAS,
     CLASSIFIER_WEIGHT,
     FIRST_CONV,
     INCEPTION_CHANNELS,
 )
-from i3d.errors import I3DError
 
 _BLOCKS_2D = ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
               "inception4e", "inception5a", "inception5b")

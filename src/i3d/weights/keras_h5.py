@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d.architecture import CLASSIFIER, INCEPTION_CHANNELS
 from i3d.errors import I3DError
+from i3d.networks.architecture import CLASSIFIER, INCEPTION_CHANNELS
 
 _UNITS = {"Conv3d_1a_7x7": "Conv3d_1a_7x7", "Conv3d_2b_1x1": "Conv3d_2b_1x1", "Conv3d_2c_3x3": "Conv3d_2c_3x3"}
 _BRANCHES = {"0a_1x1": "Branch_0.Conv3d_0a_1x1", "1a_1x1": "Branch_1.Conv3d_0a_1x1", "1b_3x3": "Branch_1.Conv3d_0b_3x3",

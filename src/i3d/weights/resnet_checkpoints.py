@@ -1,4 +1,4 @@
-"""Checkpoints of the inflated ResNet-50 family, in each source's own layout, mapped onto ``i3d.resnet3d``.
+"""Checkpoints of the inflated ResNet-50 family, in each source's own layout, mapped onto ``i3d.networks.resnet3d``.
 
 Four layouts, recognised by their contents: PyTorchVideo (``.pyth``: ``model_state``, ``blocks.N...``),
 MMAction2 (``.pth``: ``state_dict``, ``backbone.layerN...`` and ``cls_head.fc_cls``), the Caffe2 pickles of
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from i3d.architecture import RESNET_BLOCKS, RESNET_LAYOUTS, RESNET_STAGES, ResNetLayout
 from i3d.errors import I3DError
+from i3d.networks.architecture import RESNET_BLOCKS, RESNET_LAYOUTS, RESNET_STAGES, ResNetLayout
 
 RESNET_FORMATS = ("pytorchvideo", "mmaction2", "caffe2", "pytorch-resnet3d")
 _BN = {"weight": "weight", "bias": "bias", "running_mean": "running_mean", "running_var": "running_var"}

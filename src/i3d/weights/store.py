@@ -6,8 +6,10 @@ Every converter ends here, so a converted file is self-describing and checked th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from i3d.architecture import (
+from i3d.download import cache_dir, sha256_of
+from i3d.errors import I3DError, I3DNotice
+from i3d.files import atomic_path, atomic_write_text
+from i3d.networks.architecture import (
     FEATURE_DIM,
     FIRST_CONV_WEIGHT,
     INCEPTION,
@@ -25,15 +30,27 @@ from i3d.architecture import (
     RESNET_FIRST_CONV_WEIGHT,
     ResNetLayout,
 )
-from i3d.download import cache_dir, sha256_of
-from i3d.errors import I3DError
-from i3d.files import atomic_path, atomic_write_text
-from i3d.model import InceptionI3d
-from i3d.resnet3d import ResNet3d
+from i3d.networks.inception import InceptionI3d
+from i3d.networks.resnet3d import ResNet3d
 from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.registry import WeightsInfo
 
 FORMAT_VERSION = "1"
+TENSORS_DIGEST = "tensors_sha256"  # the metadata field: sha256 of the tensors as written (names, dtypes, shapes, bytes)
+# A trained I3D's largest weight or statistic is of order 10 (running variances reach ~1e3 in early layers);
+# damaged float bits give 1e30s. A file that cannot vouch for itself is held to this bound.
+PLAUSIBLE_MAGNITUDE = 1e5
+
+
+def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors in name order: each one's name, dtype, shape and bytes. Written into a weights
+    file's own metadata and checked on every load, so the file vouches for itself wherever it is copied."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,7 @@ def save_weights(
     bad = next((k for k, v in tensors.items() if not torch.isfinite(v).all()), None)
     if bad is not None:
         raise I3DError(f"weights hold NaN or infinite values ({bad}); refusing to write them")
+    meta[TENSORS_DIGEST] = tensors_digest(tensors)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
     record_digest(path)
@@ -220,6 +238,26 @@ def verify_digest(path: Path, refetch: str) -> str:
     return actual
 
 
+def check_tensors(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str], refetch: str) -> None:
+    """The tensors are those the file was written with (the digest in its metadata); a file without one (a
+    foreign or older file) loads with a note, its values held to what a trained network has."""
+    recorded = metadata.get(TENSORS_DIGEST)
+    if recorded is not None and tensors_digest(state_dict) != recorded:
+        raise I3DError(f"{path}: its tensors differ from the digest recorded in the file when it was written: the "
+                       f"file is damaged; {refetch}")
+    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise I3DError(f"{path}: {bad} holds NaN or infinite values; {refetch}")
+    if recorded is None:
+        warnings.warn(f"{path}: records no digest of its tensors, so it cannot be verified (convert it again to "
+                      "add one)", I3DNotice, stacklevel=4)
+        huge = next((k for k, v in state_dict.items()
+                     if v.is_floating_point() and v.numel() and float(v.abs().max()) > PLAUSIBLE_MAGNITUDE), None)
+        if huge is not None:
+            raise I3DError(f"{path}: {huge} holds values of magnitude {float(state_dict[huge].abs().max()):.3g}, "
+                           f"beyond any trained network's: the file is damaged; {refetch}")
+
+
 def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo | None = None) -> LoadedWeights:
     """Load and check a weights file: recorded sha256, names and shapes, finite values, labels.
 
@@ -242,9 +280,7 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
         labels = None
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise I3DError(f"{path}: its labels metadata is not a JSON list of class names")
-    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise I3DError(f"{path}: {bad} holds NaN or infinite values; {refetch}")
+    check_tensors(path, state_dict, metadata, refetch)
     weights = LoadedWeights(state_dict, labels, metadata.get("modality", "rgb"), metadata, Path(path), sha256, info)
     try:
         layout = weights.layout

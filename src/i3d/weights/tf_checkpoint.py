@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i3d.architecture import FIRST_CONV_WEIGHT
 from i3d.errors import I3DError
+from i3d.networks.architecture import FIRST_CONV_WEIGHT
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

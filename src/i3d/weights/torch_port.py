@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from i3d.architecture import BATCH_NORM_EPS, CLASSIFIER
 from i3d.errors import I3DError
+from i3d.networks.architecture import BATCH_NORM_EPS, CLASSIFIER
 
 _BRANCHES = {"b0": "Branch_0.Conv3d_0a_1x1", "b1a": "Branch_1.Conv3d_0a_1x1", "b1b": "Branch_1.Conv3d_0b_3x3",
              "b2a": "Branch_2.Conv3d_0a_1x1", "b2b": "Branch_2.Conv3d_0b_3x3", "b3b": "Branch_3.Conv3d_0b_1x1"}

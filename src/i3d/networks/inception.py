@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i3d.architecture import (
+from i3d.networks.architecture import (
     BATCH_NORM_EPS,
     BATCH_NORM_MOMENTUM,
     ENDPOINTS,
@@ -23,17 +23,19 @@ from i3d.architecture import (
 )
 
 __all__ = ["ENDPOINTS", "FEATURE_DIM", "INCEPTION_CHANNELS", "MAX_POOLS", "MIN_FRAMES", "InceptionI3d",
-           "Unit3d", "InceptionBlock", "InferenceFormHolder", "BatchNormNoScale", "max_pool_same", "pad_same",
+           "Unit3d", "InceptionBlock", "EndpointNetwork", "BatchNormNoScale", "avg_pool3d", "max_pool_same", "pad_same",
            "same_padding"]
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's "SAME" padding along one axis: (before, after); the odd pixel goes after.
 
-    Integer arithmetic only, without a comparison where ``kernel >= stride`` (every layer of I3D), so
-    the same code traces with a symbolic ``size`` for export with a dynamic number of frames.
+    Integer arithmetic only (floor division, no modulo), without a comparison where ``kernel >= stride``
+    (every layer of I3D), so the same code exports with symbolic sizes (any frames, height and width).
     """
-    total = kernel - stride + (-size) % stride  # (ceil(size / stride) - 1) * stride + kernel - size
+    # (ceil(size / stride) - 1) * stride + kernel - size, by floor division of positive numbers alone: no
+    # modulo, and no negative numerator (ONNX's integer division truncates where Python's floors)
+    total = kernel - 1 if stride == 1 else ((size + stride - 1) // stride - 1) * stride + kernel - size
     if kernel < stride:
         total = max(total, 0)
     return total // 2, total - total // 2
@@ -56,6 +58,14 @@ def max_pool_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int])
     and each max is the same. Unlike -inf, an edge survives int8 quantisation (OpenVINO 2026.4 failed to
     compile the int8 network at most frame counts on the -inf pad)."""
     return F.max_pool3d(pad_same(x, kernel, stride, value=None), kernel, stride)
+
+
+def avg_pool3d(x: torch.Tensor, kernel: Sequence[int], stride: int = 1) -> torch.Tensor:
+    """``F.avg_pool3d``, also for bfloat16 and float16 on the CPU, which has no such kernel for them: there
+    the pool runs in float32 (exact for a mean of at most a few hundred values) and returns the input's dtype."""
+    if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
+        return F.avg_pool3d(x.float(), kernel, stride=stride).to(x.dtype)
+    return F.avg_pool3d(x, kernel, stride=stride)
 
 
 class BatchNormNoScale(nn.Module):
@@ -139,9 +149,10 @@ class Logits(nn.Module):
         self.Conv3d_0c_1x1 = Unit3d(FEATURE_DIM, num_classes, batch_norm=False, relu=False, bias=True)
 
     def _pooled(self, mixed_5c: torch.Tensor) -> torch.Tensor:
-        if mixed_5c.shape[2] < 2 or mixed_5c.shape[3] < 7 or mixed_5c.shape[4] < 7:
+        # An exported graph states its minimum sizes instead (i3d.networks.architecture MIN_FRAMES, MIN_SIZE).
+        if not torch.compiler.is_compiling() and (mixed_5c.shape[2] < 2 or min(mixed_5c.shape[3:]) < 7):
             raise ValueError(f"Mixed_5c map {tuple(mixed_5c.shape[2:])} is smaller than the 2x7x7 pool")
-        return self.dropout(F.avg_pool3d(mixed_5c, (2, 7, 7), stride=1))
+        return self.dropout(avg_pool3d(mixed_5c, (2, 7, 7)))
 
     def features(self, mixed_5c: torch.Tensor) -> torch.Tensor:
         return self._pooled(mixed_5c).mean(dim=(2, 3, 4))
@@ -160,14 +171,12 @@ class Logits(nn.Module):
         return torch.einsum("bft,cf->bct", pooled, conv.weight.flatten(1)) + conv.bias[:, None]
 
 
-class InferenceFormHolder:
-    """What every network family shares: ``forward`` and ``extract_endpoints`` over its ``_run(x, wanted)``
-    and ``endpoints``, through an inference form attached from outside (``i3d.inference``) when one is; this
-    file stays the plain network."""
+class EndpointNetwork(nn.Module):
+    """What both network families share: ``forward`` and ``extract_endpoints`` over their ``_run(x, wanted)``.
+    The same code runs in every mode, dtype and device; faster forms are separate objects (``i3d.runtimes``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = self.fast()
-        return fast(x) if fast is not None else self._run(x)[0]
+        return self._run(x)[0]
 
     def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
         """Outputs of the named endpoints, computing only as far as the deepest one."""
@@ -175,47 +184,17 @@ class InferenceFormHolder:
         unknown = [n for n in names if n not in self.endpoints]
         if unknown:
             raise ValueError(f"endpoints {unknown} not in this network (built up to {self.final_endpoint})")
-        fast = self.fast()
-        return fast.extract_endpoints(x, names) if fast is not None else self._run(x, names)[1]
-
-    @property
-    def fast_inference(self) -> bool:
-        """Whether eval mode with autograd off runs the attached inference form (``i3d.inference``)."""
-        return self.__dict__.get("inference_form") is not None
-
-    @fast_inference.setter
-    def fast_inference(self, enabled: bool) -> None:
-        if enabled and self.__dict__.get("_detached_form") is None and not self.fast_inference:
-            raise ValueError("no inference form attached: use i3d.inference.use_fused_inference(model)")
-        if enabled and not self.fast_inference:
-            self.__dict__["inference_form"] = self.__dict__.pop("_detached_form")
-        elif not enabled and self.fast_inference:
-            self.__dict__["_detached_form"] = self.__dict__.pop("inference_form")
-
-    def fast(self) -> nn.Module | None:
-        """The inference form to run now, or None: only in eval mode with autograd off, never while tracing.
-
-        The form is attached from outside (``i3d.inference.use_fused_inference``): this file stays the plain
-        network. It is a callable of the model that answers None when it cannot vouch for the weights.
-        """
-        form = self.__dict__.get("inference_form")
-        if form is None or self.training or torch.is_grad_enabled():
-            return None
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-            return None
-        return form(self)
+        return self._run(x, names)[1]
 
 
-class InceptionI3d(InferenceFormHolder, nn.Module):
+class InceptionI3d(EndpointNetwork):
     """The I3D network. ``forward`` maps (B, C, T, H, W) in [-1, 1] to logits (B, num_classes).
 
     ``final_endpoint`` builds the network only up to that endpoint (as the reference does);
     ``forward`` then returns that endpoint's output.
 
-    With an inference form attached (``i3d.inference.use_fused_inference``, as ``i3d.create_model`` and
-    ``i3d.load_model`` do), a model in eval mode called with autograd off runs it: the same function with
-    BatchNorm folded, merged 1x1 convolutions and channels-last layout, about half the time on CPU, rebuilt
-    whenever a weight changed; training, gradients, tracing and export use the plain form.
+    A plain ``nn.Module``: ``.to(dtype)`` (float64, float32, bfloat16, float16), ``.to(device)``, train and
+    eval, autograd on or off all run this same code. ``i3d.runtimes`` makes faster inference-only forms of it.
     """
 
     feature_dim = FEATURE_DIM

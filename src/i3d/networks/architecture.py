@@ -54,6 +54,7 @@ MAX_POOLS = {
 
 FEATURE_DIM = 1024
 MIN_FRAMES = 9  # three temporal stride-2 stages, then a VALID pool of 2: ceil(ceil(ceil(T/2)/2)/2) >= 2
+MIN_SIZE = 193  # five spatial stride-2 stages, then a VALID pool of 7: ceil(H / 32) >= 7
 MIN_CROP = 193  # five spatial stride-2 stages, then the 7x7 VALID pool: ceil(side / 32) >= 7
 BATCH_NORM_EPS = 1e-3
 BATCH_NORM_MOMENTUM = 1e-3  # Sonnet's decay of 0.999

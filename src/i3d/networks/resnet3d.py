@@ -2,27 +2,26 @@
 
 One module for PyTorchVideo's ``i3d_r50``, MMAction2's ``ResNet3d`` I3D configs and the Caffe2 models of
 facebookresearch/video-nonlocal-net (which pytorch-resnet3d and the anomaly-detection features use): the
-layouts differ only in what ``i3d.architecture.ResNetLayout`` records. Inputs are (B, 3, T, H, W) RGB in
+layouts differ only in what ``i3d.networks.architecture.ResNetLayout`` records. Inputs are (B, 3, T, H, W) RGB in
 [-1, 1], as for the Inception network; the source's own normalisation is applied inside.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i3d.architecture import (
+from i3d.networks.architecture import (
     RESNET_BLOCKS,
     RESNET_ENDPOINTS,
     RESNET_FEATURE_DIM,
     RESNET_WIDTHS,
     ResNetLayout,
 )
-from i3d.model import InferenceFormHolder
+from i3d.networks.inception import EndpointNetwork, avg_pool3d
 
 
 class BatchNorm(nn.BatchNorm3d):
@@ -114,7 +113,7 @@ class Bottleneck(nn.Module):
         return self.nonlocal_block(x) if self.nonlocal_block is not None else x
 
 
-class ResNet3d(InferenceFormHolder, nn.Module):
+class ResNet3d(EndpointNetwork):
     """The inflated ResNet-50 of one layout. ``forward`` maps (B, 3, T, H, W) in [-1, 1] to logits.
 
     Endpoints: stem, res2, res3, res4, res5, Logits (``final_endpoint`` builds up to one of them).
@@ -181,7 +180,7 @@ class ResNet3d(InferenceFormHolder, nn.Module):
         pool = self.layout.head_pool
         if pool is not None:
             kernel = tuple(min(k, s) for k, s in zip(pool, res5.shape[2:]))
-            res5 = F.avg_pool3d(res5, kernel, stride=1)
+            res5 = avg_pool3d(res5, kernel)
         return res5.mean(dim=(2, 3, 4))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,51 +200,3 @@ class ResNet3d(InferenceFormHolder, nn.Module):
         """A freshly initialised classifier for ``num_classes`` (for fine-tuning)."""
         self.fc = nn.Linear(RESNET_FEATURE_DIM, num_classes).to(self.stem.conv.weight.device)
         self.num_classes = num_classes
-
-
-def fold_batch_norm(model: ResNet3d, compute_dtype: torch.dtype | None = None, channels_last: bool = True
-                    ) -> ResNet3d:
-    """An inference-only copy: every BatchNorm folded into the convolution before it (running statistics),
-    weights in ``compute_dtype``, channels-last memory; called like the model, in and out in the input dtype."""
-    fused = copy.deepcopy(model).eval()
-    fused.__dict__.pop("inference_form", None)
-    fused.__dict__.pop("_detached_form", None)
-    for module in list(fused.modules()):
-        pairs = [(module, "conv", "bn")] if isinstance(module, ConvBn) else \
-            [(module, "out", "bn")] if isinstance(module, NonLocal) else []
-        for owner, conv_name, bn_name in pairs:
-            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            folded = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                               bias=True).to(conv.weight.device)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            with torch.no_grad():
-                folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1, 1))
-                folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            setattr(owner, conv_name, folded)
-            setattr(owner, bn_name, nn.Identity())
-    if compute_dtype is not None:
-        fused = fused.to(compute_dtype)
-    if channels_last:
-        fused = fused.to(memory_format=torch.channels_last_3d)
-    return FoldedResNet(fused, channels_last)
-
-
-class FoldedResNet(nn.Module):
-    """Runs a folded copy in its own dtype and layout; endpoints and outputs come back in the input's dtype."""
-
-    def __init__(self, network: ResNet3d, channels_last: bool) -> None:
-        super().__init__()
-        self.network, self.channels_last = network, channels_last
-        self.dtype = network.stem.conv.weight.dtype
-
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.dtype)
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network._run(self._prepare(x))[0].to(x.dtype)
-
-    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
-        taken = self.network._run(self._prepare(x), names)[1]
-        return {k: v.to(x.dtype).contiguous() for k, v in taken.items()}

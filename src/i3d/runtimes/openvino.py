@@ -1,11 +1,10 @@
-"""The network run by OpenVINO's CPU plugin, behind the same model object: the faster CPU runtime measured
-(benchmarks/bench_precision.py; figures in the README), and the one int8 form (NNCF post-training
-quantisation, calibrated on the sample videos).
+"""The OpenVINO form: a trained network compiled by OpenVINO's CPU plugin, the faster CPU runtime
+(benchmarks/bench_precision.py) and the one int8 form (NNCF post-training quantisation, calibrated on the
+sample videos).
 
-``use_openvino_inference(model, precision)`` attaches it as the model's inference form: in eval mode with
-autograd off, a model on the CPU runs the compiled network (logits and the Mixed_5c map, any batch, frame
-count and frame size); anything else (training, gradients, another device, another endpoint) runs PyTorch.
-The converted network is cached in ``$I3D_HOME/compiled/`` by a hash of the weights, the precision and the
+``openvino_form(model, precision)`` makes it: it computes the logits and the feature map (any batch, frame
+count and frame size) of float tensors on the CPU. The network reaches OpenVINO through ``torch.export``;
+the converted network is cached in ``$I3D_HOME/compiled/`` by a hash of the weights, the precision and the
 OpenVINO version, so only the first process converts (seconds; int8 also calibrates, once).
 """
 
@@ -28,10 +27,11 @@ from torch import nn
 
 from i3d.download import cache_dir, file_lock
 from i3d.errors import I3DError, I3DNotice
-from i3d.inference import PRECISIONS, FusedInference
-from i3d.model import InceptionI3d
+from i3d.networks.architecture import MIN_FRAMES, MIN_SIZE
+from i3d.networks.inception import InceptionI3d
+from i3d.runtimes.form import InferenceForm
 
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def precision_hint(precision: str) -> str:
@@ -41,9 +41,11 @@ def precision_hint(precision: str) -> str:
         from i3d.devices import cpu_flags
 
         return "bf16" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "f32"
-    return HINTS[precision]
+    return {"fp32": "f32", "bf16": "bf16"}[precision]
+
+
 CALIBRATION_FRAMES = 32
-GRAPH = "edgepool"  # what the converted graph is, in cached files' names: max-pools pad with the edge (not -inf)
+GRAPH = "exported-edgepool"  # in cached files' names: converted from torch.export, max-pools padded with the edge
 
 
 def openvino_available() -> bool:
@@ -107,13 +109,8 @@ def converted_network(model: InceptionI3d, precision: str) -> Path:
         warnings.warn(f"converting the network for OpenVINO ({precision}), once for these weights"
                       + (" (int8: calibrating on the sample videos, about a minute)" if precision == "int8" else ""),
                       I3DNotice, stacklevel=4)
-        plain = copy.deepcopy(model).eval()  # the plain network: no inference form of its own
-        plain.__dict__.pop("inference_form", None)
-        example = torch.zeros(1, model.in_channels, 16, 224, 224)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            network = openvino.convert_model(_Outputs(plain).eval(), example_input=example,
-                                             input=[openvino.PartialShape([-1, model.in_channels, -1, -1, -1])])
+        network = openvino.convert_model(exported_program(_Outputs(copy.deepcopy(model).float().eval()),
+                                                          model.in_channels))
         if precision == "int8":
             import logging
 
@@ -171,35 +168,68 @@ def convolutions_run_in(compiled) -> dict[str, int]:
     return counts
 
 
-class CompiledNetwork(nn.Module):
-    """The compiled network in the shape of the fused form: forward, extract_endpoints, forward_features.
+class OpenVinoForm(InferenceForm):
+    """The network compiled by OpenVINO in the shape of the network: forward, extract_endpoints (logits and the
+    feature map), forward_features, pooled_features, forward_head. Float tensors on the CPU in, float32
+    computed (fp32), bf16 or int8 inside, the input's dtype out; it follows no ``.to()`` that would change
+    that, and says so.
 
     One compiled network per clip size (frames, height, width; any batch), the last ``SIZES_KEPT`` kept:
     with those fixed, OpenVINO folds the "SAME" padding into the convolutions and only then runs the int8
-    network's convolutions in int8 (with the frame count free it ran them in bf16 or f32, quantisation
-    error without int8's speed); bf16 and fp32 are faster too (4 x 16 frames: 0.65 s against 0.78 in fp32
-    here), and compiling for one size takes 0.3-0.6 s against 2.5 s for any size.
+    network's convolutions in int8 (with the frame count free it ran them in bf16 or f32); bf16 and fp32 are
+    faster too, and compiling for one size takes a fraction of a second against seconds for any size.
     """
 
+    runtime = "openvino"
     SIZES_KEPT = 4
 
-    def __init__(self, model: InceptionI3d, precision: str) -> None:
-        super().__init__()
+    def __init__(self, model: InceptionI3d, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise I3DError(f"OpenVINO runs fp32, bf16 or int8, not {precision}")
+        if not openvino_available():
+            raise I3DError("the OpenVINO runtime needs OpenVINO: pip install openvino")
+        if model.final_endpoint != "Logits":
+            raise I3DError("the OpenVINO form is of a whole network (built up to its Logits); use the fused form "
+                           "(runtime='fused') for a truncated one")
+        super().__init__(model)
         import openvino
 
-        self.model, self.precision = model, precision
+        self.network = copy.deepcopy(model).float().cpu().eval()  # its head: features and logits from the map
+        self.network.requires_grad_(False)
+        self._precision = precision
         self.core = openvino.Core()
-        self.network = self.core.read_model(str(converted_network(model, precision)))
+        self.converted = self.core.read_model(str(converted_network(self.network, precision)))
         self.config = {"INFERENCE_PRECISION_HINT": precision_hint(precision),
                        "INFERENCE_NUM_THREADS": torch.get_num_threads()}
         self.by_size: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.lock = threading.Lock()  # calls from threads (a server's pool) take turns
+        self.eval()
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def _apply(self, fn, recurse: bool = True) -> OpenVinoForm:
+        """``.to()``, ``.cuda()``, ``.half()``...: a no-op where nothing would change, else one line."""
+        try:
+            probe = fn(torch.zeros(1))
+        except Exception:  # noqa: BLE001 (e.g. .cuda() where there is none): refused below all the same
+            probe = None
+        if probe is None or probe.dtype != torch.float32 or probe.device.type != "cpu":
+            raise I3DError("the OpenVINO form runs on the CPU from float32 weights (precision set when it is made): "
+                           "for another device or dtype use the plain network (i3d.create_model) or "
+                           "runtime='fused'")
+        return self
 
     def compiled_for(self, size: tuple[int, ...]) -> object:
         """The network compiled for clips of ``size`` (frames, height, width), compiled on first use."""
         compiled = self.by_size.pop(size, None)
         if compiled is None:
-            compiled = compile_for_sizes(self.core, self.network, [(self.model.in_channels, *size)], self.config)
+            compiled = compile_for_sizes(self.core, self.converted, [(self.in_channels, *size)], self.config)
         self.by_size[size] = compiled
         while len(self.by_size) > self.SIZES_KEPT:
             self.by_size.popitem(last=False)
@@ -211,51 +241,48 @@ class CompiledNetwork(nn.Module):
             return convolutions_run_in(self.compiled_for(size))
 
     def _outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.device.type != "cpu" or not x.is_floating_point():
+            raise I3DError(f"the OpenVINO form takes float tensors on the CPU, not {x.dtype} on {x.device}")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise I3DError("the OpenVINO form is inference-only (no gradients): use the plain network "
+                           "(i3d.create_model) for gradients")
         with self.lock:
             results = self.compiled_for(tuple(x.shape[2:]))(x.detach().to(torch.float32).contiguous().numpy())
-        logits, mixed_5c = (torch.from_numpy(np.array(results[i])).to(x.dtype) for i in (0, 1))
-        return logits, mixed_5c
+        logits, feature_map = (torch.from_numpy(np.array(results[i])).to(x.dtype) for i in (0, 1))
+        return logits, feature_map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._outputs(x)[0]
 
-    def extract_endpoints(self, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-        if set(names) <= {self.model.feature_map, "Logits"}:
-            logits, feature_map = self._outputs(x)
-            return {name: logits if name == "Logits" else feature_map for name in names}
-        return self.model._run(x, names)[1]  # other endpoints: PyTorch, as the model itself computes them
+    def extract_endpoints(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        names = list(names)
+        if not set(names) <= {self.feature_map, "Logits"}:
+            raise I3DError(f"the OpenVINO form computes Logits and {self.feature_map}; for {', '.join(names)} use "
+                           "the plain network (i3d.create_model) or runtime='fused'")
+        logits, feature_map = self._outputs(x)
+        return {name: logits if name == "Logits" else feature_map for name in names}
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.pooled_features(self._outputs(x)[1])
+    def pooled_features(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.network.pooled_features(feature_map.float()).to(feature_map.dtype)
 
-
-class OpenVinoInference:
-    """The inference form that runs a CPU model through OpenVINO, rebuilt when a weight changes; on another
-    device (or while a weight cannot be vouched for) the fused PyTorch form runs instead."""
-
-    def __init__(self, precision: str) -> None:
-        self.precision = precision
-        self.cached: tuple[tuple, CompiledNetwork] | None = None
-        self.fallback = FusedInference(PRECISIONS.get(precision))
-
-    def __call__(self, model: InceptionI3d) -> nn.Module | None:
-        fingerprint = FusedInference.fingerprint(model)
-        if fingerprint is None or next(model.parameters()).device.type != "cpu" or model.final_endpoint != "Logits":
-            return self.fallback(model)
-        if self.cached is None or self.cached[0] != fingerprint:
-            self.cached = (fingerprint, CompiledNetwork(model, self.precision))
-        return self.cached[1]
-
-    def __deepcopy__(self, memo: dict) -> OpenVinoInference:
-        return OpenVinoInference(self.precision)
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.network.forward_head(features.float()).to(features.dtype)
 
 
-def use_openvino_inference(model: InceptionI3d, precision: str = "fp32") -> InceptionI3d:
-    """Make ``model`` run through OpenVINO in eval mode with autograd off (see the module's docstring)."""
-    if precision not in HINTS:
-        raise I3DError(f"OpenVINO runs fp32, bf16 or int8, not {precision}")
-    if not openvino_available():
-        raise I3DError("the OpenVINO runtime needs OpenVINO: pip install 'i3d[openvino]'")
-    model.__dict__.pop("_detached_form", None)
-    model.__dict__["inference_form"] = OpenVinoInference(precision)
-    return model
+def exported_program(module: nn.Module, in_channels: int) -> torch.export.ExportedProgram:
+    """``module`` as ``torch.export`` records it, batch and frames free (PyTorch's current export format, and
+    what OpenVINO's PyTorch frontend converts from); the frame size free too, as I3D takes any. The example's
+    sizes leave no axis of any layer at 1 (torch.export would fix such an axis to the example's size)."""
+    example = torch.zeros(2, in_channels, 40, 256, 288)
+    batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
+    height, width = torch.export.Dim("height", min=MIN_SIZE), torch.export.Dim("width", min=MIN_SIZE)
+    # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network.
+    with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        warnings.simplefilter("ignore")
+        return torch.export.export(module, (example,),
+                                   dynamic_shapes=({0: batch, 2: frames, 3: height, 4: width},))
+
+
+def openvino_form(model: InceptionI3d, precision: str = "fp32") -> OpenVinoForm:
+    """The OpenVINO form of a trained network (see ``OpenVinoForm``)."""
+    return OpenVinoForm(model, precision)

@@ -1,24 +1,34 @@
-"""An inference-only rewrite of a trained I3D that computes the same function faster on CPU and GPU.
+"""The fused PyTorch form: an inference-only rewrite of a trained network that computes the same function
+faster on CPU and GPU, on any device PyTorch runs.
 
-Three levers, each exact up to float rounding: BatchNorm folded into the preceding convolution (in
-float64, then cast to the model's dtype); the three 1x1 convolutions that read an inception block's input
-merged into one wider convolution; and channels-last 3D memory layout, which oneDNN's convolutions prefer.
-``use_fused_inference(model)`` attaches it to a network, which then runs it whenever it is in eval mode
-with autograd off; ``optimize_for_inference(model)`` gives the rewritten module itself.
+Three levers, each exact up to float rounding: BatchNorm folded into the preceding convolution (in float64,
+then cast to the form's dtype); the three 1x1 convolutions that read an inception block's input merged into
+one wider convolution; and channels-last 3D memory layout, which oneDNN's and cuDNN's convolutions prefer.
+On CUDA every call runs without TF32 (``i3d.devices.exact_cuda_math``). ``fuse(model)`` makes it; it follows
+``.to(device)`` and ``.to(dtype)`` like any module.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i3d.architecture import ResNetLayout
-from i3d.model import BATCH_NORM_EPS, MAX_POOLS, InceptionBlock, InceptionI3d, Unit3d, max_pool_same, same_padding
-from i3d.resnet3d import ResNet3d, fold_batch_norm
+from i3d.devices import exact_cuda_math
+from i3d.networks.inception import (
+    BATCH_NORM_EPS,
+    MAX_POOLS,
+    InceptionBlock,
+    InceptionI3d,
+    Unit3d,
+    max_pool_same,
+    same_padding,
+)
+from i3d.networks.resnet3d import ConvBn, NonLocal, ResNet3d
+from i3d.runtimes.form import DTYPE_PRECISIONS, InferenceForm
 
 
 def fold_unit(unit: Unit3d, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,34 +117,44 @@ class FastInception(nn.Module):
         return out
 
 
-class FastI3d(nn.Module):
-    """Same inputs, outputs and endpoints as the ``InceptionI3d`` it was built from; inference only.
+class FusedI3d(InferenceForm):
+    """The fused form of an ``InceptionI3d``: same inputs, outputs and endpoints; inference only.
 
-    ``compute_dtype`` (default: the model's) is what the convolutions run in: ``torch.bfloat16`` on a
-    float32 model gives bf16 convolutions with the classifier still in float32; outputs come back in the
+    The convolutions run in the form's dtype (``precision``), the classifier in the network's own: fused in
+    bf16 from a float32 network, bf16 convolutions feed a float32 classifier. Outputs come back in the
     input's dtype, so float32 in gives float32 out.
     """
 
+    runtime = "fused"
+
     def __init__(self, model: InceptionI3d, channels_last: bool = True, compute_dtype: torch.dtype | None = None
                  ) -> None:
-        super().__init__()
-        self.endpoints, self.channels_last = model.endpoints, channels_last
-        self.num_classes, self.in_channels = model.num_classes, model.in_channels
-        self.compute_dtype = compute_dtype or next(model.parameters()).dtype
+        super().__init__(model)
+        self.channels_last = channels_last
+        compute_dtype = compute_dtype or next(model.parameters()).dtype
         self.layers = nn.ModuleDict()
         for name in self.endpoints:
             layer = getattr(model, name, None)
             if isinstance(layer, Unit3d):
-                self.layers[name] = FoldedConv.from_units(layer, dtype=self.compute_dtype)
+                self.layers[name] = FoldedConv.from_units(layer, dtype=compute_dtype)
             elif isinstance(layer, InceptionBlock):
-                self.layers[name] = FastInception(layer, dtype=self.compute_dtype)
-        self.logits = copy.deepcopy(model.Logits) if "Logits" in self.endpoints else None
-        self.head_dtype = next(model.parameters()).dtype  # the classifier stays in the model's own dtype
+                self.layers[name] = FastInception(layer, dtype=compute_dtype)
+        self.logits = copy.deepcopy(model.Logits).eval() if "Logits" in self.endpoints else None
+        self.requires_grad_(False)
         self.eval()
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return next(self.layers.parameters()).dtype
+
+    @property
+    def precision(self) -> str:
+        return DTYPE_PRECISIONS.get(self.compute_dtype, str(self.compute_dtype))
 
     def _run(self, x: torch.Tensor, wanted: set[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         source = x.dtype
-        x, taken = self._run_layers(x.to(self.compute_dtype), wanted)
+        with exact_cuda_math(x.device):
+            x, taken = self._run_layers(x.to(self.compute_dtype), wanted)
         return x.to(source), {name: t.to(source) for name, t in taken.items()}
 
     def _run_layers(self, x: torch.Tensor, wanted: set[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -148,7 +168,7 @@ class FastI3d(nn.Module):
             elif name in MAX_POOLS:
                 x = fast_max_pool(x, *MAX_POOLS[name])
             elif name == "Logits":
-                x = self.logits(x.to(self.head_dtype))
+                x = self.logits(x.to(self.logits.Conv3d_0c_1x1.conv3d.weight.dtype))
             else:
                 x = torch.softmax(x, dim=-1)
             if name in wanted:
@@ -158,93 +178,96 @@ class FastI3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, set())[0]
 
-    def extract_endpoints(self, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        names = list(names)
         unknown = [n for n in names if n not in self.endpoints]
         if unknown:
             raise ValueError(f"endpoints {unknown} not in this network")
         return {n: t.contiguous() for n, t in self._run(x, set(names))[1].items()}
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits.features(self._run(x, {"Mixed_5c"})[1]["Mixed_5c"])
+    def pooled_features(self, mixed_5c: torch.Tensor) -> torch.Tensor:
+        head = self.logits.Conv3d_0c_1x1.conv3d.weight.dtype
+        return self.logits.features(mixed_5c.to(head)).to(mixed_5c.dtype)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.logits.head(features)
+        head = self.logits.Conv3d_0c_1x1.conv3d.weight.dtype
+        return self.logits.head(features.to(head)).to(features.dtype)
 
 
-def optimize_for_inference(model: InceptionI3d | ResNet3d, channels_last: bool = True) -> nn.Module:
-    """The fast inference form of ``model`` (eval-mode semantics: running BatchNorm statistics)."""
+class FusedResNet(InferenceForm):
+    """The fused form of a ``ResNet3d``: every BatchNorm folded into the convolution before it (running
+    statistics), weights in the form's dtype, channels-last memory; in and out in the input's dtype."""
+
+    runtime = "fused"
+
+    def __init__(self, model: ResNet3d, channels_last: bool = True, compute_dtype: torch.dtype | None = None
+                 ) -> None:
+        super().__init__(model)
+        network = copy.deepcopy(model).eval()
+        for module in list(network.modules()):
+            pairs = [(module, "conv", "bn")] if isinstance(module, ConvBn) else \
+                [(module, "out", "bn")] if isinstance(module, NonLocal) else []
+            for owner, conv_name, bn_name in pairs:
+                setattr(owner, conv_name, _folded_conv(getattr(owner, conv_name), getattr(owner, bn_name)))
+                setattr(owner, bn_name, nn.Identity())
+        if compute_dtype is not None:
+            network = network.to(compute_dtype)
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last_3d)
+        self.network, self.channels_last = network, channels_last
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def precision(self) -> str:
+        dtype = self.network.stem.conv.weight.dtype
+        return DTYPE_PRECISIONS.get(dtype, str(dtype))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.network.stem.conv.weight.dtype)
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with exact_cuda_math(x.device):
+            return self.network._run(self._prepare(x))[0].to(x.dtype)
+
+    def extract_endpoints(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        with exact_cuda_math(x.device):
+            taken = self.network.extract_endpoints(self._prepare(x), names)
+        return {k: v.to(x.dtype).contiguous() for k, v in taken.items()}
+
+    def pooled_features(self, res5: torch.Tensor) -> torch.Tensor:
+        return self.network.pooled_features(res5)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.network.forward_head(features.to(self.network.fc.weight.dtype)).to(features.dtype)
+
+
+def _folded_conv(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> nn.Conv3d:
+    """``conv`` followed by ``bn`` (running statistics) as one convolution, the fold computed in float64."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    folded = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       bias=True).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(bn.running_mean, dtype=torch.float64)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1, 1))
+        folded.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
+    return folded
+
+
+COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+
+
+def fuse(model: InceptionI3d | ResNet3d, precision: str | None = None, channels_last: bool | None = None
+         ) -> FusedI3d | FusedResNet:
+    """The fused form of a trained network (its eval-mode function: running BatchNorm statistics), on the
+    network's device; ``precision`` (fp32, bf16, fp16, fp64) is what its convolutions compute in (default:
+    the network's dtype). Channels-last memory everywhere but Apple's MPS, which lacks 3D channels-last."""
+    if precision is not None and precision not in COMPUTE_DTYPES:
+        raise ValueError(f"the fused form computes in {', '.join(COMPUTE_DTYPES)}, not {precision!r}")
+    dtype = COMPUTE_DTYPES[precision] if precision else None
+    if channels_last is None:
+        channels_last = next(model.parameters()).device.type != "mps"
     if isinstance(model, ResNet3d):
-        return fold_batch_norm(model, None, channels_last)
-    return FastI3d(model, channels_last)
-
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class FusedInference:
-    """The fused form of one network, built on first use and rebuilt whenever any parameter or buffer
-    changed (replaced, moved to another device or dtype, or written in place: tensor version counters),
-    so it never computes with stale weights. ``compute_dtype`` None follows the model's dtype."""
-
-    def __init__(self, compute_dtype: torch.dtype | None = None) -> None:
-        self.compute_dtype = compute_dtype
-        self.cached: tuple[tuple, FastI3d] | None = None
-
-    @staticmethod
-    def fingerprint(model: InceptionI3d) -> tuple | None:
-        """Identity, version counter, storage, device and dtype of every weight; None if one cannot say (an
-        inference tensor, made under ``torch.inference_mode``, keeps no version counter)."""
-        tensors = [*model.parameters(), *model.buffers()]
-        if any(t.is_inference() for t in tensors):
-            return None
-        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
-
-    def __call__(self, model: InceptionI3d) -> FastI3d | None:
-        fingerprint = self.fingerprint(model)
-        if fingerprint is None:
-            return None
-        if self.cached is None or self.cached[0] != fingerprint:
-            channels_last = next(model.parameters()).device.type != "mps"
-            form = (fold_batch_norm(model, self.compute_dtype, channels_last) if isinstance(model, ResNet3d)
-                    else FastI3d(model, channels_last, self.compute_dtype))
-            self.cached = (fingerprint, form)
-        return self.cached[1]
-
-    def __deepcopy__(self, memo: dict) -> FusedInference:
-        return FusedInference(self.compute_dtype)  # a copy of the model has weights of its own
-
-
-def use_fused_inference(model: InceptionI3d, enabled: bool = True, precision: str | None = None) -> InceptionI3d:
-    """Make ``model`` run its fused form in eval mode with autograd off (``model.fast_inference``); the
-    plain form stays for training, gradients, tracing and export. Returns the model.
-
-    ``precision`` (fp32, bf16, fp16) is what the convolutions compute in, whatever the model's dtype; None
-    follows the model (``model.to(torch.bfloat16)`` then computes in bf16). Inputs and outputs keep their
-    dtype either way. Which precision a device runs usefully is ``i3d.devices.check_precision``'s to say.
-    """
-    model.__dict__.pop("_detached_form", None)
-    if enabled:  # not a submodule: not in state_dict, not moved by .to()
-        model.__dict__["inference_form"] = FusedInference(PRECISIONS[precision] if precision else None)
-    else:
-        model.__dict__.pop("inference_form", None)
-    return model
-
-
-def gflops_per_clip(frames: int = 79, size: int = 224, in_channels: int = 3, layout: ResNetLayout | None = None
-                    ) -> float:
-    """Multiply-adds x 2 of every convolution, counted by hooks on a meta-device run (no real compute), of the
-    Inception network, or of the ResNet-50 of ``layout``."""
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        weight = module.weight
-        total += 2 * output.numel() * math.prod(weight.shape[1:])
-
-    with torch.device("meta"):
-        model = InceptionI3d(in_channels=in_channels) if layout is None else ResNet3d(layout)
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv3d)]
-    model(torch.empty(1, in_channels, frames, size, size, device="meta"))
-    for handle in handles:
-        handle.remove()
-    return total / 1e9
+        return FusedResNet(model, channels_last, dtype)
+    return FusedI3d(model, channels_last, dtype)
