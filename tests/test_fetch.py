@@ -226,3 +226,40 @@ def test_first_use_without_a_network_says_how_to_fetch_elsewhere(published, monk
     assert not installed_path("rgb_charades").exists()
     assert main(["--offline", "predict", "--weights", "rgb_charades", str(video)]) == 2
     assert "not installed; run `i3d weights fetch rgb_charades`" in capsys.readouterr().err
+
+
+def test_the_videogpt_family_s_file_is_fetched_by_name_in_its_own_layout(pretrained, tmp_path, monkeypatch):
+    """TATS's i3d_pretrained_400.pt is TF-Hub's weights in the PyTorch port's names with BatchNorm scales of 1
+    (convert_tf_pretrained.py): a file written so from the default weights, served and pinned, converts back to
+    exactly the default weights' tensors."""
+    from i3d.weights.torch_port import our_name
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path / "home"))
+    ours = pretrained.state_dict
+    layout = {}
+    for name, tensor in ours.items():  # the port's names: ours mapped back, plus a scale of 1 per BatchNorm
+        port = name.replace("Logits.Conv3d_0c_1x1", "logits").replace("batch_norm", "bn")
+        for branch, full in (("b0", "Branch_0.Conv3d_0a_1x1"), ("b1a", "Branch_1.Conv3d_0a_1x1"),
+                             ("b1b", "Branch_1.Conv3d_0b_3x3"), ("b2a", "Branch_2.Conv3d_0a_1x1"),
+                             ("b2b", "Branch_2.Conv3d_0b_3x3"), ("b3b", "Branch_3.Conv3d_0b_1x1")):
+            port = port.replace(full, branch)
+        assert our_name(port) == name
+        layout[port] = tensor.clone()
+        if port.endswith("bn.bias"):
+            layout[port.replace("bn.bias", "bn.weight")] = torch.ones_like(tensor)
+    torch.save(layout, tmp_path / "i3d_pretrained_400.pt")
+    data = (tmp_path / "i3d_pretrained_400.pt").read_bytes()
+    name = "tats-i3d_pretrained_400"
+    entry = registry.REGISTRY[name]
+    assert entry.files[0].blob_sha1 == "a867b87ac3a9097d200598b1d48a1b890d8ec744"  # TATS@03bbce1d's blob
+    monkeypatch.setattr(registry, "REGISTRY", {**registry.REGISTRY, name: dataclasses.replace(
+        entry, files=(dataclasses.replace(entry.files[0], blob_sha1=_blob_sha1(data)),))})
+    server = Server({entry.files[0].path: data})
+    monkeypatch.setenv(MIRROR_VARIABLE, server.url)
+    try:
+        fetch_weights(name, quiet=True)
+    finally:
+        server.close()
+    fetched = resolve_weights(name)
+    assert fetched.labels == pretrained.labels
+    assert all(torch.equal(fetched.state_dict[k], ours[k]) for k in ours)

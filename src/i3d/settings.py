@@ -178,6 +178,8 @@ class FvdProtocol:
     frame_order: str = "string"  # frame files of a folder: plain string order of their names, or "natural"
     skip_first: int = setting(0, "frames dropped from the start of every video first (conditioning frames)",
                               metavar="K")
+    batch_norm_eps: float = 1e-3  # the network's BatchNorm epsilon: TF-Hub's 1e-3, or the VideoGPT family's 1e-5
+    kvd: str = "subsets"  # KVD over 100 random subsets (StyleGAN-V), or once over the whole sets ("full", sklearn)
     seed: int = setting(0, "seed of the real clips' random starts (StyleGAN-V never seeds them)")
     source: str = ""
 
@@ -197,6 +199,7 @@ class FvdProtocol:
         check_choice(self, "sqrtm", FVD_SQRTMS)
         check_choice(self, "real_start", ("random", "first"))
         check_choice(self, "short_real", ("drop", "error"))
+        check_choice(self, "kvd", ("subsets", "full"))
 
     @property
     def span(self) -> int | None:
@@ -212,6 +215,14 @@ _GOOGLE = ("google-research/google-research frechet_video_distance/frechet_video
            "tensorflow/gan tensorflow_gan/python/eval/classifier_metrics.py (covariance / (n - 1), "
            "trace_sqrt_product)")
 
+_VIDEOGPT = ("songweige/TATS@03bbce1d tats/fvd/fvd.py:17-27 (preprocess: F.interpolate bilinear, "
+             "align_corners=False, to 224x224; 2x/255-1), :44-47 (TF-GAN's SVD square root, eps 1e-10), :50-53 "
+             "(trace_sqrt_product), :56-86 (unbiased covariance), :89-100 (frechet_distance), :103-116 "
+             "(polynomial_mmd: sklearn's polynomial kernel, unbiased, the whole sets), :119-127 (batches of "
+             "16), :130-136 (compute_fvd); tats/fvd/pytorch_i3d.py:81 (BatchNorm3d eps 1e-5), :338-348 (logits "
+             "averaged over time); tats/fvd/convert_tf_pretrained.py:100 (TF-Hub has no BatchNorm scale: ones); "
+             "the same steps as wilson1yan/VideoGPT videogpt/fvd/fvd.py and cd-fvd 0.1.1's I3D mode")
+
 FVD_PROTOCOLS = {
     "stylegan-v-16f": FvdProtocol("stylegan-v-16f", 16, max_videos=2048, source=_STYLEGAN_V),
     "stylegan-v-128f": FvdProtocol("stylegan-v-128f", 128, max_videos=2048, source=_STYLEGAN_V),
@@ -219,6 +230,17 @@ FVD_PROTOCOLS = {
                                                source=_STYLEGAN_V),
     "google-research": FvdProtocol("google-research", None, real_start="first", short_real="error", resize="tf1",
                                    covariance="n-1", sqrtm="tfgan", frame_order="natural", source=_GOOGLE),
+    "videogpt": FvdProtocol("videogpt", None, real_start="first", short_real="error", resize="half-pixel",
+                            covariance="n-1", sqrtm="tfgan", frame_order="natural", batch_norm_eps=1e-5, kvd="full",
+                            source=_VIDEOGPT),
+}
+# What decides each protocol's number, and whose published numbers it can be compared with.
+FVD_FAMILIES = {
+    "stylegan-v-16f": "StyleGAN-V and the papers that use its code (16-frame clips of 2048 videos, covariance / n)",
+    "stylegan-v-128f": "StyleGAN-V and the papers that use its code (128-frame clips of 2048 videos)",
+    "stylegan-v-128f-subsample8f": "StyleGAN-V and the papers that use its code (every 8th of 128 frames)",
+    "google-research": "the original FVD (Unterthiner et al. 2018): TF1 resize, whole videos, covariance / (n - 1)",
+    "videogpt": "VideoGPT, TATS and cd-fvd's I3D mode: PyTorch bilinear resize, BatchNorm eps 1e-5, whole videos",
 }
 DEFAULT_FVD_PROTOCOL = "stylegan-v-16f"
 

@@ -32,7 +32,8 @@ def add_parser(commands) -> None:
     parser.add_argument("fake", type=Path, help="the generated set, in the same forms (not a .stats.npz)")
     parser.add_argument("--protocol", choices=list(FVD_PROTOCOLS), default=DEFAULT_FVD_PROTOCOL,
                         help="stylegan-v-*: StyleGAN-V's fvd2048_16f, fvd2048_128f, fvd2048_128f_subsample8f; "
-                        f"google-research: the original frechet_video_distance (default: {DEFAULT_FVD_PROTOCOL})")
+                        "google-research: the original frechet_video_distance; videogpt: VideoGPT's FVD, which TATS "
+                        f"and cd-fvd's I3D mode share (default: {DEFAULT_FVD_PROTOCOL}); see docs/fvd.md")
     add_settings(parser, FvdProtocol)
     parser.add_argument("--runs", type=positive_int, default=1,
                         help="draws of the real clips (seeds seed, seed+1, ...): mean and standard deviation "
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
     if args.fake.name.endswith(".stats.npz"):
         raise I3DError(f"{args.fake}: give the generated videos; only REAL may be saved statistics")
     embedder = VideoEmbedder(args.weights, run_on.device, args.batch_size, protocol.resize, run_on.precision,
-                             run_on.runtime)
+                             run_on.runtime, protocol.batch_norm_eps)
     with tqdm(unit="clip", disable=args.quiet, file=sys.stderr, delay=1.0) as bar:  # no bar before a quick error
         def set_total(count: int) -> None:
             bar.total = count

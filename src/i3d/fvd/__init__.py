@@ -26,10 +26,11 @@ from i3d.fvd.distance import (
     frechet_distance,
     fvd_from_stats,
     kernel_distance,
+    kernel_distance_full,
 )
 from i3d.fvd.embed import VideoEmbedder, check_videos, preprocess, tf1_bilinear_matrix
 from i3d.fvd.metric import FrechetVideoDistance
-from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_PROTOCOLS, FvdProtocol
+from i3d.settings import DEFAULT_FVD_PROTOCOL, FVD_FAMILIES, FVD_PROTOCOLS, FvdProtocol
 from i3d.versions import software_versions
 
 __all__ = ["FVD_PROTOCOLS", "FrechetVideoDistance", "FvdProtocol", "FvdReport", "GaussianStats", "Selection",
@@ -137,6 +138,7 @@ class FvdReport:
     kvd_subset_size: int | None = None
     warnings: list[str] = field(default_factory=list)
     compute: dict = field(default_factory=dict)  # the device, and whether TF32 was allowed there
+    family: str = ""  # whose published numbers this one can be compared with
     software: dict = field(default_factory=software_versions)
 
     def to_json(self) -> str:
@@ -151,7 +153,9 @@ class FvdReport:
             lines.append(f"KVD: {self.kvd:.6f}  ({self.kvd_subsets} subsets of {self.kvd_subset_size})")
         lines.append(f"protocol: {p['frames'] or 'all'} frames every {p['stride']}, skip {p['skip_first']}, "
                      f"{p['max_videos'] or 'all'} videos, real start {p['real_start']}, resize {p['resize']}, "
-                     f"covariance / {p['covariance']}, sqrtm {p['sqrtm']}")
+                     f"covariance / {p['covariance']}, sqrtm {p['sqrtm']}, BatchNorm eps {p['batch_norm_eps']:g}")
+        if self.family:
+            lines.append(f"comparable with: {self.family}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -185,9 +189,8 @@ def compute_fvd(
         raise I3DError(f"--runs must be at least 1, not {runs}")
     if runs > 1 and Path(real).name.endswith(".stats.npz"):
         raise I3DError(f"{real}: saved statistics are one draw of the real clips; --runs needs the real videos")
-    embedder = embedder or VideoEmbedder(resize=protocol.resize)
-    if embedder.resize != protocol.resize:
-        raise I3DError(f"the embedder resizes {embedder.resize}, the protocol {protocol.resize}")
+    embedder = embedder or VideoEmbedder(resize=protocol.resize, batch_norm_eps=protocol.batch_norm_eps)
+    check_embedder(embedder, protocol)
     for source in (Path(real), Path(fake)):  # both sets, before either is embedded
         check_set(source, protocol, embedder, value_range)
     if total is not None:
@@ -207,8 +210,12 @@ def compute_fvd(
                                              "precision": embedder.precision, "run": 0})
             real_embeddings, fake_embeddings = real_stats.embeddings, fake_stats.embeddings
             if kvd and real_embeddings is not None and fake_embeddings is not None:
-                kvd_value, subset = kernel_distance(real_embeddings, fake_embeddings, kvd_subsets, kvd_subset_size,
-                                                    protocol.seed)
+                if protocol.kvd == "full":
+                    kvd_value, kvd_subsets = kernel_distance_full(real_embeddings, fake_embeddings), 1
+                    subset = min(len(real_embeddings), len(fake_embeddings))
+                else:
+                    kvd_value, subset = kernel_distance(real_embeddings, fake_embeddings, kvd_subsets,
+                                                        kvd_subset_size, protocol.seed)
             first_real = real_stats
     warnings = _warnings(protocol, first_real, fake_stats, real_selection, fake_selection, kvd, kvd_value)
     real_record = real_selection.summary() if real_selection else {"source": str(real), "clips_used": first_real.count,
@@ -216,7 +223,8 @@ def compute_fvd(
     report = FvdReport(
         float(np.mean(values)), {**asdict(protocol)}, real_record, fake_selection.summary() if fake_selection else {},
         embedder.weights, protocol.seed, values, float(np.std(values, ddof=1)) if runs > 1 else None,
-        kvd_value, kvd_subsets if kvd_value is not None else None, subset, warnings, compute_record(embedder.device))
+        kvd_value, kvd_subsets if kvd_value is not None else None, subset, warnings, compute_record(embedder.device),
+        FVD_FAMILIES.get(protocol.name, "no published family: settings of your own"))
     return report
 
 
@@ -250,12 +258,23 @@ def _warnings(protocol: FvdProtocol, real: GaussianStats, fake: GaussianStats, r
     return warnings
 
 
+def check_embedder(embedder: VideoEmbedder, protocol: FvdProtocol) -> None:
+    """An embedder made for another protocol gives another number: refused before any video is embedded."""
+    if embedder.resize != protocol.resize:
+        raise I3DError(f"the embedder resizes {embedder.resize}, the protocol {protocol.resize}")
+    if embedder.batch_norm_eps is not None and embedder.batch_norm_eps != protocol.batch_norm_eps:
+        raise I3DError(f"the embedder's BatchNorm epsilon is {embedder.batch_norm_eps:g}, {protocol.name}'s "
+                       f"{protocol.batch_norm_eps:g}")
+
+
 def fvd(real: np.ndarray, fake: np.ndarray, embedder: VideoEmbedder | None = None,
         protocol: str = "google-research") -> float:
-    """FVD between two sets of whole (N, T, H, W, 3) videos with values in [0, 255], as the reference library
-    computes it from tensors (google-research: TF1 resize, covariance / (n - 1), TF-GAN square root)."""
+    """FVD between two sets of whole (N, T, H, W, 3) videos with values in [0, 255], as the protocol's
+    reference code computes it from tensors (google-research: TF1 resize, covariance / (n - 1), TF-GAN square
+    root; videogpt: PyTorch's bilinear resize and BatchNorm eps 1e-5, the rest the same)."""
     chosen = get_protocol(protocol)
-    embedder = embedder or VideoEmbedder(resize=chosen.resize)
+    embedder = embedder or VideoEmbedder(resize=chosen.resize, batch_norm_eps=chosen.batch_norm_eps)
+    check_embedder(embedder, chosen)
     real_stats, fake_stats = GaussianStats(), GaussianStats()
     real_stats.add(embedder.embed(real, name="real"))
     fake_stats.add(embedder.embed(fake, name="fake"))

@@ -161,3 +161,16 @@ def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = KVD_SUBSE
         b = (x @ y.T / d + 1) ** 3
         total += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
     return float(total / subsets / m), m
+
+
+def kernel_distance_full(real: np.ndarray, fake: np.ndarray) -> float:
+    """KVD as the VideoGPT family computes it (TATS tats/fvd/fvd.py:101-113): the unbiased polynomial-kernel
+    MMD^2 over the whole sets once, with sklearn's polynomial kernel (degree 3, gamma 1/d, coef0 1), in
+    float64."""
+    x, y = fake.astype(np.float64), real.astype(np.float64)
+    m, n, d = len(x), len(y), x.shape[1]
+    if min(m, n) < 2:
+        raise I3DError("KVD needs at least 2 videos in each set")
+    k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    return float((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+                 - 2 * k_xy.sum() / (m * n))

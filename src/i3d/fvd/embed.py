@@ -94,7 +94,10 @@ class VideoEmbedder:
     """The TF-Hub I3D's 400 logits of clips, in batches, on any device, by a protocol's preprocessing."""
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto", batch_size: int = 8,
-                 resize: str = "half-pixel", precision: str = "fp32", runtime: str = "auto") -> None:
+                 resize: str = "half-pixel", precision: str = "fp32", runtime: str = "auto",
+                 batch_norm_eps: float | None = None) -> None:
+        """``batch_norm_eps``: the BatchNorm epsilon a protocol runs the weights with (the VideoGPT family's
+        PyTorch I3D uses 1e-5 where TF-Hub's network uses 1e-3); None keeps the weights' own."""
         from i3d.devices import check_precision
         from i3d.factory import create_model
         from i3d.runtimes import choose_runtime, for_inference
@@ -105,6 +108,12 @@ class VideoEmbedder:
         check_precision(precision, self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)
         model = create_model(weights, stream="rgb")
+        if batch_norm_eps is not None:
+            if not hasattr(model, "batch_norm_eps"):
+                raise I3DError(f"{model.weights.name}: a BatchNorm epsilon is a setting of the Inception network's "
+                               "protocols; these weights are a ResNet-50's")
+            model.batch_norm_eps = batch_norm_eps
+        self.batch_norm_eps = getattr(model, "batch_norm_eps", None)
         self.model = for_inference(model, self.runtime, precision, self.device)
         record = model.weights
         self.weights = {"name": record.name, "sha256": record.sha256,

@@ -37,7 +37,8 @@ class FrechetVideoDistance:
                 raise I3DError(f"unknown FVD protocol {protocol!r}; known: {', '.join(FVD_PROTOCOLS)}")
             protocol = FVD_PROTOCOLS[protocol]
         self.protocol, self.value_range = protocol, value_range
-        self.embedder = embedder or VideoEmbedder(weights, device, batch_size, protocol.resize)
+        self.embedder = embedder or VideoEmbedder(weights, device, batch_size, protocol.resize,
+                                                  batch_norm_eps=protocol.batch_norm_eps)
         rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() \
             else 0
         self._rng = np.random.default_rng([protocol.seed if seed is None else seed, rank])

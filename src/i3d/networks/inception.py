@@ -69,10 +69,12 @@ def avg_pool3d(x: torch.Tensor, kernel: Sequence[int], stride: int = 1) -> torch
 
 
 class BatchNormNoScale(nn.Module):
-    """Sonnet's BatchNorm as I3D uses it: a learnt offset, no scale, eps 1e-3."""
+    """Sonnet's BatchNorm as I3D uses it: a learnt offset, no scale, eps 1e-3 (``eps`` is a plain attribute: the
+    VideoGPT family's FVD runs the same weights with PyTorch's 1e-5)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, eps: float = BATCH_NORM_EPS) -> None:
         super().__init__()
+        self.eps = eps
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
@@ -80,7 +82,7 @@ class BatchNormNoScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(
             x, self.running_mean, self.running_var, None, self.bias,
-            self.training, BATCH_NORM_MOMENTUM, BATCH_NORM_EPS,
+            self.training, BATCH_NORM_MOMENTUM, self.eps,
         )
 
 
@@ -258,6 +260,17 @@ class InceptionI3d(EndpointNetwork):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.Logits.head(features)
+
+    @property
+    def batch_norm_eps(self) -> float:
+        """The epsilon every BatchNorm of the network adds to the variance (1e-3, as trained)."""
+        return next(m.eps for m in self.modules() if isinstance(m, BatchNormNoScale))
+
+    @batch_norm_eps.setter
+    def batch_norm_eps(self, eps: float) -> None:
+        for module in self.modules():
+            if isinstance(module, BatchNormNoScale):
+                module.eps = eps
 
     def replace_logits(self, num_classes: int) -> None:
         """A freshly initialised classifier for ``num_classes`` (for fine-tuning)."""

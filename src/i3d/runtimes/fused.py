@@ -19,7 +19,6 @@ from torch import nn
 
 from i3d.devices import exact_cuda_math
 from i3d.networks.inception import (
-    BATCH_NORM_EPS,
     MAX_POOLS,
     InceptionBlock,
     InceptionI3d,
@@ -39,7 +38,7 @@ def fold_unit(unit: Unit3d, dtype: torch.dtype | None = None) -> tuple[torch.Ten
     bias = unit.conv3d.bias.detach() if unit.conv3d.bias is not None else weight.new_zeros(weight.shape[0])
     norm = unit.batch_norm
     if norm is not None:
-        inv_std = torch.rsqrt(norm.running_var.double() + BATCH_NORM_EPS)
+        inv_std = torch.rsqrt(norm.running_var.double() + norm.eps)
         weight = weight.double() * inv_std.view(-1, 1, 1, 1, 1)
         bias = norm.bias.double() - norm.running_mean.double() * inv_std
     return weight.to(dtype), bias.to(dtype)

