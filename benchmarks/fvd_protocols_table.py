@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "real.npy", real)
         np.save(Path(tmp) / "fake.npy", fake)
-        for name in ("stylegan-v-16f", "stylegan-v-128f", "google-research", "videogpt"):
+        for name in ("stylegan-v-16f", "stylegan-v-128f", "google-research", "videogpt", "cd-fvd"):
             protocol = get_protocol(name, max_videos=None) if FVD_PROTOCOLS[name].max_videos else get_protocol(name)
             start = time.perf_counter()
             report = compute_fvd(Path(tmp) / "real.npy", Path(tmp) / "fake.npy", protocol, kvd=False)

@@ -232,21 +232,12 @@ def test_the_videogpt_family_s_file_is_fetched_by_name_in_its_own_layout(pretrai
     """TATS's i3d_pretrained_400.pt is TF-Hub's weights in the PyTorch port's names with BatchNorm scales of 1
     (convert_tf_pretrained.py): a file written so from the default weights, served and pinned, converts back to
     exactly the default weights' tensors."""
-    from i3d.weights.torch_port import our_name
+    from i3d.weights.torch_port import port_names
 
     monkeypatch.setenv("I3D_HOME", str(tmp_path / "home"))
     ours = pretrained.state_dict
-    layout = {}
-    for name, tensor in ours.items():  # the port's names: ours mapped back, plus a scale of 1 per BatchNorm
-        port = name.replace("Logits.Conv3d_0c_1x1", "logits").replace("batch_norm", "bn")
-        for branch, full in (("b0", "Branch_0.Conv3d_0a_1x1"), ("b1a", "Branch_1.Conv3d_0a_1x1"),
-                             ("b1b", "Branch_1.Conv3d_0b_3x3"), ("b2a", "Branch_2.Conv3d_0a_1x1"),
-                             ("b2b", "Branch_2.Conv3d_0b_3x3"), ("b3b", "Branch_3.Conv3d_0b_1x1")):
-            port = port.replace(full, branch)
-        assert our_name(port) == name
-        layout[port] = tensor.clone()
-        if port.endswith("bn.bias"):
-            layout[port.replace("bn.bias", "bn.weight")] = torch.ones_like(tensor)
+    layout = port_names(ours)
+    assert layout["Mixed_3b.b1b.bn.weight"].eq(1).all() and "logits.conv3d.bias" in layout
     torch.save(layout, tmp_path / "i3d_pretrained_400.pt")
     data = (tmp_path / "i3d_pretrained_400.pt").read_bytes()
     name = "tats-i3d_pretrained_400"

@@ -1,5 +1,5 @@
-"""FVD and KVD as the VideoGPT family computes them (VideoGPT, TATS, cd-fvd's I3D mode), against numbers its
-own code gave on the same videos (tests/references/videogpt_fvd.py wrote tests/data/videogpt_fvd.json)."""
+"""FVD and KVD as the VideoGPT family computes them (VideoGPT and TATS; cd-fvd's I3D mode with StyleGAN-V's
+distance), against numbers their own code gave on the same videos (tests/references/ wrote tests/data/)."""
 
 import json
 from pathlib import Path
@@ -13,6 +13,7 @@ from i3d.fvd.distance import kernel_distance_full
 from references.video_sets import video_sets
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "videogpt_fvd.json").read_text())
+CD_FVD = json.loads((Path(__file__).parent / "data" / "cd_fvd.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def test_embeddings_fvd_and_kvd_are_the_family_s_own(sets, embedder):
     value = fvd(real, fake, embedder, protocol="videogpt")
     assert value == pytest.approx(REFERENCE["fvd_float64"], rel=1e-4)
     assert kernel_distance_full(real_logits, fake_logits) == pytest.approx(REFERENCE["kvd"], rel=1e-4)
+    assert fvd(real, fake, embedder, protocol="cd-fvd") == pytest.approx(CD_FVD["fvd"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -221,7 +221,13 @@ _VIDEOGPT = ("songweige/TATS@03bbce1d tats/fvd/fvd.py:17-27 (preprocess: F.inter
              "(polynomial_mmd: sklearn's polynomial kernel, unbiased, the whole sets), :119-127 (batches of "
              "16), :130-136 (compute_fvd); tats/fvd/pytorch_i3d.py:81 (BatchNorm3d eps 1e-5), :338-348 (logits "
              "averaged over time); tats/fvd/convert_tf_pretrained.py:100 (TF-Hub has no BatchNorm scale: ones); "
-             "the same steps as wilson1yan/VideoGPT videogpt/fvd/fvd.py and cd-fvd 0.1.1's I3D mode")
+             "the same steps as wilson1yan/VideoGPT videogpt/fvd/fvd.py")
+
+_CD_FVD = ("cd-fvd 0.1.1 (PyPI sdist) cdfvd/third_party/i3d/utils.py:13-25 (preprocess_i3d: the VideoGPT "
+           "family's resize and scaling), :28-47 (TATS's network file), cdfvd/third_party/i3d/pytorch_i3d.py:76 "
+           "(BatchNorm eps 1e-5); cdfvd/fvd.py:33-42 (logits in batches of 16), :92-98 (scipy.linalg.sqrtm of "
+           "S_real S_fake), cdfvd/utils/metric_utils.py:125-136 (covariance / n): the family's network with "
+           "StyleGAN-V's distance")
 
 FVD_PROTOCOLS = {
     "stylegan-v-16f": FvdProtocol("stylegan-v-16f", 16, max_videos=2048, source=_STYLEGAN_V),
@@ -233,6 +239,9 @@ FVD_PROTOCOLS = {
     "videogpt": FvdProtocol("videogpt", None, real_start="first", short_real="error", resize="half-pixel",
                             covariance="n-1", sqrtm="tfgan", frame_order="natural", batch_norm_eps=1e-5, kvd="full",
                             source=_VIDEOGPT),
+    "cd-fvd": FvdProtocol("cd-fvd", None, real_start="first", short_real="error", resize="half-pixel",
+                          covariance="n", sqrtm="scipy", frame_order="natural", batch_norm_eps=1e-5, kvd="full",
+                          source=_CD_FVD),
 }
 # What decides each protocol's number, and whose published numbers it can be compared with.
 FVD_FAMILIES = {
@@ -240,7 +249,8 @@ FVD_FAMILIES = {
     "stylegan-v-128f": "StyleGAN-V and the papers that use its code (128-frame clips of 2048 videos)",
     "stylegan-v-128f-subsample8f": "StyleGAN-V and the papers that use its code (every 8th of 128 frames)",
     "google-research": "the original FVD (Unterthiner et al. 2018): TF1 resize, whole videos, covariance / (n - 1)",
-    "videogpt": "VideoGPT, TATS and cd-fvd's I3D mode: PyTorch bilinear resize, BatchNorm eps 1e-5, whole videos",
+    "videogpt": "VideoGPT and TATS: PyTorch bilinear resize, BatchNorm eps 1e-5, whole videos, covariance / (n - 1)",
+    "cd-fvd": "cd-fvd's I3D mode: VideoGPT's resize and network, StyleGAN-V's distance (covariance / n, scipy sqrtm)",
 }
 DEFAULT_FVD_PROTOCOL = "stylegan-v-16f"
 

@@ -19,7 +19,7 @@ from tats.fvd.fvd import frechet_distance, get_logits, polynomial_mmd, preproces
 from tats.fvd.pytorch_i3d import InceptionI3d
 
 from i3d.factory import resolve_weights
-from i3d.weights.torch_port import our_name
+from i3d.weights.torch_port import port_names
 from references.video_sets import video_sets
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "videogpt_fvd.json"
@@ -28,17 +28,8 @@ OUT = Path(__file__).resolve().parents[1] / "data" / "videogpt_fvd.json"
 def tats_network() -> InceptionI3d:
     """TATS's network (BatchNorm eps 1e-5) holding the default weights: every tensor by its name here, the
     BatchNorm scales 1 as convert_tf_pretrained.py sets them (TF-Hub has none)."""
-    ours = resolve_weights().state_dict
     network = InceptionI3d(400, in_channels=3)
-    state = network.state_dict()
-    for name in state:
-        mapped = our_name(name)
-        if mapped is not None:
-            state[name] = ours[mapped].clone()
-        elif name.endswith("bn.weight"):
-            state[name] = torch.ones_like(state[name])
-    assert {our_name(n) for n in state} - {None} == set(ours)
-    network.load_state_dict(state)
+    network.load_state_dict(port_names(resolve_weights().state_dict), strict=False)  # leaves the step counters
     return network.eval()
 
 

@@ -32,8 +32,8 @@ def add_parser(commands) -> None:
     parser.add_argument("fake", type=Path, help="the generated set, in the same forms (not a .stats.npz)")
     parser.add_argument("--protocol", choices=list(FVD_PROTOCOLS), default=DEFAULT_FVD_PROTOCOL,
                         help="stylegan-v-*: StyleGAN-V's fvd2048_16f, fvd2048_128f, fvd2048_128f_subsample8f; "
-                        "google-research: the original frechet_video_distance; videogpt: VideoGPT's FVD, which TATS "
-                        f"and cd-fvd's I3D mode share (default: {DEFAULT_FVD_PROTOCOL}); see docs/fvd.md")
+                        "google-research: the original frechet_video_distance; videogpt: VideoGPT's and TATS's FVD; "
+                        f"cd-fvd: cd-fvd's I3D mode (default: {DEFAULT_FVD_PROTOCOL}); see docs/fvd.md")
     add_settings(parser, FvdProtocol)
     parser.add_argument("--runs", type=positive_int, default=1,
                         help="draws of the real clips (seeds seed, seed+1, ...): mean and standard deviation "

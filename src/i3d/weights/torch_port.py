@@ -78,3 +78,24 @@ def convert_torch_port(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         variance = converted[var_name].double()
         converted[var_name] = ((variance + BATCH_NORM_EPS) / gamma**2 - BATCH_NORM_EPS).float()
     return converted
+
+
+def port_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This network's tensors under the port's names, each BatchNorm with a scale of 1: the layout of the
+    port's files and of the FVD code that copied it (TATS, VideoGPT, cd-fvd), for running their code on
+    these weights."""
+    branches = {full: short for short, full in _BRANCHES.items()}
+    params = {ours: port for port, ours in _PARAMS.items()}
+    out = {}
+    for name, tensor in state_dict.items():
+        layer, _, rest = name.partition(".")
+        if name.startswith(CLASSIFIER + "."):
+            layer, rest = "logits", name.removeprefix(CLASSIFIER + ".")
+        branch = next((b for full, b in branches.items() if rest.startswith(full + ".")), None)
+        rest = rest.removeprefix(next(full for full, b in branches.items() if b == branch) + ".") if branch else rest
+        port = ".".join(part for part in (layer, branch, params[rest]) if part)
+        assert our_name(port) == name, (name, port)
+        out[port] = tensor.detach().clone()
+        if port.endswith("bn.bias"):
+            out[port.removesuffix("bias") + "weight"] = torch.ones_like(tensor)
+    return out
