@@ -94,7 +94,13 @@ def test_the_openvino_form_is_the_same_function(tmp_path, monkeypatch):
     assert logits.dtype == torch.float32 and float((logits.double() - reference).abs().max()) < 1e-4
     assert float((endpoints["Mixed_5c"].double() - mixed_5c).abs().max()) < 1e-4
     np.testing.assert_allclose(features.numpy(), plain.Logits.features(mixed_5c).numpy(), atol=1e-4)
-    assert list((tmp_path / "compiled").glob("*-fp32-3ch-*-openvino-*.xml"))  # converted once, cached
+    graphs = [p.name.split("-openvino")[0] for p in (tmp_path / "compiled").glob("*.xml")]
+    assert graphs == ["graph-inception-eps0.001-400cls-3ch-exported-edgepool"]  # the architecture, converted once
+    other = create_model(_weights(seed=4))
+    second = i3d.load_model(_weights(seed=4), runtime="openvino")  # other weights go into the same graph
+    assert len(list((tmp_path / "compiled").glob("*.xml"))) == 1
+    with torch.no_grad():
+        assert float((second(x).double() - other.double()(x.double())).abs().max()) < 1e-4
     with torch.no_grad():  # another frame size and batch: the exported graph's sizes are free
         odd = torch.rand(1, 3, 17, 240, 256, generator=torch.Generator().manual_seed(5)) * 2 - 1
         assert float((form(odd).double() - plain(odd.double())).abs().max()) < 1e-4

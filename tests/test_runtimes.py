@@ -47,7 +47,7 @@ DTYPES = [(torch.float32, 1e-5), (torch.bfloat16, 0.08), (torch.float16, 0.01)]
 @pytest.mark.parametrize("build", [_inception, _resnet], ids=["inception", "resnet50"])
 @pytest.mark.parametrize(("dtype", "tolerance"), DTYPES, ids=["fp32", "bf16", "fp16"])
 def test_the_plain_network_runs_in_every_dtype_mode_and_grad_mode(build, dtype, tolerance):
-    x = _clip(112 if build is _resnet else 64)
+    x = _clip(64)
     reference = build().double()(x.double()).detach()
     model = build().to(dtype)
     assert type(model) in (InceptionI3d, ResNet3d)  # .to() gives the same module back
@@ -83,7 +83,7 @@ def test_a_fused_form_is_a_distinct_object_that_says_what_it_is():
 
 @pytest.mark.parametrize("build", [_inception, _resnet], ids=["inception", "resnet50"])
 def test_the_fused_form_follows_to_dtype(build):
-    x = _clip(112 if build is _resnet else 64)
+    x = _clip(64)
     reference = build().double()(x.double()).detach()
     assert isinstance(fuse(build()), FusedI3d if build is _inception else FusedResNet)
     for dtype, name, tolerance in [(torch.float64, "fp64", 1e-6), (torch.bfloat16, "bf16", 0.08),
@@ -143,12 +143,18 @@ def test_the_default_form_refuses_what_it_cannot_run_in_one_line(pretrained):
         form(_clip(224).requires_grad_())
 
 
+@pytest.fixture(scope="module")
+def real_clip(sample_video, pretrained):
+    """A real 0.6 s clip by the recipe and the plain network's logits of it in float64."""
+    clip = REGISTRY[DEFAULT_WEIGHTS].transforms()(sample_video, 0.0, 0.6)
+    with torch.no_grad():
+        return clip, i3d.create_model().double()(clip.double())
+
+
 @pytest.mark.needs_weights
 @pytest.mark.parametrize("runtime", ["auto", "fused", "openvino", "eager"])
-def test_every_runtime_gives_the_plain_network_s_logits_on_a_real_clip(sample_video, pretrained, runtime):
-    clip = REGISTRY[DEFAULT_WEIGHTS].transforms()(sample_video, 0.0, 1.6)
-    with torch.no_grad():
-        reference = i3d.create_model().double()(clip.double())
+def test_every_runtime_gives_the_plain_network_s_logits_on_a_real_clip(real_clip, runtime):
+    clip, reference = real_clip
     form = i3d.load_model(runtime=runtime)
     with torch.inference_mode():
         logits = form(clip)

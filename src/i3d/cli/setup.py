@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from i3d.errors import I3DNotice
-    from i3d.runtimes.openvino import converted_network, openvino_available
+    from i3d.runtimes.openvino import converted_graph, openvino_available
     from i3d.video.flow import built_kernels
     from i3d.video.samples import fetch_samples
     from i3d.weights.fetch import fetch_weights
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", I3DNotice)
-                print(f"OpenVINO: {converted_network(create_model(name), 'fp32')}", flush=True)
+                print(f"OpenVINO: {converted_graph(create_model(name))}", flush=True)
     if not args.no_samples:
         print(f"samples: {fetch_samples()[0].parent}")
     if args.no_kernels:

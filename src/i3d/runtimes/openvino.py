@@ -93,12 +93,48 @@ def calibration_clips(model: InceptionI3d) -> list[np.ndarray]:
     return clips
 
 
-def converted_network(model: InceptionI3d, precision: str) -> Path:
-    """The model as OpenVINO IR (int8: quantised), converted on first use and cached; the .xml file."""
+class _WithWeights(nn.Module):
+    """The network's outputs with every tensor of its state as an input after the clips: one converted graph
+    then serves every set of weights of an architecture, each substituted in as constants (milliseconds)
+    where converting a network takes seconds."""
+
+    def __init__(self, model: InceptionI3d) -> None:
+        super().__init__()
+        self.outputs = _Outputs(model)
+        self.names = list(self.outputs.state_dict())
+
+    def forward(self, clips: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.func.functional_call(self.outputs, dict(zip(self.names, tensors)), (clips,))
+
+
+def _save_atomically(network, folder: Path, key: str) -> Path:
     import openvino
 
+    path, partial = folder / f"{key}.xml", folder / f"{key}.partial.xml"
+    openvino.save_model(network, str(partial), compress_to_fp16=False)
+    partial.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    partial.replace(path)  # the .xml last: a reader never finds an .xml without its weights
+    return path
+
+
+def architecture_key(model: InceptionI3d) -> str:
+    """What the converted graph depends on besides the weights' values: the network, its classes, channels and
+    BatchNorm epsilon (no tensor of the state), the graph's form and OpenVINO's version."""
+    import openvino
+
+    layout = getattr(model, "layout", None)
+    network = (f"resnet-{hashlib.sha256(layout.to_json().encode()).hexdigest()[:12]}" if layout is not None
+               else f"inception-eps{model.batch_norm_eps:g}")
     version = openvino.__version__.split("-")[0]
-    key = f"{weights_digest(model)}-{precision}-{model.in_channels}ch-{GRAPH}-openvino-{version}"
+    return f"graph-{network}-{model.num_classes}cls-{model.in_channels}ch-{GRAPH}-openvino-{version}"
+
+
+def converted_graph(model: InceptionI3d) -> Path:
+    """The architecture's graph as OpenVINO IR, its weights as inputs: converted from ``torch.export`` once per
+    architecture and cached; the .xml file."""
+    import openvino
+
+    key = architecture_key(model)
     folder = cache_dir() / "compiled"
     path = folder / f"{key}.xml"
     if path.exists():
@@ -107,26 +143,63 @@ def converted_network(model: InceptionI3d, precision: str) -> Path:
     with file_lock(folder / f".{key}.lock"):
         if path.exists():
             return path
-        warnings.warn(f"converting the network for OpenVINO ({precision}), once for these weights"
-                      + (" (int8: calibrating on the sample videos, about a minute)" if precision == "int8" else ""),
-                      I3DNotice, stacklevel=4)
-        network = openvino.convert_model(exported_program(_Outputs(copy.deepcopy(model).float().eval()),
-                                                          model.in_channels))
-        if precision == "int8":
-            import logging
+        warnings.warn("converting the network for OpenVINO, once for its architecture (seconds)", I3DNotice,
+                      stacklevel=5)
+        holder = _WithWeights(copy.deepcopy(model).float().eval())
+        program = exported_program(holder, model.in_channels, [t.float() for t in holder.outputs.state_dict().values()])
+        return _save_atomically(openvino.convert_model(program), folder, key)
 
-            import nncf
 
-            logging.getLogger("nncf").setLevel(logging.ERROR)
-            clips = calibration_clips(model)
-            with _stdout_to_stderr():  # NNCF's progress bars: never into a command's output (predict --json)
-                network = nncf.quantize(network, nncf.Dataset(clips), subset_size=len(clips),
-                                        preset=nncf.QuantizationPreset.MIXED)
-        partial = folder / f"{key}.partial.xml"
-        openvino.save_model(network, str(partial), compress_to_fp16=False)
-        partial.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        partial.replace(path)  # the .xml last: a reader never finds an .xml without its weights
-    return path
+def network_with_weights(model: InceptionI3d, core) -> object:
+    """The architecture's converted graph with this model's tensors substituted for its weight inputs."""
+    import openvino
+
+    network = core.read_model(str(converted_graph(model)))
+    tensors = [t.detach().float().cpu().contiguous().numpy() for t in model.state_dict().values()]
+    parameters = list(network.get_parameters())
+    if len(parameters) != len(tensors) + 1:
+        raise I3DError(f"{converted_graph(model)}: a graph of {len(parameters) - 1} weights for a network of "
+                       f"{len(tensors)}; delete it to convert again")
+    for parameter, values in zip(parameters[1:], tensors):
+        if not parameter.get_partial_shape().compatible(openvino.PartialShape(list(values.shape))):
+            raise I3DError(f"{converted_graph(model)}: its weights' shapes differ from the network's; delete it to "
+                           "convert again")
+        constant = openvino.op.Constant(values)
+        for target in list(parameter.output(0).get_target_inputs()):
+            target.replace_source_output(constant.output(0))
+        network.remove_parameter(parameter)
+    network.validate_nodes_and_infer_types()
+    return network
+
+
+def converted_network(model: InceptionI3d, precision: str, core) -> object:
+    """The model for OpenVINO: the architecture's graph with these weights (fp32, bf16), quantised and cached
+    per weights for int8 (NNCF's calibration on the sample videos takes a minute, once)."""
+    network = network_with_weights(model, core)
+    if precision != "int8":
+        return network
+    import openvino
+
+    version = openvino.__version__.split("-")[0]
+    key = f"{weights_digest(model)}-int8-{model.in_channels}ch-{GRAPH}-openvino-{version}"
+    folder = cache_dir() / "compiled"
+    path = folder / f"{key}.xml"
+    if not path.exists():
+        with file_lock(folder / f".{key}.lock"):
+            if not path.exists():
+                import logging
+
+                import nncf
+
+                warnings.warn("quantising the network to int8, once for these weights (calibrating on the sample "
+                              "videos, about a minute)", I3DNotice, stacklevel=4)
+                logging.getLogger("nncf").setLevel(logging.ERROR)
+                clips = calibration_clips(model)
+                with _stdout_to_stderr():  # NNCF's progress bars: never into a command's output (predict --json)
+                    network = nncf.quantize(network, nncf.Dataset(clips), subset_size=len(clips),
+                                            preset=nncf.QuantizationPreset.MIXED)
+                _save_atomically(network, folder, key)
+    return core.read_model(str(path))
 
 
 @contextlib.contextmanager
@@ -199,7 +272,7 @@ class OpenVinoForm(InferenceForm):
         self.network.requires_grad_(False)
         self._precision = precision
         self.core = openvino.Core()
-        self.converted = self.core.read_model(str(converted_network(self.network, precision)))
+        self.converted = converted_network(self.network, precision, self.core)
         self.config = {"INFERENCE_PRECISION_HINT": precision_hint(precision),
                        "INFERENCE_NUM_THREADS": torch.get_num_threads()}
         self.by_size: OrderedDict[tuple[int, ...], object] = OrderedDict()
@@ -270,18 +343,22 @@ class OpenVinoForm(InferenceForm):
         return self.network.forward_head(features.float()).to(features.dtype)
 
 
-def exported_program(module: nn.Module, in_channels: int) -> torch.export.ExportedProgram:
+def exported_program(module: nn.Module, in_channels: int, weights: list[torch.Tensor] | None = None
+                     ) -> torch.export.ExportedProgram:
     """``module`` as ``torch.export`` records it, batch and frames free (PyTorch's current export format, and
-    what OpenVINO's PyTorch frontend converts from); the frame size free too, as I3D takes any. The example's
-    sizes leave no axis of any layer at 1 (torch.export would fix such an axis to the example's size)."""
+    what OpenVINO's PyTorch frontend converts from); the frame size free too, as I3D takes any. ``weights``:
+    further inputs of fixed shape after the clips. The example's sizes leave no axis of any layer at 1
+    (torch.export would fix such an axis to the example's size)."""
     example = torch.zeros(2, in_channels, 40, 256, 288)
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
     height, width = torch.export.Dim("height", min=MIN_SIZE), torch.export.Dim("width", min=MIN_SIZE)
+    weights = weights or []
+    clips = {0: batch, 2: frames, 3: height, 4: width}
+    dynamic = (clips, (None,) * len(weights)) if weights else (clips,)  # the weights: one *args entry
     # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network.
     with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
         warnings.simplefilter("ignore")
-        return torch.export.export(module, (example,),
-                                   dynamic_shapes=({0: batch, 2: frames, 3: height, 4: width},))
+        return torch.export.export(module, (example, *weights), dynamic_shapes=dynamic)
 
 
 def openvino_form(model: InceptionI3d, precision: str = "fp32") -> OpenVinoForm:
