@@ -77,9 +77,10 @@ class Autocast(torch.nn.Module):
             return self.form.forward_features(x).float()
 
 
-def forms() -> dict[str, torch.nn.Module]:
-    """name -> a model whose forward (eval, inference mode) is that form."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+def forms(fp16: bool = True) -> dict[str, torch.nn.Module]:
+    """name -> a model whose forward (eval, inference mode) is that form; ``fp16`` False leaves out the fp16
+    forms, which a CPU runs without fast kernels (tens of seconds for a 16-frame clip)."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, **({"fp16": torch.float16} if fp16 else {})}
     made: dict[str, torch.nn.Module] = {f"eager {name}": Eager(dtype) for name, dtype in dtypes.items()}
     made.update({f"fused {name}": fuse(create_model(), name) for name in dtypes})
     made["fused fp32 + autocast bf16"] = Autocast(made["fused fp32"])
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=79)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-isa", choices=sorted(MAX_ISA), help="cap the instruction sets used (default: all)")
+    parser.add_argument("--table", action="store_true",
+                        help="only seconds per clip and the largest logit difference (docs/performance.md's table)")
     args = parser.parse_args()
     if args.max_isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != MAX_ISA[args.max_isa][0]:
         onednn, aten = MAX_ISA[args.max_isa]  # read when the libraries load: only a fresh process obeys them
@@ -99,9 +102,12 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, *sys.argv])
     default = i3d.load_model()
     default_name = f"{default.runtime} {default.precision}"
-    models = forms()
+    models = forms(fp16=not args.table)
     reference = create_model().double()
     clip = clips_of("bikes.mp4", args.frames)[0]
+    if args.table:
+        table(models, reference, clip, args, default_name)
+        return
     views = [c for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4") for c in clips_of(name, 64)]
     sets = {name: clips_of(name, 16)[:8] for name in ("bikes.mp4", "bigbuckbunny.mp4")}
     with torch.inference_mode():
@@ -138,6 +144,27 @@ def main() -> None:
             mark = "  <- default" if name == default_name else ""
             print(f"{name:>26} {seconds:7.3f} {seconds / base:12.2f}x {logit_error:11.2e} {agree:11.2f} "
                   f"{cosine:12.6f} {feature_error:11.2e} {abs(fvd - exact_fvd):9.4f}{mark}")
+
+
+def table(models: dict, reference: torch.nn.Module, clip: torch.Tensor, args: argparse.Namespace, default: str) -> None:
+    """Seconds per clip (median of REPEATS after a warm-up, forms alternating) and max |logit - float64|."""
+    with torch.inference_mode():
+        exact = reference(clip.double())
+        times: dict[str, list[float]] = {name: [] for name in models}
+        errors = {name: float((model(clip).double() - exact).abs().max()) for name, model in models.items()}
+        for _ in range(args.repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(clip)
+                times[name].append(time.perf_counter() - start)
+    flags = cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"}
+    print(f"1 x 3 x {args.frames} x 224 x 224 clip of bikes.mp4, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}; CPU flags: {', '.join(sorted(flags))}; median of {args.repeats}")
+    print("| runtime and precision | s per clip | max abs logit difference against float64 |")
+    print("|---|---|---|")
+    for name in models:
+        mark = " (the default)" if name == default else ""
+        print(f"| {name}{mark} | {statistics.median(times[name]):.3f} | {errors[name]:.2e} |")
 
 
 def _stats(logits: list[np.ndarray]) -> GaussianStats:

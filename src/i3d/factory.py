@@ -199,8 +199,8 @@ def _new_classifier(model: InceptionI3d, num_classes: int, seed: int | None) -> 
 def load_model(name: Weights = None, *, runtime: str = "auto", precision: str = "fp32",
                device: str | torch.device = "cpu", stream: str | None = None) -> torch.nn.Module:
     """Pretrained I3D for inference, (B, C, T, H, W) float in [-1, 1] -> logits (B, num_classes), in the form
-    ``runtime`` names (``i3d.runtimes``): ``auto`` (the default) the fastest correct one for ``device``
-    (OpenVINO on a CPU, PyTorch's fused form elsewhere), ``fused``, ``openvino``, or ``eager`` (the plain
+    ``runtime`` names (``i3d.runtimes``): ``auto`` (the default: OpenVINO on a CPU, PyTorch's fused form
+    elsewhere), ``fused``, ``openvino``, or ``eager`` (the plain
     network, as ``create_model`` gives it). ``precision``: fp32 (within 1e-4 of the reference), bf16, fp16
     (CUDA) or int8 (OpenVINO). The form says what it is (``runtime``, ``precision``, ``device``)."""
     from i3d.runtimes import for_inference

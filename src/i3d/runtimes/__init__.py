@@ -1,9 +1,10 @@
 """How a network is run: the one place a runtime is chosen and an inference form made.
 
 Runtimes: ``eager`` (the plain network itself), ``fused`` (PyTorch, BatchNorm folded, channels-last: any
-device), ``openvino`` (OpenVINO's CPU plugin: fp32, bf16, int8) and ``auto``, the fastest correct one for the
-device: OpenVINO on a CPU, the fused form elsewhere. Every form takes the plain network's input, gives its
-output, and says what it is (``runtime``, ``precision``, ``device``, its repr).
+device), ``openvino`` (OpenVINO's CPU plugin: fp32, bf16, int8) and ``auto``: OpenVINO on a CPU, the fused
+form elsewhere (which of the two is faster on a CPU depends on the CPU: docs/performance.md). Every form
+takes the plain network's input, gives its output, and says what it is (``runtime``, ``precision``,
+``device``, its repr).
 """
 
 from __future__ import annotations
