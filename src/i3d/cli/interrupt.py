@@ -21,6 +21,7 @@ import time
 GRACE_S = 1.0  # the main thread's time to unwind by itself before the watchdog acts
 _SAID = threading.Lock()
 _said = False
+_received = False
 
 
 def say_interrupted() -> None:
@@ -34,8 +35,15 @@ def say_interrupted() -> None:
             print(("\n" if bar_open else "") + "i3d: interrupted", file=sys.stderr, flush=True)
 
 
+def received() -> bool:
+    """Whether Ctrl-C came: a native library may turn the KeyboardInterrupt it was raised into into an error of
+    its own (safetensors' loader under torch 2.11 gives a ValueError), which is then the interrupt all the same."""
+    return _received
+
+
 def reset() -> None:
-    global _said
+    global _said, _received
+    _received = False
     with _SAID:
         _said = False
 
@@ -59,6 +67,8 @@ def _on_sigint(signum: int, frame) -> None:
     (torch's pybind11 registrations) it escapes as a C++ exception and aborts the process (SIGABRT, seen
     once in 30 runs on a loaded machine). There the signal is delivered again a moment later, until it
     lands outside the import; the watchdog, already woken, still ends the process within its grace."""
+    global _received
+    _received = True
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             timer = threading.Timer(DEFER_S, os.kill, (os.getpid(), signal.SIGINT))

@@ -99,6 +99,11 @@ def entry_point() -> None:
     except BrokenPipeError:  # the reader (`| head`) left: nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    except Exception:
+        if not interrupt.received():  # a fault of ours: its traceback is the report
+            raise
+        interrupt.say_interrupted()  # an interrupt a native library turned into an error of its own
+        code = 130
     if code == 130:
         interrupt.die_of_sigint()
     gc.freeze()  # the final collections would walk every object torch made: 0.3 s of a short command

@@ -146,8 +146,15 @@ def converted_graph(model: InceptionI3d) -> Path:
         warnings.warn("converting the network for OpenVINO, once for its architecture (seconds)", I3DNotice,
                       stacklevel=5)
         holder = _WithWeights(copy.deepcopy(model).float().eval())
-        program = exported_program(holder, model.in_channels, [t.float() for t in holder.outputs.state_dict().values()])
-        return _save_atomically(openvino.convert_model(program), folder, key)
+        try:
+            program = exported_program(holder, model.in_channels,
+                                       [t.float() for t in holder.outputs.state_dict().values()])
+            network = openvino.convert_model(program)
+        except Exception as error:  # noqa: BLE001 (torch.export's and OpenVINO's many kinds): said in one line
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise I3DError(f"OpenVINO could not convert the {type(model).__name__} network with torch "
+                           f"{torch.__version__} ({reason[:160]}); use --runtime fused") from None
+        return _save_atomically(network, folder, key)
 
 
 def network_with_weights(model: InceptionI3d, core) -> object:
