@@ -56,3 +56,13 @@ def test_the_examples_of_the_page_run(page, tmp_path, pretrained, sample_video):
             printed = done.stdout.splitlines()
             missing = [line for line in expected.splitlines() if line.strip() and line not in printed]
             assert not missing, f"{page.name}: the block printed {printed}, not {missing}"
+
+
+def test_every_command_s_help_names_its_page_which_exists(capsys):
+    from i3d.cli.main import COMMANDS, PAGES, main
+
+    assert set(PAGES) == set(COMMANDS)
+    for command in COMMANDS:
+        assert main([command, "--help"]) == 0
+        page = capsys.readouterr().out.strip().splitlines()[-1]
+        assert page == f"Documentation: docs/{PAGES[command]}" and (ROOT / "docs" / PAGES[command]).is_file()

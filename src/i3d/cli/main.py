@@ -16,6 +16,11 @@ from i3d.errors import I3DError, SettingError, one_line
 
 COMMANDS = ("predict", "features", "fvd", "flow", "evaluate", "train", "export", "visualize", "serve", "weights",
             "samples", "bench", "setup", "doctor")
+# The page of docs/ each command's help names.
+PAGES = {"predict": "predict.md", "features": "features.md", "fvd": "fvd.md", "flow": "flow.md",
+         "evaluate": "evaluation.md", "train": "training.md", "export": "export.md", "visualize": "flow.md",
+         "serve": "serving.md", "weights": "weights.md", "samples": "development.md", "bench": "performance.md",
+         "setup": "development.md", "doctor": "development.md"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,7 +38,8 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="i3d", description="I3D video action recognition.",
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+                    epilog="Documentation: README.md, and a page per command in docs/ (each command's --help names "
+                    "its page).", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--offline", action="store_true",
                         help="never fetch weights or samples on first use (as I3D_OFFLINE=1): what is not installed "
                         "is an error that says how to install it")
@@ -41,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="one of:")
     for name in COMMANDS:
         importlib.import_module(f"i3d.cli.{name}").add_parser(commands)
+    for name, command in commands.choices.items():
+        command.epilog = f"Documentation: docs/{PAGES[name]}"
     return parser
 
 
