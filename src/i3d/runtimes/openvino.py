@@ -149,7 +149,9 @@ def converted_graph(model: InceptionI3d) -> Path:
         try:
             program = exported_program(holder, model.in_channels,
                                        [t.float() for t in holder.outputs.state_dict().values()])
-            network = openvino.convert_model(program)
+            with warnings.catch_warnings():  # torch's own deprecation notes while OpenVINO reads the program
+                warnings.simplefilter("ignore")
+                network = openvino.convert_model(program)
         except Exception as error:  # noqa: BLE001 (torch.export's and OpenVINO's many kinds): said in one line
             reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise I3DError(f"OpenVINO could not convert the {type(model).__name__} network with torch "
