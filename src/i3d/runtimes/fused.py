@@ -254,7 +254,7 @@ def _folded_conv(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> nn.Conv3d:
     return folded
 
 
-COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+COMPUTE_DTYPES = {name: dtype for dtype, name in DTYPE_PRECISIONS.items()}  # fp32 -> torch.float32, ...
 
 
 def fuse(model: InceptionI3d | ResNet3d, precision: str | None = None, channels_last: bool | None = None

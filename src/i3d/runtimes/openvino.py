@@ -352,18 +352,15 @@ class OpenVinoForm(InferenceForm):
         return self.network.forward_head(features.float()).to(features.dtype)
 
 
-def exported_program(module: nn.Module, in_channels: int, weights: list[torch.Tensor] | None = None
-                     ) -> torch.export.ExportedProgram:
-    """``module`` as ``torch.export`` records it, batch and frames free (PyTorch's current export format, and
-    what OpenVINO's PyTorch frontend converts from); the frame size free too, as I3D takes any. ``weights``:
-    further inputs of fixed shape after the clips. The example's sizes leave no axis of any layer at 1
-    (torch.export would fix such an axis to the example's size)."""
+def exported_program(module: nn.Module, in_channels: int, weights: list[torch.Tensor]) -> torch.export.ExportedProgram:
+    """``module`` as ``torch.export`` records it (PyTorch's current export format, and what OpenVINO's PyTorch
+    frontend converts from): the clips' batch, frames and frame size free, then ``weights``, inputs of fixed
+    shape. The example's sizes leave no axis of any layer at 1 (torch.export would fix such an axis to the
+    example's size)."""
     example = torch.zeros(2, in_channels, 40, 256, 288)
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
     height, width = torch.export.Dim("height", min=MIN_SIZE), torch.export.Dim("width", min=MIN_SIZE)
-    weights = weights or []
-    clips = {0: batch, 2: frames, 3: height, 4: width}
-    dynamic = (clips, (None,) * len(weights)) if weights else (clips,)  # the weights: one *args entry
+    dynamic = ({0: batch, 2: frames, 3: height, 4: width}, (None,) * len(weights))  # the weights: one *args entry
     # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network.
     with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
         warnings.simplefilter("ignore")
