@@ -131,7 +131,7 @@ def test_video_features_preset_reproduces_its_frame_pipeline(tmp_path, pretraine
     rng = np.random.default_rng(2)
     base = cv2.resize(rng.integers(0, 256, (10, 13, 3), np.uint8), (130, 100), interpolation=cv2.INTER_CUBIC)
     path = write_video(tmp_path / "v.mp4", np.stack([np.roll(base, 2 * i, axis=0) for i in range(129)]), 24)
-    config = config_from_preset("video-features", workers=0)
+    config = config_from_preset("video-features", workers=0, stream="rgb")  # its RGB half (tests/test_raft.py: both)
     assert extract_features([path], tmp_path / "out", config).failed == 0
     capture, frames = cv2.VideoCapture(str(path)), []
     while (read := capture.read())[0]:
@@ -148,7 +148,7 @@ def test_video_features_preset_reproduces_its_frame_pipeline(tmp_path, pretraine
                 direct = model.forward_features(x)[0].numpy()
             np.testing.assert_allclose(out["features"][window], direct, atol=1e-4)
     header = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])["run"]
-    assert header["preset"] == "video-features" and header["overrides"] == ["workers"]
+    assert header["preset"] == "video-features" and header["overrides"] == ["stream", "workers"]
 
 
 def test_presets_set_defaults_that_explicit_settings_override():
@@ -184,7 +184,7 @@ def test_list_presets_names_sources(capsys):
     out = capsys.readouterr().out
     for name in ("video-features", "actionformer-thumos", "mstcn", "anomaly-rtfm", "tencrop-inception"):
         assert f"{name}: " in out
-    assert "v-iashin/video_features models/i3d/extract_i3d.py" in out
+    assert "v-iashin/video_features@a2f61b7 models/i3d/extract_i3d.py" in out
 
 
 def test_mstcn_layout_writes_feature_major_npy(clips, tmp_path, pretrained):

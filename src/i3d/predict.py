@@ -190,7 +190,9 @@ class Classifier:
         precision: str = "fp32",
         runtime: str = "auto",
         batch_size: int | None = None,
+        flow_options: dict | None = None,
     ) -> None:
+        """``flow_options``: RAFT's ``raft_weights`` and ``raft_iterations`` with ``flow_method="raft"``."""
         stream = canonical_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
         check_precision(precision, self.device)
@@ -205,7 +207,8 @@ class Classifier:
             raise I3DError("the RGB and flow weights have different label sets; their logits cannot be summed")
         self.labels = next(iter(self.weights.values())).labels
         self.multi_label = any(w.multi_label for w in self.weights.values())
-        self.transforms = {m: w.transforms(flow_method, str(self.device)) for m, w in self.weights.items()}
+        self.transforms = {m: w.transforms(flow_method, str(self.device), flow_options)
+                           for m, w in self.weights.items()}
 
     def clip_logits(self, clip: np.ndarray, modality: str = "rgb") -> np.ndarray:
         """Logits of one clip (T, 224, 224, C) float in [-1, 1] (or uint8 RGB); clips under 9 frames are

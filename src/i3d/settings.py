@@ -42,7 +42,13 @@ def check_choice(settings: Any, name: str, choices: tuple) -> None:
         raise invalid(settings, name, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
-FLOW_METHODS = ("torch", "opencv")  # the batched PyTorch TV-L1, or OpenCV-contrib's Dual TV-L1
+FLOW_METHODS = ("torch", "opencv", "raft")  # the batched PyTorch TV-L1, OpenCV-contrib's Dual TV-L1, or RAFT
+FLOW_METHOD_HELP = "torch: the batched PyTorch TV-L1; opencv: OpenCV-contrib's TV-L1; raft: RAFT-large"
+RAFT_WEIGHTS_HELP = "RAFT weights: raft-sintel, raft-things, raft-kitti, or a converted .safetensors file"
+RAFT_ITERATIONS_HELP = "RAFT's refinement iterations (video_features: 20, torchvision: 12)"
+# clip: clipped to +-20 px and divided by 20 (the published I3D recipe); video-features: RAFT on the padded
+# frames, clipped to +-20, then round(128 + 255/40 x) and 2u/255 - 1 as video_features feeds its flow I3D
+FLOW_ENCODINGS = ("clip", "video-features")
 # DeepMind's TF checkpoints, the PyTorch port, the Keras ports; then the ResNet-50 I3D family's sources
 SOURCE_FORMATS = ("tf", "torch-port", "keras-h5", "pytorchvideo", "mmaction2", "caffe2", "pytorch-resnet3d")
 FLOW_STYLES = ("reference", "wheel")
@@ -288,7 +294,9 @@ class ExtractionConfig:
     stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed; `both` is "
                           "its old name", FEATURE_STREAMS)
     flow_weights: str | None = setting(None, "flow weights", default_text="flow_imagenet, once converted")
-    flow_method: str = setting("torch", "TV-L1 backend: the batched PyTorch one, or OpenCV-contrib's", FLOW_METHODS)
+    flow_method: str = setting("torch", FLOW_METHOD_HELP, FLOW_METHODS)
+    raft_weights: str | None = setting(None, RAFT_WEIGHTS_HELP, default_text="raft-sintel")
+    raft_iterations: int | None = setting(None, RAFT_ITERATIONS_HELP, default_text="20")
     flow_dir: Path | None = setting(None, "saved flow inputs (`i3d flow`) named <output name>.npy, instead of "
                                     "computing flow")
     fps: float | None = setting(RGB_RECIPE.fps, "frames per second taken by their timestamps, or `native`: every "
@@ -304,6 +312,7 @@ class ExtractionConfig:
     resize: str = "opencv"  # one of RESIZE_METHODS
     needs_next_frame: bool = False  # a window is taken only if the frame after it exists (video_features)
     npy_layout: str = "rows"  # --format npy: rows (windows x D) or columns (D x windows, as MS-TCN loads them)
+    flow_encoding: str = "clip"  # one of FLOW_ENCODINGS
     preset: str | None = None
     overrides: tuple[str, ...] = ()  # the settings given explicitly on top of the preset
 
@@ -337,6 +346,12 @@ class ExtractionConfig:
         if self.resize == "pil-lanczos-340x256" and self.size != 256:
             raise invalid(self, "size", f"is 256 with the 340x256 resize (its frames are 256 high), not {self.size}")
         check_choice(self, "npy_layout", NPY_LAYOUTS)
+        check_choice(self, "flow_method", FLOW_METHODS)
+        check_choice(self, "flow_encoding", FLOW_ENCODINGS)
+        if self.flow_method != "raft" and (self.raft_weights is not None or self.raft_iterations is not None):
+            raise invalid(self, "raft_weights", f"is for --flow-method raft, not {self.flow_method}")
+        if self.raft_iterations is not None and self.raft_iterations < 1:
+            raise invalid(self, "raft_iterations", f"must be at least 1, not {self.raft_iterations}")
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "runtime", RUNTIMES)
         object.__setattr__(self, "stream", canonical_stream(self.stream))
@@ -370,6 +385,10 @@ class ExtractionConfig:
     def settings(self, weights_sha256: list[str]) -> dict:
         """What an output depends on; a rerun into the same folder with other settings is refused."""
         flow = {"flow_method": self.flow_method if self.flow_dir is None else f"saved in {self.flow_dir}"}
+        if self.flow_method == "raft" and self.flow_dir is None:
+            flow.update(raft_weights=self.raft_weights or "raft-sintel", raft_iterations=self.raft_iterations or 20)
+        if self.flow_encoding != "clip":
+            flow["flow_encoding"] = self.flow_encoding
         sampling = {"fps": self.fps, "size": self.size, "crop_size": self.crop_size, "crops": self.crops,
                     "per_frame": self.per_frame, "decoder": self.decoder, "resize": self.resize,
                     "needs_next_frame": self.needs_next_frame, "precision": self.precision}

@@ -94,6 +94,7 @@ def visualize(
     flow_style: str = "reference",
     animation: str = "gif",
     top_k: int = 10,
+    flow_options: dict | None = None,
 ) -> list[Path]:
     """The first ``frames`` frames as the network sees them (RGB and flow) and the stream's top-k on them."""
     from i3d.predict import Classifier
@@ -104,12 +105,13 @@ def visualize(
     if frames < 2:
         raise I3DError("--frames must be at least 2 (flow needs a pair)")
     rgb = np.stack([f for _, f in zip(range(frames), rgb_input_frames(source))])
-    flow_source = flow_input_frames(source, None, None, FlowComputer(flow_method))
+    flow_source = flow_input_frames(source, None, None, FlowComputer(flow_method, **(flow_options or {})))
     flow = np.stack([f for _, f in zip(range(len(rgb)), flow_source)])
     rgb_clip = to_unit_range(rgb)
     written = [save_animation(rgb_pictures(rgb_clip), outdir / f"rgb_input.{animation}"),
                save_animation(flow_pictures(flow, flow_style), outdir / f"flow_input.{animation}")]
-    classifier = Classifier(weights, stream=stream, flow_weights=flow_weights, flow_method=flow_method)
+    classifier = Classifier(weights, stream=stream, flow_weights=flow_weights, flow_method=flow_method,
+                            flow_options=flow_options)
     logits = sum(classifier.clip_logits(rgb_clip if m == "rgb" else flow, m).astype(np.float64)
                  for m in classifier.models)
     probabilities = np.exp(logits - logits.max())

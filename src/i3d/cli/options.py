@@ -134,9 +134,23 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_flow_options(parser: argparse.ArgumentParser) -> None:
-    from i3d.settings import FLOW_METHODS
+    from i3d.settings import FLOW_METHOD_HELP, FLOW_METHODS
 
     parser.add_argument("--flow-weights", default=None,
                         help="flow weights (default: flow_imagenet, once converted)")
-    parser.add_argument("--flow-method", choices=FLOW_METHODS, default="torch",
-                        help="TV-L1 backend: the batched PyTorch one, or OpenCV-contrib's (default: torch)")
+    parser.add_argument("--flow-method", choices=FLOW_METHODS, default="torch", help=f"{FLOW_METHOD_HELP} "
+                        "(default: torch)")
+    add_raft_options(parser)
+
+
+def add_raft_options(parser: argparse.ArgumentParser) -> None:
+    from i3d.settings import RAFT_ITERATIONS_HELP, RAFT_WEIGHTS_HELP
+
+    parser.add_argument("--raft-weights", default=None, help=f"{RAFT_WEIGHTS_HELP} (default: raft-sintel)")
+    parser.add_argument("--raft-iterations", type=positive_int, default=None,
+                        help=f"{RAFT_ITERATIONS_HELP} (default: 20)")
+
+
+def raft_options(args: argparse.Namespace) -> dict:
+    """The RAFT options given, for ``FlowComputer``: only where given, so TV-L1 refuses them by name."""
+    return {k: getattr(args, k) for k in ("raft_weights", "raft_iterations") if getattr(args, k) is not None}

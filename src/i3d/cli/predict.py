@@ -13,6 +13,7 @@ from i3d.cli.options import (
     build_settings,
     positive_int,
     positive_seconds,
+    raft_options,
     seconds,
 )
 from i3d.errors import I3DError
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
 
     run_on = build_settings(args, InferenceSettings)
     classifier = Classifier(args.weights, run_on.device, args.stream, args.flow_weights, args.flow_method,
-                            run_on.precision, run_on.runtime, run_on.batch_size)
+                            run_on.precision, run_on.runtime, run_on.batch_size, raft_options(args))
     if not over_time:
         prediction = classifier.predict(args.input, args.start, args.end, flow=args.flow)
         top_k = args.top_k or 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from i3d.cli.options import add_flow_options, add_weights, positive_int
+from i3d.cli.options import add_flow_options, add_weights, positive_int, raft_options
 
 
 def add_parser(commands) -> None:
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> None:
     check_folder_writable(args.output)
 
     for path in visualize(args.input, args.output, args.frames, args.stream, args.weights, args.flow_weights,
-                          args.flow_method, args.flow_style, args.format, args.top_k):
+                          args.flow_method, args.flow_style, args.format, args.top_k, raft_options(args)):
         print(path)

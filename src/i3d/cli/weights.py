@@ -31,11 +31,12 @@ def add_parser(commands) -> None:
     actions.add_parser("verify", help="recheck every installed weights file against its recorded sha256"
                        ).set_defaults(run=run_verify)
 
-    convert = actions.add_parser("convert", help="convert a published checkpoint (Inception or ResNet-50 I3D)",
+    convert = actions.add_parser("convert", help="convert a published checkpoint (I3D, or RAFT for --raft-weights)",
                                  description="Any published I3D checkpoint to this project's .safetensors, its "
                                  "format recognised from its contents: DeepMind's TF checkpoints, the PyTorch "
                                  "port's .pt, the Keras ports' .h5; for the ResNet-50 family PyTorchVideo's .pyth, "
-                                 "MMAction2's .pth, video-nonlocal-net's Caffe2 .pkl and pytorch-resnet3d's .pth.")
+                                 "MMAction2's .pth, video-nonlocal-net's Caffe2 .pkl and pytorch-resnet3d's .pth; "
+                                 "RAFT-large's .pth (princeton-vl's or torchvision's) for --raft-weights.")
     convert.add_argument("source", type=Path, help="model.ckpt(.index), .pt, .h5, .pyth, .pth or .pkl")
     convert.add_argument("-o", "--output", type=Path, default=None,
                          help="the .safetensors to write (default: installed under --name)")
@@ -65,6 +66,7 @@ def add_parser(commands) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
+    from i3d.weights.raft import RAFT_WEIGHTS, raft_weights_path
     from i3d.weights.registry import REGISTRY
     from i3d.weights.store import installed_path
 
@@ -82,13 +84,29 @@ def run_list(args: argparse.Namespace) -> None:
             if dataset != "source":
                 print(f"    published: {dataset} top-1 {scores['top1']}%, top-5 {scores['top5']}% "
                       f"({info.metrics['source']})")
+    for name, (remote, trained) in RAFT_WEIGHTS.items():
+        path = raft_weights_path(name)
+        state = f"installed at {path} ({path.stat().st_size / 2**20:.1f} MiB)" if path.exists() else "not installed"
+        print(f"{name}  [RAFT-large optical flow, --raft-weights]  {state}")
+        print(f"    {trained}")
+        print(f"    source: {remote.url}; {remote.pin}; licence: BSD-3-Clause")
 
 
 def run_fetch(args: argparse.Namespace) -> None:
     from i3d.weights.fetch import fetch_weights
+    from i3d.weights.raft import RAFT_WEIGHTS, fetch_raft, raft_weights_path
     from i3d.weights.registry import registry_entry
     from i3d.weights.store import installed_path
 
+    if args.name in RAFT_WEIGHTS:
+        if args.source is not None:
+            raise I3DError(f"{args.name} is fetched from its pinned URL; for a local copy use --mirror FOLDER")
+        path = raft_weights_path(args.name)
+        if path.exists() and not args.force:
+            print(f"{args.name} already installed at {path}")
+            return
+        print(f"{args.name} installed at {fetch_raft(args.name, args.mirror, args.quiet)}")
+        return
     name = registry_entry(args.name).name
     path = installed_path(name)
     if path.exists() and not args.force and args.source is None:
@@ -125,15 +143,31 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> None:
     from i3d.files import check_writable
-    from i3d.weights.convert import convert_weights
+    from i3d.weights.convert import convert_weights, detect_format
 
     if args.output is not None:
         check_writable(args.output)
+    if args.source.is_file() and args.source_format is None and detect_format(args.source)[0] == "raft":
+        convert_raft_checkpoint(args)
+        return
     converted = convert_weights(args.source, args.output, args.name, args.labels, args.scope, args.source_format,
                                 layout=args.layout)
     if converted.labels_note:
         print(f"note: {converted.labels_note}")
     print(f"{converted.modality} {converted.network}, {converted.num_classes} classes, written to {converted.path}")
+
+
+def convert_raft_checkpoint(args: argparse.Namespace) -> None:
+    from i3d.weights.raft import RAFT_WEIGHTS, convert_raft, raft_weights_path
+
+    if args.labels is not None or args.scope is not None or args.layout is not None:
+        raise I3DError(f"{args.source} is a RAFT checkpoint: --labels, --scope and --layout are for I3D")
+    if args.output is None and args.name not in RAFT_WEIGHTS:
+        raise I3DError(f"{args.source} is a RAFT checkpoint: give -o FILE.safetensors, or --name with one of "
+                       f"{', '.join(RAFT_WEIGHTS)} to install it there")
+    output = args.output or raft_weights_path(args.name)
+    convert_raft(args.source, output)
+    print(f"RAFT-large optical flow, written to {output} (give it as --raft-weights)")
 
 
 def run_flow_from_rgb(args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from i3d.errors import I3DNotice
 from i3d.features.jobs import Job
 from i3d.files import atomic_path, atomic_write_text
+from i3d.networks.architecture import FEATURE_DIM
 from i3d.video.decode import TARGET_FPS
 
 MANIFEST = "manifest.jsonl"
@@ -92,6 +93,15 @@ def window_arrays(result: VideoFeatures) -> dict[str, np.ndarray]:
     return arrays
 
 
+def stream_arrays(result: VideoFeatures, settings: dict) -> dict[str, np.ndarray]:
+    """With both streams, each stream's features on its own too (``rgb``, ``flow``: video_features' layout);
+    the flow stream is the Inception network's, 1024-d, last."""
+    if settings.get("stream") != "joint":
+        return {}
+    features = result.arrays["features"]
+    return {"rgb": features[..., :-FEATURE_DIM], "flow": features[..., -FEATURE_DIM:]}
+
+
 def scalar_arrays(result: VideoFeatures, settings: dict) -> dict[str, np.ndarray]:
     return {"fps": np.float64(result.sample_fps if result.sample_fps is not None else np.nan),
             "source_fps": np.float64(result.source_fps or np.nan), "frames": np.int64(result.frames),
@@ -107,7 +117,8 @@ def write_features(path: Path, result: VideoFeatures, fmt: str, settings: dict, 
             features = result.arrays["features"]
             np.save(file, np.ascontiguousarray(features.T) if npy_layout == "columns" else features)
         else:
-            np.savez(file, **result.arrays, **window_arrays(result), **scalar_arrays(result, settings))
+            np.savez(file, **result.arrays, **stream_arrays(result, settings), **window_arrays(result),
+                     **scalar_arrays(result, settings))
         file.flush()
         os.fsync(file.fileno())
 

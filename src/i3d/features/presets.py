@@ -30,17 +30,23 @@ PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
     FeaturePreset(
         "video-features",
         "v-iashin/video_features' I3D extractor with its defaults: 64-frame stacks every 64 frames at the "
-        "video's own rate, RGB",
+        "video's own rate, RGB and RAFT flow (rgb and flow, 1024-d each)",
         {"fps": None, "clip_len": 64, "step": 64, "last": "drop", "size": 256, "crop_size": 224, "crops": "center",
-         "decoder": "opencv", "resize": "pil", "needs_next_frame": True, "stream": "rgb"},
-        "v-iashin/video_features models/i3d/extract_i3d.py:38-62 (min side 256, centre crop 224, 2x/255-1), "
-        ":82-128 (cv2.VideoCapture at the native rate, a stack runs once stack_size + 1 frames are read, no "
-        "partial stack), models/transforms.py:191-231 (PIL bilinear, long side int(256 * long / short)), "
-        ":132-143 (crop offset (H - 224) // 2); configs/i3d.yml (stack_size 64, step_size 64, "
-        "extraction_fps null)",
+         "decoder": "opencv", "resize": "pil", "needs_next_frame": True, "stream": "joint", "flow_method": "raft",
+         "flow_encoding": "video-features"},
+        "v-iashin/video_features@a2f61b7 models/i3d/extract_i3d.py:33 (streams rgb and flow unless one is given), "
+        ":38-62 (min side 256, centre crop 224, RGB 2x/255-1; flow: centre crop, Clamp(-20, 20), ToUInt8, "
+        "2x/255-1), :82-128 (cv2.VideoCapture at the native rate, a stack runs once stack_size + 1 frames are "
+        "read, no partial stack; InputPadder built from the first resized frame), :142-150 (RAFT between frames "
+        "t and t+1 of the padded stack, never unpadded), :185-196 (raft-sintel.pth, DataParallel prefix "
+        "stripped); models/raft/raft_src/raft.py:30-47 (InputPadder, 'sintel' mode, replicate), :118 (20 "
+        "iterations, test mode); models/transforms.py:132-176 (crop offset (H - 224) // 2 of the padded field, "
+        "clamp, round(128 + 255/40 x) not clipped), :191-231 (PIL bilinear, long side int(256 * long / short)); "
+        "configs/i3d.yml (stack_size 64, step_size 64, extraction_fps null, flow_type raft)",
         "code",
-        "its flow stream is RAFT, not TV-L1: use --stream rgb (its default streams are both); its own weights are "
-        "DeepMind's rgb_imagenet, give --weights rgb_imagenet to match its numbers",
+        "its I3D weights are DeepMind's rgb_imagenet and flow_imagenet as hassony2/kinetics_i3d_pytorch converts "
+        "them (models/i3d/checkpoints/i3d_rgb.pt, i3d_flow.pt): give --weights rgb_imagenet --flow-weights "
+        "flow_imagenet to match its numbers; --stream rgb gives its RGB half alone",
     ),
     FeaturePreset(
         "actionformer-thumos",

@@ -71,44 +71,48 @@ class DecodedVideo:
         return ((time_s, resize(image, config.size)) for time_s, image in frames)
 
     def _timed(self) -> Iterator[np.ndarray]:
-        """The resized frames, recording each one's time; with ``needs_next_frame`` the last one is held back."""
-        held = None
+        """The resized frames, recording each one's time."""
         for time_s, image in self._decoded():
-            if held is not None:
-                yield held
             self.times.append(time_s)
-            held = image
-        if held is not None and not self.config.needs_next_frame:
-            yield held
+            yield image
 
     def _rgb_views(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         return (crop_views(frame, self.config.crop_size, self.config.crops) for frame in frames)
 
     def _flow(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        from i3d.video.flow import FLOW_BOUND, FlowComputer, to_grey
+        from i3d.video.flow import FLOW_BOUND, FlowComputer, video_features_encoding
         from i3d.video.inputs import load_clip_array
 
-        if self.config.flow_dir is not None:
-            saved = Path(self.config.flow_dir) / f"{self.name}.npy"
+        config = self.config
+        if config.flow_dir is not None:
+            saved = Path(config.flow_dir) / f"{self.name}.npy"
             if not saved.is_file():
                 raise I3DError(f"{saved}: no saved flow for {self.path}")
             return (frame[None] for frame in load_clip_array(saved, channels=2))
-        computer = FlowComputer(self.config.flow_method, self.config.device)
-        fields = computer.fields((to_grey(frame) for frame in frames), FLOW_BOUND)  # in [-1, 1]
+        video_features = config.flow_encoding == "video-features"
+        computer = FlowComputer(config.flow_method, config.device, raft_weights=config.raft_weights,
+                                raft_iterations=config.raft_iterations, raft_padded=video_features)
+        if video_features:  # encoded after the crop, as video_features does (extract_i3d.py:57-62)
+            fields = (video_features_encoding(f) for f in computer.fields(frames))
+        else:
+            fields = computer.fields(frames, FLOW_BOUND)  # in [-1, 1]
         # a mirrored crop of a flow field points the other way along x
-        sign = np.array([[-1.0, 1.0] if m else [1.0, 1.0] for m in crop_mirrored(self.config.crops)],
+        sign = np.array([[-1.0, 1.0] if m else [1.0, 1.0] for m in crop_mirrored(config.crops)],
                         np.float32)[:, None, None, :]
-        return ((crop_views(f, self.config.crop_size, self.config.crops) * sign).astype(np.float32) for f in fields)
+        return ((crop_views(f, config.crop_size, config.crops) * sign).astype(np.float32) for f in fields)
 
     def _frames(self) -> Iterator[np.ndarray]:
-        if self.config.stream == "rgb":
-            return self._rgb_views(self._timed())
-        if self.config.stream == "flow":
-            return self._flow(self._timed())
-        return self._both()
-
-    def _both(self) -> Iterator[np.ndarray]:
+        """Each sampled frame's crops; with ``needs_next_frame`` the last frame only gives the flow before it."""
         resized = self._timed()
+        if self.config.stream == "rgb":
+            frames = self._rgb_views(resized)
+        elif self.config.stream == "flow":
+            frames = self._flow(resized)
+        else:
+            frames = self._both(resized)
+        return _all_but_last(frames) if self.config.needs_next_frame else frames
+
+    def _both(self, resized: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         if self.config.flow_dir is None:  # flow needs the same resized frames: compute both from one decode
             import itertools
 
@@ -221,6 +225,14 @@ class SharedBatches:
             owner.outputs.append(output)
             owner.spans.append((window.start, window.end))
         self.pending = []
+
+
+def _all_but_last(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    held = None
+    for frame in frames:
+        if held is not None:
+            yield held
+        held = frame
 
 
 def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "") -> VideoFeatures:

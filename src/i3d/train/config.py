@@ -10,7 +10,7 @@ from typing import Any
 
 from i3d.errors import I3DError
 from i3d.networks.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
-from i3d.settings import FLOW_METHODS, setting
+from i3d.settings import FLOW_METHOD_HELP, FLOW_METHODS, setting
 from i3d.streams import canonical_stream
 
 TRAINABLE_ENDPOINTS = (*ENDPOINTS, *RESNET_ENDPOINTS[:-1])  # either network's, before its classifier
@@ -39,7 +39,7 @@ class TrainConfig:
                           "and output/flow", ("rgb", "flow", "joint", "both"))
     clip_frames: int = setting(64, "frames per training clip (25 fps)")
     crop: int = setting(224, "side of the square crop")
-    flow_method: str = setting("torch", "TV-L1 backend for the flow stream", FLOW_METHODS)
+    flow_method: str = setting("torch", FLOW_METHOD_HELP, FLOW_METHODS)
     # model
     weights: str | None = setting(None, "RGB starting weights: registry name or .safetensors (default: Kinetics-400)")
     flow_weights: str | None = setting(None, "flow starting weights (default: flow_imagenet, once converted)")

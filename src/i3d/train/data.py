@@ -23,7 +23,7 @@ import torch
 from i3d.errors import I3DError
 from i3d.lists import label_indices, read_list
 from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos
-from i3d.video.flow import FLOW_BOUND, FlowComputer, to_grey
+from i3d.video.flow import FLOW_BOUND, FlowComputer
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import loop_pad, to_unit_range
 
@@ -240,7 +240,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.spec.stream == "flow":
             if self._flow is None:
                 self._flow = FlowComputer(self.spec.flow_method, self.spec.flow_device)
-            clip = np.stack(list(self._flow.fields((to_grey(f) for f in frames), FLOW_BOUND)))
+            clip = np.stack(list(self._flow.fields(frames, FLOW_BOUND)))
         else:
             clip = to_unit_range(frames)
         decoded = len(clip)

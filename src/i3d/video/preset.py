@@ -28,8 +28,11 @@ class VideoTransform:
     streams the same input one (crop, crop, C) frame at a time, for videos too long to hold.
     """
 
-    def __init__(self, recipe: Preprocessing, flow_method: str = "torch", device: str | torch.device = "cpu") -> None:
+    def __init__(self, recipe: Preprocessing, flow_method: str = "torch", device: str | torch.device = "cpu",
+                 flow_options: dict | None = None) -> None:
+        """``flow_options``: RAFT's ``raft_weights`` and ``raft_iterations`` (``i3d.video.flow.FlowComputer``)."""
         self.recipe, self.flow_method, self.device = recipe, flow_method, str(device)
+        self.flow_options = dict(flow_options or {})
         if recipe.value_range != (-1.0, 1.0):
             raise I3DError(f"value range {recipe.value_range} is not implemented; I3D weights use [-1, 1]")
 
@@ -43,7 +46,7 @@ class VideoTransform:
     def _flow_computer(self):
         from i3d.video.flow import FlowComputer
 
-        return FlowComputer(self.flow_method, self.device)
+        return FlowComputer(self.flow_method, self.device, **self.flow_options)
 
     def uint8_frames(self, source: Path, start_s: float | None = None, end_s: float | None = None):
         """RGB crops as uint8 (before scaling): the cheapest form to move between processes."""

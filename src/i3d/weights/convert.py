@@ -33,9 +33,13 @@ def detect_format(path: Path) -> tuple[str, Any]:
         state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
         if isinstance(state, dict) and any(str(k).removeprefix("module.").startswith("Conv3d_1a_7x7") for k in state):
             return "torch-port", loaded
+        from i3d.weights.raft import layout_of
+
+        if isinstance(state, dict) and layout_of(state) is not None:
+            return "raft", loaded
         names = [str(k) for k in (state or {})][:3]
         raise I3DError(f"{path}: a PyTorch file of an unknown layout (first names: {', '.join(names) or 'none'}); "
-                       "known: the PyTorch I3D port, PyTorchVideo, MMAction2, pytorch-resnet3d")
+                       "known: the PyTorch I3D port, PyTorchVideo, MMAction2, pytorch-resnet3d, RAFT")
     raise I3DError(f"{path}: not a known checkpoint: a TensorFlow model.ckpt(.index), a PyTorch .pt/.pth/.pyth, a "
                    "Keras .h5 or a Caffe2 .pkl")
 
@@ -110,6 +114,9 @@ def convert_weights(
         first = state_dict.get(FIRST_CONV_WEIGHT)
         modality = "flow" if first is not None and first.shape[1] == 2 else "rgb"
         digest = sha256_of(source)
+    elif source_format == "raft":
+        raise I3DError(f"{source} is a RAFT optical-flow checkpoint, not I3D: `i3d weights convert` writes it as "
+                       "RAFT weights for --raft-weights (i3d.weights.raft.convert_raft)")
     else:
         raise I3DError(f"source format must be one of {', '.join(SOURCE_FORMATS)}")
     logits = state_dict.get(RESNET_CLASSIFIER_WEIGHT if resnet_layout is not None else CLASSIFIER_WEIGHT)

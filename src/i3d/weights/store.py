@@ -131,11 +131,11 @@ class LoadedWeights:
         """The same record without its tensors (what a built model keeps: its own parameters hold them)."""
         return replace(self, state_dict={})
 
-    def transforms(self, flow_method: str = "torch", device: str = "cpu"):
+    def transforms(self, flow_method: str = "torch", device: str = "cpu", flow_options: dict | None = None):
         """The exact preprocessing callable these weights were trained with (what ``i3d predict`` applies)."""
         from i3d.video.preset import VideoTransform
 
-        return VideoTransform(self.preprocessing, flow_method, device)
+        return VideoTransform(self.preprocessing, flow_method, device, flow_options)
 
 
 def weights_dir() -> Path:
@@ -272,6 +272,8 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError) as error:
         raise I3DError(f"{path}: not a readable safetensors file ({error}); {refetch}") from None
+    if metadata.get("kind") == "raft":
+        raise I3DError(f"{path}: RAFT optical-flow weights, not I3D weights: give them with --raft-weights")
     if metadata.get("i3d_format") != FORMAT_VERSION or "labels" not in metadata:
         raise I3DError(f"{path}: not an i3d weights file (no i3d_format/labels metadata)")
     try:

@@ -1,4 +1,5 @@
-"""The flow input of I3D: TV-L1 optical flow between consecutive 25 fps frames, the published recipe.
+"""The flow input of I3D: TV-L1 optical flow between consecutive 25 fps frames, the published recipe, or
+RAFT (``method="raft"``), the flow of video_features and of most recent work.
 
 Frames are resampled to 25 fps and resized to short side 256 exactly as for RGB, converted to grey
 (OpenCV's BT.601 weights), and flow is computed at that resolution (the one the reference weights were
@@ -29,17 +30,22 @@ from i3d.video.transforms import CROP, SHORT_SIDE, center_crop
 
 FLOW_BOUND = 20.0  # pixels
 DEFAULT_BATCH = 8  # pairs at once on a CPU: more only adds memory (the CPU goes through them in chunks)
+RAFT_BATCH = 4  # RAFT's: its correlation volume grows with the square of the frame's area
 BYTES_PER_PAIR_PIXEL = 256  # what TV-L1 holds for one pair, per pixel of the finest level, with headroom
 MAX_DEVICE_BATCH = 256
 
 
-def pairs_per_batch(device: torch.device, height: int, width: int) -> int:
-    """Frame pairs per batch: DEFAULT_BATCH on a CPU; on a GPU as many as half its free memory holds (an
-    accelerator is only busy with many pairs at once), at most MAX_DEVICE_BATCH."""
+RAFT_BYTES_PER_PAIR_PIXEL = 4096  # RAFT-large's encoders and correlation pyramid at 256x344, with headroom
+
+
+def pairs_per_batch(device: torch.device, height: int, width: int, method: str = "torch") -> int:
+    """Frame pairs per batch: DEFAULT_BATCH on a CPU (RAFT_BATCH for RAFT); on a GPU as many as half its free
+    memory holds (an accelerator is only busy with many pairs at once), at most MAX_DEVICE_BATCH."""
     if device.type != "cuda":
-        return DEFAULT_BATCH
+        return RAFT_BATCH if method == "raft" else DEFAULT_BATCH
+    per_pixel = RAFT_BYTES_PER_PAIR_PIXEL if method == "raft" else BYTES_PER_PAIR_PIXEL
     free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(MAX_DEVICE_BATCH, free // 2 // (BYTES_PER_PAIR_PIXEL * height * width)))
+    return max(1, min(MAX_DEVICE_BATCH, free // 2 // (per_pixel * height * width)))
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -125,20 +131,45 @@ def build_on_first_use() -> Mapping[str, Callable] | None:
 
 
 class FlowComputer:
-    """TV-L1 over batches of frame pairs with the chosen backend."""
+    """Optical flow over batches of frame pairs: TV-L1 (``torch``: the batched PyTorch one; ``opencv``:
+    OpenCV-contrib's) or RAFT (``raft``, with ``raft_weights`` by name or path and ``raft_iterations``).
+
+    RAFT runs on frames padded to multiples of 8 (replicate, as princeton-vl's InputPadder does); its flow is
+    cropped back to the frame unless ``raft_padded``, which keeps the padded field as video_features does.
+    """
 
     def __init__(self, method: str = "torch", device: str = "auto", batch_size: int | None = None,
-                 compile: bool = True) -> None:
+                 compile: bool = True, raft_weights: str | None = None, raft_iterations: int | None = None,
+                 raft_padded: bool = False) -> None:
         """``batch_size``: frame pairs at once; None sizes it to the device (``pairs_per_batch``)."""
         if method not in FLOW_METHODS:
             raise I3DError(f"flow method must be one of {', '.join(FLOW_METHODS)}, not {method!r}")
         if batch_size is not None and batch_size < 1:
             raise I3DError(f"--batch-size must be at least 1, not {batch_size}")
+        if method != "raft" and (raft_weights is not None or raft_iterations is not None):
+            raise I3DError(f"--raft-weights and --raft-iterations are for the RAFT flow method, not {method}")
         self.method, self.device, self.batch_size = method, parse_device(device), batch_size
         self.kernels = kernels_for(self.device, compile) if method == "torch" else EAGER_KERNELS
+        self.raft, self.raft_padded = None, raft_padded
+        if method == "raft":
+            from i3d.video.flow.raft import ITERATIONS
+
+            self.raft_iterations = ITERATIONS if raft_iterations is None else raft_iterations
+            if self.raft_iterations < 1:
+                raise I3DError(f"--raft-iterations must be at least 1, not {self.raft_iterations}")
+            self.raft = raft_network(raft_weights, self.device)
+
+    def prepared(self, frame: np.ndarray) -> np.ndarray:
+        """A frame as the method takes it: grey for TV-L1, RGB (H, W, 3) uint8 for RAFT."""
+        if self.method != "raft":
+            return to_grey(frame) if frame.ndim == 3 else frame
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise I3DError("RAFT computes flow from RGB frames, not grey ones")
+        return frame
 
     def pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        """Flow (N, H, W, 2) in pixels from each of ``firsts`` to the same pair's ``seconds``."""
+        """Flow (N, H, W, 2) in pixels from each of ``firsts`` to the same pair's ``seconds`` (grey (N, H, W)
+        uint8 frames for TV-L1, RGB (N, H, W, 3) for RAFT)."""
         return self._pairs(firsts, seconds).cpu().numpy()
 
     def _pairs(self, firsts: np.ndarray, seconds: np.ndarray) -> torch.Tensor:
@@ -147,11 +178,26 @@ class FlowComputer:
             return torch.from_numpy(opencv_tvl1(firsts, seconds))
         first = torch.from_numpy(firsts).to(self.device)
         second = torch.from_numpy(seconds).to(self.device)
+        if self.method == "raft":
+            return self._raft(first, second)
         return tvl1_flow(first, second, TVL1Params(), self.kernels)
 
-    def fields(self, grey_frames: Iterable[np.ndarray], bound: float | None = None,
+    def _raft(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        from i3d.video.flow.raft import pad_to_eight, unpad
+
+        height, width = first.shape[1:3]
+        # NCHW in memory, as the source feeds it: a channels-last input takes other kernels (1e-5 px apart)
+        images = pad_to_eight(torch.cat([first, second]).permute(0, 3, 1, 2).float().contiguous())
+        with torch.inference_mode():
+            flow = self.raft(*images.chunk(2), self.raft_iterations)
+        if not self.raft_padded:
+            flow = unpad(flow, height, width)
+        return flow.permute(0, 2, 3, 1)
+
+    def fields(self, frames: Iterable[np.ndarray], bound: float | None = None,
                crop: int | None = None) -> Iterator[np.ndarray]:
-        """Flow (H, W, 2) from each frame to the next, then the last one again; batched, streamed.
+        """Flow (H, W, 2) from each frame to the next, then the last one again; batched, streamed. Frames are
+        RGB (H, W, 3) uint8, or grey (H, W) for TV-L1.
 
         In pixels; with ``bound``, clipped to [-bound, bound] and divided by it, and with ``crop`` the centre
         crop x crop: done to each batch where it was computed, so a GPU sends back one finished batch.
@@ -166,10 +212,10 @@ class FlowComputer:
 
         held: list[np.ndarray] = []
         last = None
-        for frame in grey_frames:
-            held.append(frame)
+        for frame in frames:
+            held.append(self.prepared(frame))
             if self.batch_size is None:
-                self.batch_size = pairs_per_batch(self.device, *frame.shape[:2])
+                self.batch_size = pairs_per_batch(self.device, *frame.shape[:2], self.method)
             if len(held) == self.batch_size + 1:
                 for field in finished(self._pairs(np.stack(held[:-1]), np.stack(held[1:]))):
                     yield (last := field)
@@ -180,7 +226,34 @@ class FlowComputer:
         if last is not None:
             yield last
         elif held:  # a single frame: no motion to measure
-            yield finished(torch.zeros((1, *held[0].shape, 2)))[0]
+            yield finished(torch.zeros((1, *self._flow_size(held[0]), 2)))[0]
+
+    def _flow_size(self, frame: np.ndarray) -> tuple[int, int]:
+        """The flow field's height and width for frames like ``frame`` (RAFT's padded ones are larger)."""
+        height, width = frame.shape[:2]
+        if self.method == "raft" and self.raft_padded:
+            return height + (-height) % 8, width + (-width) % 8
+        return height, width
+
+
+def raft_network(weights: str | None, device: torch.device) -> torch.nn.Module:
+    """RAFT with its weights (a name of ``i3d.weights.raft.RAFT_WEIGHTS``, fetched on first use, or a
+    converted file), in eval mode on ``device``; one copy per process and device."""
+    from i3d.weights.raft import resolve_raft_weights
+
+    path = resolve_raft_weights(weights)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
+    if key not in _RAFT_NETWORKS:
+        from i3d.video.flow.raft import Raft
+        from i3d.weights.raft import load_raft
+
+        network = Raft()
+        network.load_state_dict(load_raft(path), strict=False)  # all but BatchNorm's step counters: checked
+        _RAFT_NETWORKS[key] = network.eval().to(device)
+    return _RAFT_NETWORKS[key]
+
+
+_RAFT_NETWORKS: dict[tuple, torch.nn.Module] = {}
 
 
 def to_flow_input(field: np.ndarray, crop: int = CROP, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -188,12 +261,20 @@ def to_flow_input(field: np.ndarray, crop: int = CROP, bound: float = FLOW_BOUND
     return center_crop(np.clip(field, -bound, bound) / bound, crop).astype(np.float32)
 
 
+def video_features_encoding(field: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Flow in pixels as video_features feeds its flow I3D (models/transforms.py:158-176, then :146-149):
+    clamped to +-20, mapped to round(128 + 255/40 x) (rounded half to even, not clipped: 20 px gives 256),
+    then 2u/255 - 1."""
+    levels = np.round(128 + 255 / (2 * bound) * np.clip(field, -bound, bound).astype(np.float32))
+    return (2 * levels / 255 - 1).astype(np.float32)
+
+
 def flow_from_frames(
     frames: Iterable[np.ndarray], computer: FlowComputer | None = None, crop: int = CROP, bound: float = FLOW_BOUND
 ) -> Iterator[np.ndarray]:
     """(crop, crop, 2) float32 flow frames in [-1, 1] of resized uint8 RGB frames, streamed."""
     computer = computer or FlowComputer()
-    return computer.fields((to_grey(frame) for frame in frames), bound, crop)
+    return computer.fields(frames, bound, crop)
 
 
 def flow_input_frames(
@@ -206,4 +287,4 @@ def flow_input_frames(
 
 
 __all__ = ["FLOW_BOUND", "FlowComputer", "flow_from_frames", "flow_input_frames", "kernels_for",
-           "opencv_tvl1", "to_flow_input", "to_grey"]
+           "opencv_tvl1", "to_flow_input", "to_grey", "video_features_encoding"]
