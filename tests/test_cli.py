@@ -154,9 +154,7 @@ def test_bad_numbers_are_refused_before_any_work(args, capsys):
     assert err.startswith("i3d: error: ") and err.count("\n") == 1 and args[-2] in err
 
 
-def test_old_stream_name_is_accepted_with_one_note(tmp_path, capsys):
-    assert main(["features", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "out"), "--stream", "both",
-                 "--flow-weights", str(tmp_path / "missing.safetensors"), "--quiet"]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err[0] == "i3d: note: stream 'both' is now called 'joint'; 'both' will be removed"
-    assert err[1].startswith("i3d: error: ") and len(err) == 2
+def test_an_unknown_stream_is_one_line_naming_the_streams(tmp_path, capsys):
+    assert main(["features", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "out"), "--stream", "both"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'both'" in err and "joint" in err

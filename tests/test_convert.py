@@ -106,11 +106,11 @@ def test_kinetics600_needs_its_labels(home, tmp_path):
             for name, shape in _tf_shapes(600).items()} | arrays
     write_checkpoint(prefix, full)
     (tmp_path / "labels.txt").write_text("\n".join(f"action {i}" for i in range(600)))
-    converted = convert_weights(prefix, name="rgb600", labels_file=tmp_path / "labels.txt")
-    assert resolve_weights("rgb600").labels[599] == "action 599" and converted.num_classes == 600
+    converted = convert_weights(prefix, name="rgb_scratch_kin600", labels_file=tmp_path / "labels.txt")
+    assert resolve_weights("rgb_scratch_kin600").labels[599] == "action 599" and converted.num_classes == 600
     with pytest.raises(I3DError, match="599 labels for a classifier of 600"):
         (tmp_path / "short.txt").write_text("\n".join(f"a{i}" for i in range(599)))
-        convert_weights(prefix, name="rgb600", labels_file=tmp_path / "short.txt")
+        convert_weights(prefix, name="rgb_scratch_kin600", labels_file=tmp_path / "short.txt")
 
 
 def _tf_shapes(classes: int = 400, in_channels: int = 3, scope: str = "RGB") -> dict[str, tuple]:

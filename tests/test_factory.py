@@ -1,6 +1,5 @@
 """The one way in: create_model, list_models, torch.hub, and weights that carry their own recipe."""
 
-import json
 from pathlib import Path
 
 import av
@@ -11,15 +10,12 @@ import torch
 
 import i3d
 from conftest import write_video
-from i3d.download import sha256_of
-from i3d.factory import build_model, create_model, list_models, resolve_weights
+from i3d.factory import build_model, create_model, list_models
 from i3d.networks.architecture import CLASSIFIER_BIAS, CLASSIFIER_WEIGHT, FIRST_CONV_WEIGHT
-from i3d.networks.inception import InceptionI3d
 from i3d.predict import Classifier
 from i3d.runtimes.fused import fuse
 from i3d.weights.cross_modal import flow_state_dict_from_rgb
 from i3d.weights.registry import DEFAULT_WEIGHTS, REGISTRY, Preprocessing
-from i3d.weights.store import installed_path
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.needs_weights
@@ -139,63 +135,3 @@ def test_a_classifier_of_no_classes_is_refused_before_loading_anything():
     with pytest.raises(i3d.errors.I3DError, match="num_classes must be at least 1, not 0"):
         create_model("no-such-weights", num_classes=0)
 
-
-@pytest.fixture(scope="module")
-def kinetics600_home(tmp_path_factory):
-    """A cache with rgb_scratch_kin600 installed (random values: the names are what is tested)."""
-    from i3d.weights.registry import LABEL_SETS
-    from i3d.weights.store import save_weights
-
-    home = tmp_path_factory.mktemp("home")
-    torch.manual_seed(0)
-    state = InceptionI3d(600, 3).state_dict()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("I3D_HOME", str(home))
-        save_weights(installed_path("rgb_scratch_kin600"), state, LABEL_SETS["kinetics600"](), "rgb",
-                     name="rgb_scratch_kin600")
-    videos = home / "videos"
-    videos.mkdir()
-    write_video(videos / "v.mp4", np.full((10, 40, 48, 3), 90, np.uint8), 25)
-    return home
-
-
-def test_an_alias_and_its_name_are_one_record(kinetics600_home, monkeypatch):
-    monkeypatch.setenv("I3D_HOME", str(kinetics600_home))
-    alias, name = resolve_weights("rgb600"), resolve_weights("rgb_scratch_kin600")
-    assert alias.record() == name.record() and alias.name == "rgb_scratch_kin600"
-    assert alias.sha256 == sha256_of(installed_path("rgb_scratch_kin600")) and alias.labels == name.labels
-    assert create_model("rgb600").weights.record() == name.record()
-
-
-@pytest.mark.parametrize("command", ["predict", "features", "evaluate", "fvd", "export"])
-def test_every_command_takes_an_alias_as_its_name(kinetics600_home, monkeypatch, tmp_path, command, capsys):
-    """`--weights rgb600` once failed in `features` only: every command now resolves names in the factory."""
-    from i3d.cli.main import main
-
-    monkeypatch.setenv("I3D_HOME", str(kinetics600_home))
-    video = kinetics600_home / "videos" / "v.mp4"
-    arrays = tmp_path / "set.npy"
-    np.save(arrays, np.random.default_rng(0).integers(0, 255, (2, 9, 32, 32, 3), dtype=np.uint8))
-    (tmp_path / "list.csv").write_text(f"{video},abseiling\n")
-    outputs = []
-    for weights in ("rgb600", "rgb_scratch_kin600"):
-        out = tmp_path / weights
-        args = {"predict": ["predict", str(video), "--json"],
-                "features": ["features", str(video), "-o", str(out), "--quiet"],
-                "evaluate": ["evaluate", str(tmp_path / "list.csv"), "-o", str(out) + ".json", "--quiet"],
-                "fvd": ["fvd", str(arrays), str(arrays), "--protocol", "google-research", "--no-kvd", "--quiet",
-                        "-o", str(out) + ".json"],
-                "export": ["export", "-o", str(out) + ".pt2", "--format", "pt2", "--no-check"]}[command]
-        assert main([*args, "--weights", weights]) == 0, capsys.readouterr().err
-        printed = capsys.readouterr().out.replace(str(out), "OUT")
-        if command == "features":
-            printed = np.load(out / "v.npz")["features"].tobytes()
-        elif command in ("evaluate", "fvd"):
-            report = json.loads(Path(str(out) + ".json").read_text())
-            printed = json.dumps({k: v for k, v in report.items() if k not in ("software", "elapsed_s", "list")})
-        elif command == "export":
-            with torch.no_grad():
-                module = torch.export.load(str(out) + ".pt2").module()
-                printed = module(torch.zeros(1, 3, 9, 224, 224)).numpy().tobytes()
-        outputs.append(printed)
-    assert outputs[0] == outputs[1]

@@ -259,11 +259,9 @@ def test_anomaly_preset_gives_the_extractors_own_features(tmp_path, monkeypatch)
     assert np.abs(ours - want).max() < 1e-5 * np.abs(want).max()
 
 
-def test_the_old_anomaly_preset_name_says_where_it_went():
-    from i3d.features.presets import PRESETS, config_from_preset
+def test_the_anomaly_presets_say_which_network_gives_which_features():
+    from i3d.features.presets import PRESETS
 
-    with pytest.raises(I3DError, match="anomaly-10crop was renamed: anomaly-rtfm .*ResNet-50.*tencrop-inception"):
-        config_from_preset("anomaly-10crop")
     assert PRESETS["anomaly-rtfm"].settings["weights"] == "i3d_r50_anomaly"
     assert "Not RTFM's features" in PRESETS["tencrop-inception"].description
 

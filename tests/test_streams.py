@@ -179,5 +179,5 @@ def test_a_saved_flow_of_another_length_fails_that_video_only(small_video, flow_
     assert "fewer frames than the video" in summary.rows[0].error
     with pytest.raises(I3DError, match="stream must be one of rgb, flow, joint"):
         ExtractionConfig(stream="rgb+flow")
-    with pytest.warns(FutureWarning, match="'both' is now called 'joint'"):
-        assert ExtractionConfig(stream="both").stream == "joint"
+    with pytest.raises(I3DError, match="stream must be one of rgb, flow, joint, not 'both'"):
+        ExtractionConfig(stream="both")

@@ -147,6 +147,10 @@ def export_openvino(graph: ExportGraph, path: Path, options: ExportOptions, meta
     """An OpenVINO IR (``.xml`` + ``.bin``), converted from the ``torch.export`` program; with ``calibration``
     clips, quantised to int8 by NNCF's post-training quantisation (activations calibrated on those clips)."""
     import openvino
+
+    from i3d.runtimes.openvino import openvino_core
+
+    openvino_core()  # before OpenVINO's first use in the process
     model = openvino.convert_model(exported_program(graph, options))
     for port, name in zip(model.inputs, options.input_names):
         port.set_names({name})
@@ -245,11 +249,9 @@ def openvino_for_size(path: Path, sizes: Sequence[tuple[int, ...]], hint: str = 
     input): with the frame count left free, OpenVINO 2026.4 ran the int8 IR's convolutions in f32
     (quantisation error without int8's speed); with it fixed, it folds the "SAME" padding and runs them in
     int8 (``i3d.runtimes.openvino.compile_for_sizes``)."""
-    import openvino
+    from i3d.runtimes.openvino import compile_for_sizes, openvino_core
 
-    from i3d.runtimes.openvino import compile_for_sizes
-
-    core = openvino.Core()
+    core = openvino_core()
     return compile_for_sizes(core, core.read_model(str(path)), list(sizes), {"INFERENCE_PRECISION_HINT": hint})
 
 

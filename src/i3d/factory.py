@@ -1,6 +1,6 @@
 """One way in for every network and every set of weights, as timm's ``create_model`` is.
 
-``resolve_weights`` is the only place a weights name, alias or path becomes tensors and the one record of
+``resolve_weights`` is the only place a weights name or path becomes tensors and the one record of
 what they are (canonical name, stream, file, sha256, labels, recipe, provenance); ``create_model`` builds
 the network for them and adapts it (a new classifier, a cross-modal first convolution). Every command and
 capability gets its networks here, so every command accepts the same names.
@@ -34,7 +34,7 @@ def list_models(installed: bool = False) -> list[str]:
 
 
 def resolve_weights(weights: Weights = None, stream: str | None = None) -> LoadedWeights:
-    """Weights by registry name or alias (installed), or by path to a converted ``.safetensors`` file, checked
+    """Weights by registry name (installed), or by path to a converted ``.safetensors`` file, checked
     and verified. ``stream`` (rgb or flow) refuses weights of the other stream; with no weights named, the
     flow stream takes DeepMind's flow_imagenet."""
     if isinstance(weights, LoadedWeights):
@@ -65,7 +65,7 @@ def _installed(info: registry.WeightsInfo, default_flow: bool = False) -> Loaded
                            "checkpoint; --mirror for a local copy), or give --flow-weights FILE")
         fetch_on_first_use(info)
     refetch = (f"re-fetch it: `i3d weights fetch {name} --force`" if info.fetchable
-               else f"convert it again: {info.source.removeprefix('not downloadable here: ')}")
+               else f"convert it again: {info.source}")
     return load_weights(path, refetch, info)
 
 
@@ -77,7 +77,7 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
     path = installed_path(name)
     if offline() or not info.fetchable:
         how = (f"run `i3d weights fetch {name}`" if info.fetchable
-               else info.source.removeprefix("not downloadable here: "))
+               else info.source)
         raise I3DError(f"weights {name} are not installed; {how}")
     lock = path.with_name(f".{name}.lock")
     try:
@@ -127,7 +127,7 @@ def create_model(
     final_endpoint: str = "Logits",
     seed: int | None = None,
 ) -> InceptionI3d | ResNet3d:
-    """I3D built for ``weights`` (a registry name or alias, a converted ``.safetensors`` file, or weights
+    """I3D built for ``weights`` (a registry name, a converted ``.safetensors`` file, or weights
     already resolved): the Inception network, or the ResNet-50 of the layout the weights record.
 
     ``pretrained=False`` gives the same architecture freshly initialised (a registry name only decides its

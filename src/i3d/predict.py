@@ -24,7 +24,7 @@ from i3d.errors import I3DError
 from i3d.factory import create_model
 from i3d.networks.architecture import MIN_FRAMES
 from i3d.runtimes import choose_runtime, for_inference
-from i3d.streams import canonical_stream, stream_modalities
+from i3d.streams import check_stream, stream_modalities
 from i3d.video.inputs import is_array_file, load_clip_array
 from i3d.video.samples import sample_path
 from i3d.video.transforms import loop_pad
@@ -193,7 +193,7 @@ class Classifier:
         flow_options: dict | None = None,
     ) -> None:
         """``flow_options``: RAFT's ``raft_weights`` and ``raft_iterations`` with ``flow_method="raft"``."""
-        stream = canonical_stream(stream)
+        stream = check_stream(stream)
         self.stream, self.device, self.flow_method = stream, parse_device(device), flow_method
         check_precision(precision, self.device)
         self.precision, self.runtime = precision, choose_runtime(runtime, precision, self.device)

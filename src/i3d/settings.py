@@ -12,7 +12,7 @@ from typing import Any
 
 from i3d.errors import SettingError
 from i3d.networks.architecture import MIN_CROP, MIN_FRAMES
-from i3d.streams import canonical_stream, stream_modalities
+from i3d.streams import check_stream, stream_modalities
 from i3d.video.recipe import RGB_RECIPE
 
 
@@ -268,7 +268,7 @@ DECODERS = ("pyav", "opencv")
 # anomaly-detection extractor's, aspect not kept)
 RESIZE_METHODS = ("opencv", "pil", "pil-lanczos-340x256")
 NPY_LAYOUTS = ("rows", "columns")
-FEATURE_STREAMS = ("rgb", "flow", "joint", "both")
+FEATURE_STREAMS = ("rgb", "flow", "joint")
 
 
 @dataclass(frozen=True)
@@ -291,8 +291,8 @@ class ExtractionConfig:
     runtime: str = setting("auto", RUNTIME_HELP, RUNTIMES)
     workers: int | None = setting(None, "decoding processes (0: decode inline)",
                                   default_text="1 on a CPU; on a GPU one per core left, up to 8")
-    stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed; `both` is "
-                          "its old name", FEATURE_STREAMS)
+    stream: str = setting("rgb", "joint: RGB and flow features side by side (2048-d), logits summed",
+                          FEATURE_STREAMS)
     flow_weights: str | None = setting(None, "flow weights", default_text="flow_imagenet, once converted")
     flow_method: str = setting("torch", FLOW_METHOD_HELP, FLOW_METHODS)
     raft_weights: str | None = setting(None, RAFT_WEIGHTS_HELP, default_text="raft-sintel")
@@ -354,7 +354,7 @@ class ExtractionConfig:
             raise invalid(self, "raft_iterations", f"must be at least 1, not {self.raft_iterations}")
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "runtime", RUNTIMES)
-        object.__setattr__(self, "stream", canonical_stream(self.stream))
+        object.__setattr__(self, "stream", check_stream(self.stream))
         if self.flow_dir is not None and self.crops != "center":
             raise invalid(self, "flow_dir", "holds centre crops; other crops need the flow computed")
 

@@ -1,24 +1,16 @@
 """One vocabulary for the streams across every command: ``rgb``, ``flow`` and ``joint`` (both together).
 
 What ``joint`` combines depends on the command's output: predictions sum the two streams' logits (the
-reference's fusion), features put the two 1024-d vectors side by side, training trains one after the
-other. ``both`` was features' and training's spelling; it is still accepted, with a deprecation note.
+reference's fusion), features put the two 1024-d vectors side by side, training trains one after the other.
 """
 
 from __future__ import annotations
 
-import warnings
-
 STREAMS = ("rgb", "flow", "joint")
-ALIASES = {"both": "joint"}
 
 
-def canonical_stream(name: str) -> str:
-    """The stream's current name; an old spelling is accepted with a FutureWarning (shown to users)."""
-    if name in ALIASES:
-        warnings.warn(f"stream {name!r} is now called {ALIASES[name]!r}; {name!r} will be removed",
-                      FutureWarning, stacklevel=3)
-        return ALIASES[name]
+def check_stream(name: str) -> str:
+    """``name``, where it names a stream; else one line listing the streams."""
     if name not in STREAMS:
         from i3d.errors import I3DError
 
@@ -28,4 +20,4 @@ def canonical_stream(name: str) -> str:
 
 def stream_modalities(stream: str) -> list[str]:
     """The networks a stream runs, RGB first."""
-    return ["rgb", "flow"] if canonical_stream(stream) == "joint" else [stream]
+    return ["rgb", "flow"] if check_stream(stream) == "joint" else [stream]

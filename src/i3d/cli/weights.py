@@ -79,7 +79,8 @@ def run_list(args: argparse.Namespace) -> None:
         print(f"    {info.description}; trained on {info.trained_on}")
         pins = f"sha256 {info.source_sha256}" if info.source_sha256 else \
             ", ".join(f"{f.name if not f.host else 'pinned by'} {f.pin}" for f in info.files)
-        print(f"    source: {info.source}; {pins + '; ' if pins else ''}licence: {info.license}")
+        unpinned = "" if info.fetchable else " (not fetched by i3d: no published hash pins the file)"
+        print(f"    source: {info.source}{unpinned}; {pins + '; ' if pins else ''}licence: {info.license}")
         for dataset, scores in info.metrics.items():
             if dataset != "source":
                 print(f"    published: {dataset} top-1 {scores['top1']}%, top-5 {scores['top5']}% "

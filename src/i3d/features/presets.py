@@ -105,8 +105,6 @@ PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
     ),
 ]}
 
-RENAMED = {"anomaly-10crop": "renamed: anomaly-rtfm gives RTFM's own features (ResNet-50, 2048-d); "
-                             "tencrop-inception the same snippets and crops on the Inception I3D (1024-d)"}
 
 
 SPEC_FIELDS = ("clip_len", "step", "last")
@@ -120,8 +118,6 @@ def config_from_preset(preset: str | None = None, **given) -> ExtractionConfig:
     """
     values: dict = {}
     if preset is not None:
-        if preset in RENAMED:
-            raise I3DError(f"--preset {preset} was {RENAMED[preset]}")
         if preset not in PRESETS:
             raise I3DError(f"unknown --preset {preset!r}; known: {', '.join(PRESETS)} (see --list-presets)")
         values.update(PRESETS[preset].settings)

@@ -78,7 +78,7 @@ def saved_statistics(source: Path, protocol: FvdProtocol, embedder: VideoEmbedde
     if metadata.get("weights_sha256") != embedder.weights["sha256"]:
         raise I3DError(f"{source}: statistics of other weights (sha256 {metadata.get('weights_sha256')}, "
                        f"these are {embedder.weights['sha256']})")
-    saved_precision = metadata.get("precision", "fp32")  # files written before precisions existed: fp32
+    saved_precision = metadata.get("precision")
     if saved_precision != embedder.precision:
         raise I3DError(f"{source}: statistics computed in {saved_precision}, not {embedder.precision}: "
                        f"recompute them with --precision {embedder.precision}, or use --precision "

@@ -107,6 +107,36 @@ class _WithWeights(nn.Module):
         return torch.func.functional_call(self.outputs, dict(zip(self.names, tensors)), (clips,))
 
 
+_CORE = None
+
+
+def openvino_core():
+    """The process's one OpenVINO Core, with a tiny compiled network held until the process ends.
+
+    oneTBB, OpenVINO's thread pool, destroys its hwloc view of the machine on a worker thread whenever its
+    last user goes away (governor::release_resources), and does not build it again for the next user; at
+    process exit that destruction races the libraries' static destructors. Either corrupts the heap on
+    some machines ("free(): invalid next size", a SIGSEGV later in a long process): a predict run aborted at
+    exit in 3 of 3 runs under glibc's malloc check, in 0 of 3 with a TBB user held for the whole process.
+    Every OpenVINO use here goes through this function first, so that user exists before any other.
+    """
+    global _CORE
+    if _CORE is None:
+        import ctypes
+
+        import numpy as np
+        import openvino
+        import openvino.opset13 as ops
+
+        core = openvino.Core()
+        value = ops.parameter([1], np.float32)
+        keeper = core.compile_model(openvino.Model([ops.relu(value)], [value]), "CPU", {"INFERENCE_NUM_THREADS": 1})
+        keeper(np.zeros(1, np.float32))  # its threads started: TBB has a user from now on
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(keeper))  # never freed, not even at interpreter exit
+        _CORE = core
+    return _CORE
+
+
 def _save_atomically(network, folder: Path, key: str) -> Path:
     import openvino
 
@@ -145,6 +175,7 @@ def converted_graph(model: InceptionI3d) -> Path:
             return path
         warnings.warn("converting the network for OpenVINO, once for its architecture (seconds)", I3DNotice,
                       stacklevel=5)
+        openvino_core()  # before OpenVINO's first use in the process
         holder = _WithWeights(copy.deepcopy(model).float().eval())
         try:
             program = exported_program(holder, model.in_channels,
@@ -275,12 +306,10 @@ class OpenVinoForm(InferenceForm):
             raise I3DError("the OpenVINO form is of a whole network (built up to its Logits); use the fused form "
                            "(runtime='fused') for a truncated one")
         super().__init__(model)
-        import openvino
-
         self.network = copy.deepcopy(model).float().cpu().eval()  # its head: features and logits from the map
         self.network.requires_grad_(False)
         self._precision = precision
-        self.core = openvino.Core()
+        self.core = openvino_core()
         self.converted = converted_network(self.network, precision, self.core)
         self.config = {"INFERENCE_PRECISION_HINT": precision_hint(precision),
                        "INFERENCE_NUM_THREADS": torch.get_num_threads()}

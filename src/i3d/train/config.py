@@ -11,7 +11,7 @@ from typing import Any
 from i3d.errors import I3DError
 from i3d.networks.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
 from i3d.settings import FLOW_METHOD_HELP, FLOW_METHODS, setting
-from i3d.streams import canonical_stream
+from i3d.streams import STREAMS, check_stream
 
 TRAINABLE_ENDPOINTS = (*ENDPOINTS, *RESNET_ENDPOINTS[:-1])  # either network's, before its classifier
 
@@ -36,7 +36,7 @@ class TrainConfig:
     classes_file: str | None = setting(None, "class names, one per line, in logit order (default: sorted labels)")
     # clips
     stream: str = setting("rgb", "rgb, flow, or joint: the two streams one after the other, into output/rgb "
-                          "and output/flow", ("rgb", "flow", "joint", "both"))
+                          "and output/flow", STREAMS)
     clip_frames: int = setting(64, "frames per training clip (25 fps)")
     crop: int = setting(224, "side of the square crop")
     flow_method: str = setting("torch", FLOW_METHOD_HELP, FLOW_METHODS)
@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = setting(0, "seed of every random choice (clips, crops, flips, new classifier, dropout)")
 
     def __post_init__(self) -> None:
-        self.stream = canonical_stream(self.stream)
+        self.stream = check_stream(self.stream)
         if self.freeze_until is not None and self.freeze_until not in TRAINABLE_ENDPOINTS:
             raise I3DError(f"freeze_until must be an endpoint: {', '.join(TRAINABLE_ENDPOINTS)}")
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):

@@ -1,7 +1,7 @@
 """Pretrained weights: the registry, the store, fetching, and the readers of foreign checkpoint formats.
 
 Names load on first use: the registry is plain data that the command-line parser reads without torch.
-``i3d.factory.resolve_weights`` is the one place a weights name, alias or path is loaded.
+``i3d.factory.resolve_weights`` is the one place a weights name or path is loaded.
 """
 
 from __future__ import annotations

