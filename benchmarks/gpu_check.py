@@ -1,260 +1,314 @@
-"""The device check for the first GPU: every GPU path against the CPU's fp32 answer, in one process, one table.
+"""The device check for a GPU: each GPU path against the CPU's fp32 answer, every result kept the moment it is known.
 
-    .venv/bin/python benchmarks/gpu_check.py                  # on a CUDA machine (the default device: cuda)
-    .venv/bin/python benchmarks/gpu_check.py --device cpu     # the dry run: every step, on the CPU
+    python3 benchmarks/gpu_check.py --prepare            # here, once: writes gpu_check_assets/ (about 54 MiB)
+    python3 benchmarks/gpu_check.py                      # on the GPU machine, the repository and that folder carried
+    python3 benchmarks/gpu_check.py --device cpu         # the rehearsal: every step on the CPU
 
-Checks, each against the same computation on the CPU in fp32 (PyTorch runtime on both sides, so the device's
-path is what is measured): predict on the sample videos in fp32 (1e-4), fp16 and bf16 (top-1 kept, the
-difference printed), and a timeline with 4 windows per network call (1e-4); the feature presets whose weights
-are installed (1e-4 in fp32, TF32 off); FVD of two small sets (1e-4 relative); TV-L1 flow against OpenCV's
-(end-point error), its kernels compiled for the device against the plain ones, and its pairs/s; `i3d features`
-throughput in videos/hour with the limiting stage (decoding or the network) named; torchcodec's decoder on the
-device against PyAV (frames/s and RGB agreement) where torchcodec is installed; a DDP training step on two
-GPUs where there are two. Records the device, torch and CUDA versions and the TF32 switches. Exits 1 on any
-mismatch, 0 otherwise; a step that cannot run here (no weights installed, fewer than two GPUs, a precision the
-device lacks) is listed as skipped with its reason.
+The GPU machine is a bare image: no PyAV, no OpenCV-contrib, no network, torch as it comes. So ``--prepare``
+does here what needs those: it copies the default weights and one sample video into ``gpu_check_assets/home``
+(an I3D_HOME), and computes the references on this CPU in fp32: the logits of a decoded clip, TV-L1's flow
+(the CPU's own fused kernels) and the clip's features. RAFT is checked with formula weights against
+princeton-vl's own flow (tests/data/raft_reference.npz), so no RAFT file is carried.
+
+Each check prints one line and appends it, as JSON, to ``$OUT/gpu_check.jsonl`` (or ``--out``), so a run cut
+short keeps what it measured. Checks: predict in fp32 (1e-4, which also proves TF32 off through
+``load_model``), bf16 and fp16 (same top-1); features at the real batch (clips/s, peak memory); TV-L1 with
+kernels compiled for the device (refused if they fell back to the plain ones) against the CPU's; RAFT against
+princeton-vl's flow (1e-3 px) and its pairs/s batched; the FVD metric reduced by one NCCL process (gloo on
+the CPU) against the same sums unreduced; one training step under bf16 autocast (finite loss and gradients,
+loss within 2e-2 of the CPU's fp32); the decode pool (two workers decoding with OpenCV) against decoding
+inline; concurrent predictions sharing network calls against one at a time. Exits 1 on any mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import subprocess
+import shutil
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-@dataclass
-class Check:
-    name: str
-    value: str
-    reference: str
-    limit: str
-    ok: bool | None  # None: skipped
-
-    def row(self) -> str:
-        verdict = {True: "ok", False: "MISMATCH", None: "skipped"}[self.ok]
-        return f"{self.name:<50} {self.value:>16} {self.reference[:16]:>16} {self.limit:>12}  {verdict}"
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "gpu_check_assets"
+VIDEO = "bikes.mp4"
+CLIP_FRAMES = 32
 
 
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+class Recorder:
+    """Prints each result and appends it to the JSON-lines file at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.failed = path, 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, check: str, ok: bool | None, **values) -> None:
+        verdict = {True: "ok", False: "MISMATCH", None: "skipped"}[ok]
+        self.failed += ok is False
+        shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        print(f"{verdict:<9} {check}: {shown}", flush=True)
+        with open(self.path, "a") as file:
+            file.write(json.dumps({"check": check, "verdict": verdict, **values}) + "\n")
 
 
-def check_predict(device: str, samples: list[Path]) -> list[Check]:
-    from i3d.errors import I3DError
-    from i3d.predict import Classifier
-
-    reference = Classifier(device="cpu", runtime="fused")
-    checks = []
-    for precision, limit in (("fp32", 1e-4), ("fp16", None), ("bf16", None)):
-        try:
-            classifier = Classifier(device=device, precision=precision, runtime="fused")
-        except I3DError as error:
-            checks.append(Check(f"predict {precision}", "-", "-", "-", None))
-            checks[-1].value = str(error)[:16]
-            continue
-        for path in samples:
-            want, got = reference.predict(path), classifier.predict(path)
-            diff = _max_diff(got.logits, want.logits)
-            same_top = int(np.argmax(got.logits)) == int(np.argmax(want.logits))
-            ok = (diff < limit) if limit is not None else same_top
-            checks.append(Check(f"predict {precision} {path.name} (max |dlogit|)", f"{diff:.2e}",
-                                want.top(1)[0][0][:16], f"{limit:g}" if limit else "same top-1", ok and same_top))
-    from i3d.timeline import compute_timeline
-
-    batched = Classifier(device=device, runtime="fused", batch_size=4)  # timeline windows 4 to a network call
-    want, got = (compute_timeline(c, samples[0], window_s=1.0, step_s=0.4) for c in (reference, batched))
-    diff = max(_max_diff(a.logits, b.logits) for a, b in zip(got.windows, want.windows))
-    checks.append(Check(f"timeline, 4 windows a call ({len(got.windows)} windows)", f"{diff:.2e}", "cpu, 1 a call",
-                        "1e-4", diff < 1e-4 and len(got.windows) == len(want.windows)))
-    return checks
-
-
-def check_presets(device: str, samples: list[Path]) -> list[Check]:
-    from i3d.errors import I3DError
+def prepare() -> None:
+    """Weights, the sample video and CPU references into gpu_check_assets/ (git ignores it; carry it)."""
     from i3d.factory import resolve_weights
-    from i3d.features.extract import extract_features
-    from i3d.features.presets import PRESETS, config_from_preset
-
-    checks = []
-    for name in PRESETS:
-        config = config_from_preset(name, runtime="fused", workers=0)
-        try:
-            for modality in config.modalities:
-                resolve_weights(config.weights if modality == "rgb" else config.flow_weights, modality)
-        except I3DError:
-            checks.append(Check(f"features --preset {name}", "-", "-", "1e-4", None))
-            checks[-1].value = "no weights here"
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            outputs = {}
-            for where in ("cpu", device):
-                chosen = config_from_preset(name, runtime="fused", workers=0, device=where)
-                extract_features(samples[:1], Path(tmp) / where, chosen)
-                found = sorted(p for p in (Path(tmp) / where).iterdir() if p.suffix in (".npz", ".npy"))
-                data = np.load(found[0])
-                outputs[where] = data["features"] if hasattr(data, "files") else data
-            diff = _max_diff(outputs[device], outputs["cpu"])
-            checks.append(Check(f"features --preset {name} (max |d|)", f"{diff:.2e}", "cpu fp32", "1e-4",
-                                diff < 1e-4))
-    return checks
-
-
-def check_fvd(device: str, samples: list[Path]) -> Check:
-    from i3d.fvd import VideoEmbedder, compute_fvd
     from i3d.video.decode import iter_video_file
-
-    frames = [np.stack([image[:128, :128] for _, image in iter_video_file(path)][:64]) for path in samples]
-    clips = np.stack([f[start : start + 16] for f in frames for start in (0, 16, 32, 48)])
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "real.npy", clips[::2])
-        np.save(Path(tmp) / "fake.npy", clips[1::2])
-        values = {where: compute_fvd(Path(tmp) / "real.npy", Path(tmp) / "fake.npy", "stylegan-v-16f",
-                                     VideoEmbedder(device=where, runtime="fused"), kvd=False).fvd
-                  for where in ("cpu", device)}
-    relative = abs(values[device] - values["cpu"]) / max(abs(values["cpu"]), 1e-12)
-    return Check("fvd stylegan-v-16f (relative difference)", f"{relative:.2e}", f"{values['cpu']:.3f}", "1e-4",
-                 relative < 1e-4)
-
-
-def check_flow(device: str, samples: list[Path]) -> list[Check]:
-    from i3d.video.decode import iter_video_file
-    from i3d.video.flow import FlowComputer, opencv_tvl1, to_grey
+    from i3d.video.samples import sample_path
     from i3d.video.transforms import resize_short_side
 
-    grey = np.stack([to_grey(resize_short_side(image)) for _, image in list(iter_video_file(samples[0]))[:9]])
-    firsts, seconds = grey[:-1], grey[1:]
-    reference = opencv_tvl1(firsts, seconds)
-    flows, rates = {}, {}
-    for kind, compiled in (("compiled", True), ("plain", False)):
-        computer = FlowComputer("torch", device, compile=compiled)
-        computer.pairs(firsts[:1], seconds[:1])  # warm-up: kernels, allocator
-        start = time.perf_counter()
-        flows[kind] = computer.pairs(firsts, seconds)  # back on the host: the device has finished
-        rates[kind] = len(firsts) / (time.perf_counter() - start)
-    epe = float(np.linalg.norm(flows["compiled"] - reference, axis=-1).mean())
-    drift = float(np.linalg.norm(flows["compiled"] - flows["plain"], axis=-1).mean())
-    size = f"{grey.shape[2]}x{grey.shape[1]}"
-    return [Check("tv-l1 end-point error vs OpenCV (px)", f"{epe:.3f}", "opencv", "0.5", epe < 0.5),
-            # float rounding moves the stopping rule's iteration counts: 7e-3 px on this video on a CPU; a
-            # miscompiled kernel is off by pixels
-            Check("tv-l1 compiled vs plain kernels (px)", f"{drift:.2e}", "plain", "0.05", drift < 0.05),
-            Check(f"tv-l1 pairs/s at {size}, compiled", f"{rates['compiled']:.1f}", f"plain {rates['plain']:.1f}",
-                  "-", True)]
+    weights = resolve_weights()
+    home = ASSETS / "home"
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    (home / "samples").mkdir(parents=True, exist_ok=True)
+    for file in (weights.path, weights.path.with_name(weights.path.name + ".sha256.json")):
+        shutil.copy2(file, home / "weights" / file.name)
+    shutil.copy2(sample_path(VIDEO), home / "samples" / VIDEO)
+    frames = [image for _, image in iter_video_file(sample_path(VIDEO))]
+    start = len(frames) // 2
+    resized = [resize_short_side(f) for f in frames[start:start + CLIP_FRAMES]]
+    clip = np.stack([f[16:240, (f.shape[1] - 224) // 2:][:, :224] for f in resized])
+    grey = np.stack([resize_short_side(f, 256)[:, :340].mean(axis=2).astype(np.uint8) for f in resized[:4]])
+    references = cpu_references(clip, grey)
+    np.savez_compressed(ASSETS / "references.npz", clip=clip, grey=grey, **references)
+    size = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file())
+    print(f"wrote {ASSETS} ({size / 2**20:.1f} MiB): carry it with the repository")
 
 
-def check_throughput(device: str, samples: list[Path]) -> Check:
+def cpu_references(clip: np.ndarray, grey: np.ndarray) -> dict[str, np.ndarray]:
+    import i3d
+    from i3d.video.flow import FlowComputer
+
+    model = i3d.load_model(runtime="fused", device="cpu")
+    x = torch.from_numpy(clip.astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2)[None]
+    with torch.inference_mode():
+        logits = model(x).numpy()
+    flow = FlowComputer("torch", "cpu").pairs(grey[:-1], grey[1:])
+    return {"logits": logits, "tvl1": flow}
+
+
+def formula_raft() -> torch.nn.Module:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from i3d.video.flow.raft import Raft
+    from resnet_formula import tensor_values
+
+    network = Raft().eval()
+    state = {name: torch.zeros_like(t) if name.endswith("num_batches_tracked")
+             else torch.from_numpy(tensor_values(name, tuple(t.shape))) for name, t in network.state_dict().items()}
+    network.load_state_dict(state)
+    return network
+
+
+def check_predict(record: Recorder, device: torch.device, refs) -> None:
+    import i3d
+    from i3d.errors import I3DError
+
+    x = torch.from_numpy(refs["clip"].astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2)[None]
+    for precision in ("fp32", "bf16", "fp16"):
+        try:
+            model = i3d.load_model(runtime="fused", device=str(device), precision=precision)
+        except I3DError as error:
+            record(f"predict {precision}", None, reason=str(error))
+            continue
+        with torch.inference_mode():
+            logits = model(x.to(device)).float().cpu().numpy()
+        diff = float(np.abs(logits - refs["logits"]).max())
+        same_top = int(logits.argmax()) == int(refs["logits"].argmax())
+        ok = diff < 1e-4 if precision == "fp32" else same_top
+        record(f"predict {precision} vs CPU fp32", ok, max_abs_logit_diff=diff, same_top1=same_top,
+               limit="1e-4" if precision == "fp32" else "same top-1")
+
+
+def check_features_throughput(record: Recorder, device: torch.device, refs) -> None:
+    from i3d.devices import clips_per_call
     from i3d.factory import resolve_weights
-    from i3d.features import ExtractionConfig, WindowSpec, extract_features
     from i3d.features.network import FeatureNetwork
-    from i3d.features.video import DecodedVideo
 
-    spec = WindowSpec(64, 64)
-    start = time.perf_counter()
-    windows = [w for path in samples for w in DecodedVideo(path, spec).windows()]
-    decode_s = time.perf_counter() - start
     network = FeatureNetwork({"rgb": resolve_weights()}, device, runtime="fused")
-    network.run([windows[0].frames])
+    window = np.concatenate([refs["clip"], refs["clip"]])[:, None]  # 64 frames, one crop
+    batch = clips_per_call(device) if device.type == "cuda" else 2
+    network.run([window] * batch)  # warm-up: kernels chosen, allocator grown
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start, calls = time.perf_counter(), 3
+    for _ in range(calls):
+        network.run([window] * batch)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    record("features at the real batch", True, clips_per_call=batch, clips_per_s=batch * calls / seconds,
+           frames=64, peak_gib=peak)
+
+
+def check_tvl1(record: Recorder, device: torch.device, refs) -> None:
+    from i3d.video.flow import FlowComputer
+    from i3d.video.flow.tvl1_torch import EAGER_KERNELS
+
+    computer = FlowComputer("torch", str(device))
+    if device.type == "cuda" and computer.kernels is EAGER_KERNELS:
+        record("tv-l1 kernels compiled for the device", False, reason="torch.compile fell back to the plain kernels")
+    else:
+        record("tv-l1 kernels compiled for the device", True)
+    grey = refs["grey"]
+    computer.pairs(grey[:1], grey[1:2])
     start = time.perf_counter()
-    for window in windows:
-        network.run([window.frames])
-    network_s = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
+    flow = computer.pairs(grey[:-1], grey[1:])
+    seconds = time.perf_counter() - start
+    epe = float(np.linalg.norm(flow - refs["tvl1"], axis=-1).mean())
+    # float rounding moves the stopping rule's iteration counts: a few 1e-3 px; a miscompiled kernel is off by px
+    record("tv-l1 vs the CPU's kernels", epe < 0.05, mean_epe_px=epe, pairs_per_s=len(flow) / seconds, limit=0.05)
+
+
+def check_raft(record: Recorder, device: torch.device) -> None:
+    from i3d.video.flow.raft import pad_to_eight, unpad
+
+    reference = np.load(ROOT / "tests" / "data" / "raft_reference.npz")
+    network = formula_raft().to(device)
+    pair = torch.from_numpy(reference["frames0"]).permute(0, 3, 1, 2).float()
+    height, width = pair.shape[-2:]
+    padded = pad_to_eight(pair).to(device)
+    with torch.inference_mode():
+        flow = unpad(network(padded[:1], padded[1:], 20), height, width)[0].permute(1, 2, 0).cpu().numpy()
+    diff = float(np.abs(flow - reference["princeton0_20"]).max())
+    record("raft vs princeton-vl's code (20 iterations)", diff < 1e-3, max_abs_px=diff, limit=1e-3)
+    batch = 16 if device.type == "cuda" else 2
+    images = torch.rand(batch + 1, 3, 256, 344, device=device) * 255
+    with torch.inference_mode():
+        network(images[:-1], images[1:], 20)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
-        extract_features(samples, Path(tmp), ExtractionConfig(spec, device=device, runtime="fused"))
-        total_s = time.perf_counter() - start
-    limit = "decoding" if decode_s > network_s else "the network"
-    return Check(f"features videos/hour (limit: {limit})", f"{len(samples) / total_s * 3600:.0f}",
-                 f"dec {decode_s:.1f}s net {network_s:.1f}s", "-", True)
+        network(images[:-1], images[1:], 20)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    record("raft pairs/s at 256x344, batched", True, pairs=batch, pairs_per_s=batch / (time.perf_counter() - start))
 
 
-def check_gpu_decoding(device: str, samples: list[Path]) -> list[Check]:
-    """torchcodec's decoder on the device (NVDEC on CUDA) against PyAV on the CPU, the decoder features use:
-    frames/s of each, and how far apart their RGB frames are (colour conversion differs by a level or two)."""
-    name = "decode: torchcodec on the device vs PyAV"
+def check_fvd_reduction(record: Recorder, device: torch.device, refs) -> None:
+    import torch.distributed as dist
+
+    from i3d.fvd.metric import FrechetVideoDistance
+
+    clips = np.stack([refs["clip"][:16], refs["clip"][16:]])
+    metric = FrechetVideoDistance("google-research", device=str(device))
+    metric.update(clips, real=True)
+    metric.update(clips[::-1].copy(), real=False)
+    local = metric._reduced(metric.real, metric.embedder.dimension)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29517")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, rank=0, world_size=1)
     try:
-        from torchcodec.decoders import VideoDecoder
-    except Exception as error:  # not installed, or built for another torch/CUDA/FFmpeg
-        return [Check(name, f"{type(error).__name__}"[:16], "-", "-", None)]
-    from i3d.video.decode import iter_video_file
-
-    counts, pyav_s, codec_s, differences = [], 0.0, 0.0, []
-    try:
-        for path in samples:
-            start = time.perf_counter()
-            reference = np.stack([image for _, image in iter_video_file(path)])
-            pyav_s += time.perf_counter() - start
-            start = time.perf_counter()
-            decoded = VideoDecoder(str(path), device=device, dimension_order="NHWC")[:].cpu().numpy()
-            codec_s += time.perf_counter() - start
-            if decoded.shape != reference.shape:
-                return [Check(name, f"{decoded.shape}"[:16], f"{reference.shape}", "same shape", False)]
-            counts.append(len(reference))
-            differences.append(np.abs(decoded.astype(np.int16) - reference).mean())
-    except Exception as error:  # a decoder that fails on the device is a finding, not a crash of the check
-        return [Check(name, f"{type(error).__name__}: {error}"[:16], "-", "-", False)]
-    mean_level = float(np.mean(differences))
-    return [Check("decode: torchcodec vs PyAV mean |RGB| difference", f"{mean_level:.2f}", "pyav", "3 levels",
-                  mean_level < 3),
-            Check("decode frames/s: torchcodec on the device", f"{sum(counts) / codec_s:.0f}",
-                  f"pyav {sum(counts) / pyav_s:.0f}", "-", True)]
+        reduced = metric._reduced(metric.real, metric.embedder.dimension)
+    finally:
+        dist.destroy_process_group()
+    diff = float(np.abs(reduced.outer - local.outer).max() / np.abs(local.outer).max())
+    record(f"fvd metric reduced by one {backend} process", diff == 0 and reduced.count == local.count,
+           relative_diff=diff, count=reduced.count)
 
 
-def check_ddp_training(device: str) -> Check:
-    if not device.startswith("cuda") or torch.cuda.device_count() < 2:
-        return Check("train: one DDP step on 2 GPUs", "-", "-", "-", None)
-    import av
+def check_training_step(record: Recorder, device: torch.device, refs) -> None:
+    from i3d.factory import create_model
 
+    torch.manual_seed(0)
+    x = torch.from_numpy(refs["clip"][:16].astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2)[None].repeat(2, 1, 1,
+                                                                                                            1, 1)
+    target = torch.tensor([3, 7])
+    losses = {}
+    for where, autocast in (("cpu", False), (device, device.type == "cuda")):
+        model = create_model(num_classes=10, seed=0).to(where).train()
+        with torch.autocast(torch.device(where).type, dtype=torch.bfloat16, enabled=autocast):
+            loss = torch.nn.functional.cross_entropy(model(x.to(where)), target.to(where))
+        loss.backward()
+        finite = all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+        losses[str(where)] = (loss.item(), finite)
+    (cpu_loss, _), (loss, finite) = losses["cpu"], losses[str(device)]
+    record("training step, bf16 autocast", finite and abs(loss - cpu_loss) < 2e-2, loss=loss, cpu_fp32_loss=cpu_loss,
+           finite_gradients=finite)
+
+
+def check_decode_pool(record: Recorder, device: torch.device) -> None:
+    from i3d.features import ExtractionConfig, WindowSpec, extract_features
+    from i3d.video.samples import sample_path
+
+    outputs, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        rng = np.random.default_rng(0)
-        for label in ("a", "b"):
-            (Path(tmp) / "data" / label).mkdir(parents=True)
-            for i in range(2):
-                with av.open(str(Path(tmp) / "data" / label / f"v{i}.mp4"), "w") as container:
-                    stream = container.add_stream("libx264", rate=25)
-                    stream.width, stream.height, stream.pix_fmt = 80, 64, "yuv420p"
-                    for image in rng.integers(0, 256, (12, 64, 80, 3), dtype=np.uint8):
-                        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-                    container.mux(stream.encode())
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
-                               "i3d.cli.main", "train", "--train", str(Path(tmp) / "data"), "--val-ratio", "0.5",
-                               "--output", str(Path(tmp) / "run"), "--steps", "1", "--batch-size", "1",
-                               "--clip-frames", "9", "--workers", "0", "--device", "cuda"],
-                              capture_output=True, text=True)
-    return Check("train: one DDP step on 2 GPUs", f"exit {done.returncode}", "exit 0", "-", done.returncode == 0)
+        for workers in (0, 2):
+            config = ExtractionConfig(WindowSpec(32, 32), device=str(device), runtime="fused", workers=workers,
+                                      decoder="opencv")
+            start = time.perf_counter()
+            summary = extract_features([sample_path(VIDEO)], Path(tmp) / str(workers), config)
+            seconds[workers] = time.perf_counter() - start
+            if summary.failed:
+                record("decode pool", False, reason=summary.rows[0].error)
+                return
+            outputs[workers] = np.load(Path(tmp) / str(workers) / f"{Path(VIDEO).stem}.npz")["features"]
+    diff = float(np.abs(outputs[2] - outputs[0]).max())
+    record("decode pool (2 workers, OpenCV) vs inline", diff == 0, max_abs_diff=diff, inline_s=seconds[0],
+           pool_s=seconds[2])
+
+
+def check_shared_calls(record: Recorder, device: torch.device, refs) -> None:
+    from i3d.predict import Classifier
+
+    classifier = Classifier(device=str(device), runtime="fused")
+    clips = [np.roll(refs["clip"][:16], k, axis=2) for k in range(4)]
+    alone = [classifier.clip_logits(c) for c in clips]
+    classifier.share_calls(4)
+    shared: list = [None] * 4
+    threads = [threading.Thread(target=lambda k=k: shared.__setitem__(k, classifier.clip_logits(clips[k])))
+               for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(alone, shared))
+    record("serve: 4 concurrent predictions sharing calls vs one at a time", diff < 1e-4, max_abs_logit_diff=diff)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for the dry run (default: cuda)")
+    parser.add_argument("--prepare", action="store_true", help="write gpu_check_assets/ here, then stop")
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for the rehearsal (default: cuda)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")),
+                        help="folder of gpu_check.jsonl (default: $OUT, else here)")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    if args.prepare:
+        prepare()
+        return 0
+    if not (ASSETS / "references.npz").is_file():
+        print(f"no {ASSETS}: run `python3 benchmarks/gpu_check.py --prepare` where PyAV and the weights are, "
+              "and carry the folder", file=sys.stderr)
+        return 2
+    os.environ["I3D_HOME"] = str(ASSETS / "home")
+    os.environ["I3D_OFFLINE"] = "1"
     from i3d.devices import parse_device
-    from i3d.video.samples import fetch_samples
 
     device = parse_device(args.device)
+    record = Recorder(args.out / "gpu_check.jsonl")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}; the inference forms "
-          f"run without TF32 unless I3D_ALLOW_TF32=1 (here: {os.environ.get('I3D_ALLOW_TF32', 'unset')})")
-    samples = fetch_samples()
-    checks = [*check_predict(str(device), samples), *check_presets(str(device), samples),
-              check_fvd(str(device), samples), *check_flow(str(device), samples),
-              check_throughput(str(device), samples), *check_gpu_decoding(str(device), samples),
-              check_ddp_training(str(device))]
-    print(f"\n{'check':<50} {'value':>16} {'reference':>16} {'limit':>12}  verdict")
-    for check in checks:
-        print(check.row())
-    failed = [c for c in checks if c.ok is False]
-    print(f"\n{len(checks)} checks: {sum(c.ok is True for c in checks)} ok, {len(failed)} mismatched, "
-          f"{sum(c.ok is None for c in checks)} skipped")
-    return 1 if failed else 0
+    record("environment", True, device=str(device), name=name, torch=torch.__version__, cuda=str(torch.version.cuda),
+           python=platform.python_version())
+    refs = dict(np.load(ASSETS / "references.npz"))
+    for check in (check_predict, check_features_throughput, check_tvl1, check_raft, check_fvd_reduction,
+                  check_training_step, check_decode_pool, check_shared_calls):
+        started = time.perf_counter()
+        try:
+            check(record, device, refs) if "refs" in check.__code__.co_varnames else check(record, device)
+        except Exception as error:  # one failing step is a finding; the others still run
+            record(check.__name__, False, error=f"{type(error).__name__}: {error}"[:300])
+        print(f"          ({check.__name__}: {time.perf_counter() - started:.1f} s)", flush=True)
+    print(f"{record.failed} mismatched; results in {record.path}")
+    return 1 if record.failed else 0
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, I3DNotice
 from i3d.files import atomic_path
 from i3d.timeline import Timeline
-from i3d.video.decode import iter_video_file, upright_rgb
+from i3d.video.decode import iter_video_file, pyav, upright_rgb
 
 
 def draw_labels(image: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -41,6 +39,7 @@ def draw_labels(image: np.ndarray, lines: list[str]) -> np.ndarray:
 
 
 def render_video(source: Path, timeline: Timeline, output: Path, k: int = 3) -> Path:
+    av = pyav()
     try:
         container = av.open(str(source))
     except (av.error.FFmpegError, OSError) as error:
@@ -69,7 +68,7 @@ def render_video(source: Path, timeline: Timeline, output: Path, k: int = 3) -> 
                     warnings.warn(f"{source}: its {audio.codec_context.name} audio cannot go into MP4; rendered "
                                   "without sound", I3DNotice, stacklevel=2)
             streams = [video] + ([audio] if audio_out is not None else [])
-            reformatter = VideoReformatter()
+            reformatter = av.video.reformatter.VideoReformatter()
             for packet in container.demux(*streams):
                 if packet.stream is audio:
                     if packet.dts is not None:

@@ -22,6 +22,7 @@ from i3d.video.decode import (
     iter_video_file_opencv,
     resample_fps_timed,
     source_fps,
+    source_fps_opencv,
 )
 from i3d.video.transforms import RESIZERS, crop_mirrored, crop_views
 
@@ -50,7 +51,8 @@ class DecodedVideo:
         self.path, self.spec, self.frames = path, spec, 0
         self.config = config or ExtractionConfig(spec)
         self.name = name or path.stem
-        self.source_fps = source_fps(path) if path.is_file() else TARGET_FPS
+        rate_of = source_fps_opencv if self.config.decoder == "opencv" else source_fps  # as the frames are decoded
+        self.source_fps = rate_of(path) if path.is_file() else TARGET_FPS
         self.times: list[float] = []
 
     def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:

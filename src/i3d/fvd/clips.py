@@ -23,13 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, no_such_input
 from i3d.settings import FvdProtocol
-from i3d.video.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, upright_rgb
+from i3d.video.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, pyav, upright_rgb
 
 
 def _natural_key(name: str) -> list:
@@ -57,6 +55,7 @@ class VideoSource:
             return len(self.array)
         if self.path.is_dir():
             return len(self._frame_files())
+        av = pyav()
         try:
             with av.open(str(self.path)) as container:
                 return sum(1 for _ in container.decode(video=0))
@@ -81,7 +80,8 @@ class VideoSource:
                     raise I3DError(f"{file}: cannot read as an image ({error})") from None
                 images.append(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
             return _stack(images, self.name)
-        wanted, images, reformatter = set(indices), [], VideoReformatter()
+        av = pyav()
+        wanted, images, reformatter = set(indices), [], av.video.reformatter.VideoReformatter()
         with av.open(str(self.path)) as container:
             for position, frame in enumerate(container.decode(video=0)):
                 if position in wanted:

@@ -16,13 +16,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 from i3d.errors import I3DError
 from i3d.lists import label_indices, read_list
-from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos
+from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos, pyav
 from i3d.video.flow import FLOW_BOUND, FlowComputer
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import loop_pad, to_unit_range
@@ -143,6 +142,7 @@ def split_validation(videos: list[LabelledVideo], ratio: float, seed: int) -> tu
 
 def span_frames(video: LabelledVideo) -> int:
     """Frames at 25 fps in the video's span, from the container's stated duration (decoding would cost more)."""
+    av = pyav()
     try:
         with av.open(str(video.path)) as container:
             stream = container.streams.video[0]

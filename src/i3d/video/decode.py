@@ -6,10 +6,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from i3d.errors import I3DError, I3DNotice
 
@@ -65,7 +63,18 @@ def find_videos(folder: Path) -> list[Path]:
 Frame = tuple[float, np.ndarray]  # (time in seconds, H x W x 3 uint8 RGB)
 
 
-def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+def pyav():
+    """PyAV, imported where a video file is read or written: frame folders and arrays need none, so a machine
+    without it (a bare GPU image) runs everything else."""
+    try:
+        import av
+    except ImportError:
+        raise I3DError("reading or writing a video file needs PyAV (pip install av); frame folders and .npy "
+                       "arrays do not") from None
+    return av
+
+
+def upright_rgb(frame, reformatter=None) -> np.ndarray:
     """The frame as players and ffmpeg show it: RGB, turned by the stream's display matrix.
 
     ``frame.rotation`` is the matrix's counter-clockwise rotation (``av_display_rotation_get``); ffmpeg's
@@ -75,13 +84,15 @@ def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter | None = Non
     frame; a kept one converts the same bytes without (decoding, resizing and cropping bikes.mp4 took 0.76
     ms a frame instead of 1.18 on one core here, and far less than that under load).
     """
-    image = (reformatter or VideoReformatter()).reformat(frame, format="rgb24").to_ndarray()
+    reformatter = reformatter or pyav().video.reformatter.VideoReformatter()
+    image = reformatter.reformat(frame, format="rgb24").to_ndarray()
     quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def iter_video_file(path: Path, start_s: float | None = None, end_s: float | None = None) -> Iterator[Frame]:
     """Decode one video stream as it plays; only the current frame is held."""
+    av = pyav()
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
@@ -92,7 +103,7 @@ def iter_video_file(path: Path, start_s: float | None = None, end_s: float | Non
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or TARGET_FPS)
-        decoded, reformatter = 0, VideoReformatter()
+        decoded, reformatter = 0, av.video.reformatter.VideoReformatter()
         try:
             if start_s:
                 container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
@@ -110,6 +121,7 @@ def iter_video_file(path: Path, start_s: float | None = None, end_s: float | Non
 
 def source_fps(path: Path) -> float | None:
     """The video stream's average frame rate as the container states it (None if it states none)."""
+    av = pyav()
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -182,6 +194,16 @@ def resample_fps_timed(
     while origin + k / fps < stop - _EPS_S:
         yield origin + k / fps, shown
         k += 1
+
+
+def source_fps_opencv(path: Path) -> float | None:
+    """The frame rate OpenCV's FFmpeg backend states for the video (None if it states none)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        rate = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+    return float(rate) if rate and rate > 0 else None
 
 
 def iter_video_file_opencv(path: Path) -> Iterator[Frame]:
