@@ -24,7 +24,7 @@ assets: setup
 demo: assets
 	$(BIN)/i3d predict
 
-# The page test drives Debian's chromium (Playwright's own browser download is not reachable here).
+# The page test drives Debian's chromium: Playwright's own browser download needs a host outside PyPI and Debian.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \

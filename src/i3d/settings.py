@@ -373,9 +373,8 @@ class ExtractionConfig:
 
     def decode_workers(self, device: str) -> int:
         """The decoding processes for the network on ``device`` (given, or chosen). On a CPU one: the network
-        already takes every core, and a decoder keeps up with it (benchmarks/bench_features.py: about 460
-        frames/s against the network's 76 on two cores). A GPU runs the network many times faster than one
-        decoder (2 ms a frame of 320x240 video), so every core but the one feeding the GPU decodes, up to 8."""
+        already takes every core, and one decoder keeps up with it. A GPU runs the network many times faster
+        than one decoder (docs/performance.md), so every core but the one feeding the GPU decodes, up to 8."""
         if self.workers is not None:
             return self.workers
         if not str(device).startswith("cuda"):

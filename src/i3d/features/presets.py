@@ -46,7 +46,9 @@ PRESETS: dict[str, FeaturePreset] = {p.name: p for p in [
         "code",
         "its I3D weights are DeepMind's rgb_imagenet and flow_imagenet as hassony2/kinetics_i3d_pytorch converts "
         "them (models/i3d/checkpoints/i3d_rgb.pt, i3d_flow.pt): give --weights rgb_imagenet --flow-weights "
-        "flow_imagenet to match its numbers; --stream rgb gives its RGB half alone",
+        "flow_imagenet to match its numbers; --stream rgb gives its RGB half alone. Its flow is never unpadded: "
+        "where a side needs an odd padding to reach a multiple of 8, the flow's centre crop sits one pixel right "
+        "of (or below) the RGB crop, and so it does here",
     ),
     FeaturePreset(
         "actionformer-thumos",
