@@ -62,7 +62,7 @@ def test_one_option_name_means_one_thing():
 
 def test_decode_workers_follow_the_network_s_device(monkeypatch):
     """One decoder beside a CPU network (it keeps up, and the network takes every core); beside a GPU every
-    core but the one feeding it, up to 8; a number given is kept."""
+    core but the one feeding it, up to 8, unless flow is computed there; a number given is kept."""
     import os
 
     from i3d.settings import ExtractionConfig
@@ -76,3 +76,9 @@ def test_decode_workers_follow_the_network_s_device(monkeypatch):
     assert ExtractionConfig().decode_workers("cuda") == 3
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert ExtractionConfig().decode_workers("cuda") == 1
+    # flow computed on a GPU stays in the network's process: one CUDA context, one compilation
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    for stream in ("flow", "joint"):
+        assert ExtractionConfig(stream=stream).decode_workers("cuda") == 0
+        assert ExtractionConfig(stream=stream).decode_workers("cpu") == 1
+    assert ExtractionConfig(stream="joint", flow_dir="flows").decode_workers("cuda") == 8  # flow read, not computed

@@ -374,11 +374,15 @@ class ExtractionConfig:
     def decode_workers(self, device: str) -> int:
         """The decoding processes for the network on ``device`` (given, or chosen). On a CPU one: the network
         already takes every core, and one decoder keeps up with it. A GPU runs the network many times faster
-        than one decoder (docs/performance.md), so every core but the one feeding the GPU decodes, up to 8."""
+        than one decoder (docs/performance.md), so every core but the one feeding the GPU decodes, up to 8.
+        Flow computed on a GPU is the exception: it runs where the frames are decoded, so decoding stays in
+        this process, with one CUDA context and one compilation of the flow kernels, not one per worker."""
         if self.workers is not None:
             return self.workers
         if not str(device).startswith("cuda"):
             return 1
+        if "flow" in self.modalities and self.flow_dir is None:
+            return 0
         return max(1, min(8, (os.cpu_count() or 2) - 1))
 
     def settings(self, weights_sha256: list[str]) -> dict:
