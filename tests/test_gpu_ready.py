@@ -7,6 +7,7 @@ import torch
 
 import i3d.train.loop as loop
 from i3d.devices import exact_cuda_math
+from i3d.errors import I3DError
 from i3d.train.config import TrainConfig
 
 
@@ -110,3 +111,36 @@ def test_every_fused_call_runs_under_the_exact_math_of_its_input_s_device(monkey
         form(torch.zeros(1, 3, 9, 64, 64))
         form.extract_endpoints(torch.zeros(1, 3, 9, 64, 64), ["Mixed_3b"])
     assert entered == [torch.device("cpu")] * 2
+
+
+def test_clips_made_ahead_come_in_order_carry_errors_and_stop_with_the_consumer():
+    """On CUDA, predict decodes the next clips in a thread while the GPU runs (``made_ahead``)."""
+    import threading
+
+    from i3d.predict import made_ahead
+
+    assert list(made_ahead(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise I3DError("x.mp4: decoding failed after 1 frames")
+
+    got = []
+    with pytest.raises(I3DError, match="decoding failed after 1 frames"):
+        for item in made_ahead(failing(), 2):
+            got.append(item)
+    assert got == [1]
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield len(produced)
+
+    ahead = made_ahead(endless(), 2)
+    assert next(ahead) == 1
+    ahead.close()  # the consumer stops: so does the thread, a bounded number of items later
+    threading.Event().wait(0.5)
+    settled = len(produced)
+    threading.Event().wait(0.3)
+    assert len(produced) == settled <= 5

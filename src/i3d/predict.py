@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -113,6 +114,40 @@ class _Waiting:
         if self.error is not None:
             raise self.error
         return self.logits
+
+
+def made_ahead(items: Iterable, depth: int) -> Iterator:
+    """``items`` in order, produced by a thread up to ``depth`` items ahead of the consumer; an error raised
+    while producing is raised to the consumer, and a consumer that stops early stops the thread."""
+    made: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                made.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as error:  # noqa: BLE001 (handed to the consumer, raised there)
+            put(error)
+
+    threading.Thread(target=produce, name="i3d-decode-ahead", daemon=True).start()
+    try:
+        while (item := made.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 class SharedCalls:
@@ -253,7 +288,10 @@ class Classifier:
 
     def _stream_logits(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> tuple:
         total, frames, count = None, 0, 0
-        for clip, logits in self.batched_logits(self._clips(modality, path, start_s, end_s, window_frames), modality):
+        clips = self._clips(modality, path, start_s, end_s, window_frames)
+        if self.device.type == "cuda":  # the next batch decodes while the GPU runs this one (on a CPU the
+            clips = made_ahead(clips, self.batch_size)  # network takes every core: nothing to overlap)
+        for clip, logits in self.batched_logits(clips, modality):
             logits = logits.astype(np.float64) * len(clip)
             total = logits if total is None else total + logits
             frames, count = frames + len(clip), count + 1
