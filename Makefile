@@ -30,13 +30,8 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: could not install Debian's chromium; the browser test will say so"
 
-# Training under torchrun and the Ray cluster run last, in a pytest process of their own: after the rest of the
-# suite had loaded OpenVINO's CPU plugin in-process, the long-lived process twice died of SIGSEGV while
-# they ran (never when they run in a fresh process).
-SEPARATE := tests/test_train.py tests/test_ray_cluster.py
 test: assets browser
-	$(BIN)/python -m pytest --durations=15 $(addprefix --ignore=,$(SEPARATE))
-	$(BIN)/python -m pytest --durations=5 $(SEPARATE)
+	$(BIN)/python -m pytest --durations=25
 
 test-fast: setup  # unit tests only: no pretrained weights, no real-video runs (about 75 s)
 	$(BIN)/python -m pytest -q -m "not slow and not needs_weights"
