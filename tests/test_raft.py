@@ -13,10 +13,9 @@ import torch
 from conftest import write_video
 from i3d.cli.main import main
 from i3d.errors import I3DError
-from i3d.video.flow import FlowComputer
+from i3d.video.flow import FlowComputer, raft_weights
 from i3d.video.flow.raft import Raft
-from i3d.weights import raft as raft_weights
-from i3d.weights.raft import torchvision_names
+from i3d.video.flow.raft_weights import torchvision_names
 from resnet_formula import tensor_values
 from test_fetch import Server, _blob_sha1
 

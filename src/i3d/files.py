@@ -138,3 +138,22 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+FORMAT_VERSION = "1"  # the project's weights files (I3D and RAFT): safetensors with this in their metadata
+TENSORS_DIGEST = "tensors_sha256"  # the metadata field: sha256 of the tensors as written (names, dtypes, shapes, bytes)
+
+
+def tensors_digest(state_dict: dict) -> str:
+    """sha256 of the tensors in name order: each one's name, dtype, shape and bytes. Written into a weights
+    file's own metadata and checked on every load, so the file vouches for itself wherever it is copied."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

@@ -64,7 +64,7 @@ def main() -> None:
     from utils.utils import InputPadder
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from i3d.weights.raft import torchvision_names
+    from i3d.video.flow.raft_weights import torchvision_names
 
     torch.set_grad_enabled(False)
     model = RAFT(argparse.Namespace(small=False, mixed_precision=False, alternate_corr=False))

@@ -66,7 +66,7 @@ def add_parser(commands) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
-    from i3d.weights.raft import RAFT_WEIGHTS, raft_weights_path
+    from i3d.video.flow.raft_weights import RAFT_WEIGHTS, raft_weights_path
     from i3d.weights.registry import REGISTRY
     from i3d.weights.store import installed_path
 
@@ -94,8 +94,8 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> None:
+    from i3d.video.flow.raft_weights import RAFT_WEIGHTS, fetch_raft, raft_weights_path
     from i3d.weights.fetch import fetch_weights
-    from i3d.weights.raft import RAFT_WEIGHTS, fetch_raft, raft_weights_path
     from i3d.weights.registry import registry_entry
     from i3d.weights.store import installed_path
 
@@ -159,7 +159,7 @@ def run_convert(args: argparse.Namespace) -> None:
 
 
 def convert_raft_checkpoint(args: argparse.Namespace) -> None:
-    from i3d.weights.raft import RAFT_WEIGHTS, convert_raft, raft_weights_path
+    from i3d.video.flow.raft_weights import RAFT_WEIGHTS, convert_raft, raft_weights_path
 
     if args.labels is not None or args.scope is not None or args.layout is not None:
         raise I3DError(f"{args.source} is a RAFT checkpoint: --labels, --scope and --layout are for I3D")

@@ -33,7 +33,7 @@ def detect_format(path: Path) -> tuple[str, Any]:
         state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
         if isinstance(state, dict) and any(str(k).removeprefix("module.").startswith("Conv3d_1a_7x7") for k in state):
             return "torch-port", loaded
-        from i3d.weights.raft import layout_of
+        from i3d.video.flow.raft_weights import layout_of
 
         if isinstance(state, dict) and layout_of(state) is not None:
             return "raft", loaded
@@ -116,7 +116,7 @@ def convert_weights(
         digest = sha256_of(source)
     elif source_format == "raft":
         raise I3DError(f"{source} is a RAFT optical-flow checkpoint, not I3D: `i3d weights convert` writes it as "
-                       "RAFT weights for --raft-weights (i3d.weights.raft.convert_raft)")
+                       "RAFT weights for --raft-weights (i3d.video.flow.raft_weights.convert_raft)")
     else:
         raise I3DError(f"source format must be one of {', '.join(SOURCE_FORMATS)}")
     logits = state_dict.get(RESNET_CLASSIFIER_WEIGHT if resnet_layout is not None else CLASSIFIER_WEIGHT)

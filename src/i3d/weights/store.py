@@ -6,7 +6,6 @@ Every converter ends here, so a converted file is self-describing and checked th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import warnings
@@ -20,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError, I3DNotice
-from i3d.files import atomic_path, atomic_write_text
+from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, atomic_write_text, tensors_digest
 from i3d.networks.architecture import (
     FEATURE_DIM,
     FIRST_CONV_WEIGHT,
@@ -35,22 +34,9 @@ from i3d.networks.resnet3d import ResNet3d
 from i3d.video.recipe import Preprocessing, recipe_for
 from i3d.weights.registry import WeightsInfo
 
-FORMAT_VERSION = "1"
-TENSORS_DIGEST = "tensors_sha256"  # the metadata field: sha256 of the tensors as written (names, dtypes, shapes, bytes)
 # A trained I3D's largest weight or statistic is of order 10 (running variances reach ~1e3 in early layers);
 # damaged float bits give 1e30s. A file that cannot vouch for itself is held to this bound.
 PLAUSIBLE_MAGNITUDE = 1e5
-
-
-def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """sha256 of the tensors in name order: each one's name, dtype, shape and bytes. Written into a weights
-    file's own metadata and checked on every load, so the file vouches for itself wherever it is copied."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

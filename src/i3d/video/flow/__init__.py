@@ -237,15 +237,15 @@ class FlowComputer:
 
 
 def raft_network(weights: str | None, device: torch.device) -> torch.nn.Module:
-    """RAFT with its weights (a name of ``i3d.weights.raft.RAFT_WEIGHTS``, fetched on first use, or a
+    """RAFT with its weights (a name of ``i3d.video.flow.raft_weights.RAFT_WEIGHTS``, fetched on first use, or a
     converted file), in eval mode on ``device``; one copy per process and device."""
-    from i3d.weights.raft import resolve_raft_weights
+    from i3d.video.flow.raft_weights import resolve_raft_weights
 
     path = resolve_raft_weights(weights)
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
     if key not in _RAFT_NETWORKS:
         from i3d.video.flow.raft import Raft
-        from i3d.weights.raft import load_raft
+        from i3d.video.flow.raft_weights import load_raft
 
         network = Raft()
         network.load_state_dict(load_raft(path), strict=False)  # all but BatchNorm's step counters: checked

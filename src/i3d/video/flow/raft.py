@@ -2,7 +2,7 @@
 
 The network is written here, not imported: its parameters keep the names of princeton-vl/RAFT's
 ``core/raft.py`` (the published ``raft-*.pth`` files, less DataParallel's ``module.`` prefix), so those
-files and torchvision's ports of them load after a renaming (``i3d.weights.raft``). Every step follows
+files and torchvision's ports of them load after a renaming (``i3d.video.flow.raft_weights``). Every step follows
 the source, including what a reimplementation would be tempted to tidy: the correlation window is indexed
 (x offset, y offset) in that order (core/corr.py:37-43), images are scaled to [-1, 1] inside the network
 (core/raft.py:91-92), and the flow is upsampled by the learned convex combination (core/raft.py:72-83).

@@ -18,11 +18,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from i3d.download import file_lock, offline, sha256_of
+from i3d.download import cache_dir, file_lock, offline, sha256_of
 from i3d.errors import I3DError, I3DNotice
-from i3d.files import atomic_path
+from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, tensors_digest
 from i3d.weights.remote import RemoteFile, download
-from i3d.weights.store import FORMAT_VERSION, TENSORS_DIGEST, tensors_digest, weights_dir
 
 KIND = "raft"
 VIDEO_FEATURES = ("v-iashin/video_features", "a2f61b7a4cf0ca6a2d91dcc2182f57e7cfd12664")
@@ -151,7 +150,7 @@ def load_raft(path: Path) -> dict[str, torch.Tensor]:
 
 
 def raft_weights_path(name: str) -> Path:
-    return weights_dir() / f"{name}.safetensors"
+    return cache_dir() / "weights" / f"{name}.safetensors"  # beside the I3D weights
 
 
 def resolve_raft_weights(weights: str | Path | None = None) -> Path:
@@ -197,9 +196,12 @@ def fetch_raft(name: str, mirror: str | None = None, quiet: bool = False) -> Pat
 
 
 def read_torch_state(path: Path, origin: str) -> dict:
-    from i3d.weights.torch_port import load_torch_checkpoint
-
-    loaded = load_torch_checkpoint(path)
+    """The state dict of a PyTorch file, read with ``weights_only``: tensors and plain containers, never code."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (unpickling refusals and damaged files alike): one line
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise I3DError(f"{origin}: not a readable PyTorch state dict ({reason[:200]})") from None
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise I3DError(f"{origin}: not a state dict of tensors")
