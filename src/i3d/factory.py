@@ -77,7 +77,7 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
     path = installed_path(name)
     if offline() or not info.fetchable:
         how = (f"run `i3d weights fetch {name}`" if info.fetchable
-               else info.source)
+               else f"no published hash pins them, so i3d does not fetch them: {info.source}")
         raise I3DError(f"weights {name} are not installed; {how}")
     lock = path.with_name(f".{name}.lock")
     try:

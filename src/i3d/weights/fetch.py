@@ -23,7 +23,7 @@ def fetch_weights(name: str = DEFAULT_WEIGHTS, source: Path | None = None, mirro
     info = registry_entry(name)
     name = info.name
     if not info.fetchable:
-        raise I3DError(f"{name} is not fetched by i3d: {info.source}")
+        raise I3DError(f"{name} is not fetched by i3d: no published hash pins it; {info.source}")
     if info.files:
         if source is not None:
             raise I3DError(f"{name} is fetched file by file; for a local copy use --mirror FOLDER")
