@@ -222,3 +222,14 @@ def test_video_features_preset_computes_both_streams_as_its_extractor_does(conve
         settings = json.loads(str(out["settings"]))
     assert (settings["flow_method"], settings["flow_encoding"], settings["raft_iterations"]) == (
         "raft", "video-features", 4)
+
+
+def test_training_takes_the_raft_options_for_its_flow_stream():
+    from i3d.train.config import TrainConfig
+    from i3d.train.loop import clip_spec
+
+    with pytest.raises(I3DError, match="are for --flow-method raft, not torch"):
+        TrainConfig(train="data", raft_iterations=4)
+    config = TrainConfig(train="data", stream="flow", flow_method="raft", raft_weights="raft-things", raft_iterations=4)
+    spec = clip_spec(config, torch.device("cpu"))
+    assert (spec.flow_method, spec.raft_weights, spec.raft_iterations) == ("raft", "raft-things", 4)

@@ -10,7 +10,7 @@ from typing import Any
 
 from i3d.errors import I3DError
 from i3d.networks.architecture import ENDPOINTS, MIN_CROP, MIN_FRAMES, RESNET_ENDPOINTS
-from i3d.settings import FLOW_METHOD_HELP, FLOW_METHODS, setting
+from i3d.settings import FLOW_METHOD_HELP, FLOW_METHODS, RAFT_ITERATIONS_HELP, RAFT_WEIGHTS_HELP, setting
 from i3d.streams import STREAMS, check_stream
 
 TRAINABLE_ENDPOINTS = (*ENDPOINTS, *RESNET_ENDPOINTS[:-1])  # either network's, before its classifier
@@ -40,6 +40,8 @@ class TrainConfig:
     clip_frames: int = setting(64, "frames per training clip (25 fps)")
     crop: int = setting(224, "side of the square crop")
     flow_method: str = setting("torch", FLOW_METHOD_HELP, FLOW_METHODS)
+    raft_weights: str | None = setting(None, RAFT_WEIGHTS_HELP, default_text="raft-sintel")
+    raft_iterations: int | None = setting(None, RAFT_ITERATIONS_HELP, default_text="20")
     # model
     weights: str | None = setting(None, "RGB starting weights: registry name or .safetensors (default: Kinetics-400)")
     flow_weights: str | None = setting(None, "flow starting weights (default: flow_imagenet, once converted)")
@@ -68,6 +70,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.stream = check_stream(self.stream)
+        if self.flow_method != "raft" and (self.raft_weights is not None or self.raft_iterations is not None):
+            raise I3DError(f"--raft-weights and --raft-iterations are for --flow-method raft, not {self.flow_method}")
         if self.freeze_until is not None and self.freeze_until not in TRAINABLE_ENDPOINTS:
             raise I3DError(f"freeze_until must be an endpoint: {', '.join(TRAINABLE_ENDPOINTS)}")
         for name in ("steps", "batch_size", "accumulate", "clip_frames", "checkpoint_every", "log_every"):

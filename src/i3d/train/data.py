@@ -165,6 +165,8 @@ class ClipSpec:
     stream: str = "rgb"  # rgb or flow
     flow_method: str = "torch"
     flow_device: str = "cpu"  # where TV-L1 runs: the run's device (a CUDA one means spawned loader workers)
+    raft_weights: str | None = None  # with flow_method raft: a name or a converted file (None: raft-sintel)
+    raft_iterations: int | None = None  # None: 20
 
 
 def choose_window(total: int, clip_frames: int, train: bool, rng: np.random.Generator) -> int:
@@ -239,7 +241,9 @@ class ClipDataset(torch.utils.data.Dataset):
         frames = self._frames_rgb(video, first_s)
         if self.spec.stream == "flow":
             if self._flow is None:
-                self._flow = FlowComputer(self.spec.flow_method, self.spec.flow_device)
+                raft = {"raft_weights": self.spec.raft_weights, "raft_iterations": self.spec.raft_iterations}
+                self._flow = FlowComputer(self.spec.flow_method, self.spec.flow_device,
+                                          **{k: v for k, v in raft.items() if v is not None})
             clip = np.stack(list(self._flow.fields(frames, FLOW_BOUND)))
         else:
             clip = to_unit_range(frames)

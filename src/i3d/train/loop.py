@@ -425,6 +425,12 @@ def restore(run: Run) -> None:
     run.say(f"resuming from step {run.first_step} ({run.last_checkpoint})")
 
 
+def clip_spec(config: TrainConfig, device: torch.device) -> ClipSpec:
+    """What every clip of the run is: frames, crop, stream, and how its flow is computed (on the run's device)."""
+    return ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method, str(device),
+                    config.raft_weights, config.raft_iterations)
+
+
 def loaders(run: Run) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
     """The training stream from the run's first step, and the validation clips.
 
@@ -432,7 +438,7 @@ def loaders(run: Run) -> tuple[torch.utils.data.DataLoader, torch.utils.data.Dat
     dropout: otherwise creating an iterator, or validating, would shift every later mask.
     """
     config = run.config
-    spec = ClipSpec(config.clip_frames, config.crop, config.stream, config.flow_method, str(run.device))
+    spec = clip_spec(config, run.device)
     stream = SampleStream(clip_dataset(run.labelled, run.train_videos, spec, train=True, seed=config.seed),
                           config.seed)
     options = loader_options(config, run.device)
