@@ -168,6 +168,7 @@ def check_tvl1(record: Recorder, device: torch.device, refs) -> None:
 
 
 def check_raft(record: Recorder, device: torch.device) -> None:
+    from i3d.devices import exact_cuda_math
     from i3d.video.flow.raft import pad_to_eight, unpad
 
     reference = np.load(ROOT / "tests" / "data" / "raft_reference.npz")
@@ -175,7 +176,7 @@ def check_raft(record: Recorder, device: torch.device) -> None:
     pair = torch.from_numpy(reference["frames0"]).permute(0, 3, 1, 2).float()
     height, width = pair.shape[-2:]
     padded = pad_to_eight(pair).to(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), exact_cuda_math(device):  # as FlowComputer runs it: TF32 off
         flow = unpad(network(padded[:1], padded[1:], 20), height, width)[0].permute(1, 2, 0).cpu().numpy()
     diff = float(np.abs(flow - reference["princeton0_20"]).max())
     record("raft vs princeton-vl's code (20 iterations)", diff < 1e-3, max_abs_px=diff, limit=1e-3)

@@ -20,6 +20,9 @@ from resnet_formula import tensor_values
 from test_fetch import Server, _blob_sha1
 
 REFERENCE = np.load("tests/data/raft_reference.npz")
+# Pixels. 20 refinement steps grow float rounding: 1.4e-5 px from princeton-vl's flow where oneDNN and ATen use
+# AVX-512 (as where the reference was made), 9.1e-4 px with both capped at AVX2.
+FLOW_TOLERANCE = 2e-3
 
 
 def _formula_state() -> dict[str, torch.Tensor]:
@@ -64,7 +67,7 @@ def test_raft_matches_princeton_vl_s_own_code_on_real_frames(converted, pair, it
     flow = _flow(computer, REFERENCE[f"frames{pair}"])
     expected = REFERENCE[f"princeton{pair}_{iterations}"]
     assert flow.shape == expected.shape and np.abs(expected).mean() > 1.0  # real motion, not zeros
-    assert np.abs(flow - expected).max() < 1e-4  # pixels; 1.4e-5 measured
+    assert np.abs(flow - expected).max() < FLOW_TOLERANCE
 
 
 def test_torchvision_s_layout_converts_to_the_same_network(checkpoints, converted, tmp_path):
@@ -74,7 +77,7 @@ def test_torchvision_s_layout_converts_to_the_same_network(checkpoints, converte
     for name, tensor in raft_weights.load_raft(path).items():
         assert torch.equal(tensor, raft_weights.load_raft(converted)[name]), name
     flow = _flow(FlowComputer("raft", "cpu", raft_weights=str(path)), REFERENCE["frames0"])
-    assert np.abs(flow - REFERENCE["torchvision0_20"]).max() < 1e-4  # torchvision's raft_large on the same weights
+    assert np.abs(flow - REFERENCE["torchvision0_20"]).max() < FLOW_TOLERANCE  # torchvision's raft_large, same weights
 
 
 def test_the_flow_command_writes_raft_flow_in_the_flow_input_format(converted, tmp_path, capsys):
@@ -111,7 +114,7 @@ def test_raft_weights_are_fetched_by_name_on_first_use_and_verified(published, m
     with pytest.warns(UserWarning, match="fetching them now"):
         computer = FlowComputer("raft", "cpu", raft_iterations=12)
     assert len(published.requests) == 1
-    assert np.abs(_flow(computer, REFERENCE["frames1"]) - REFERENCE["princeton1_12"]).max() < 1e-4
+    assert np.abs(_flow(computer, REFERENCE["frames1"]) - REFERENCE["princeton1_12"]).max() < FLOW_TOLERANCE
     FlowComputer("raft", "cpu")
     assert len(published.requests) == 1  # installed: not fetched again
 

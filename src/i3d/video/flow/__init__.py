@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from i3d.devices import parse_device
+from i3d.devices import exact_cuda_math, parse_device
 from i3d.errors import I3DError, I3DNotice
 from i3d.settings import FLOW_METHODS
 from i3d.video.decode import TARGET_FPS
@@ -188,7 +188,7 @@ class FlowComputer:
         height, width = first.shape[1:3]
         # NCHW in memory, as the source feeds it: a channels-last input takes other kernels (1e-5 px apart)
         images = pad_to_eight(torch.cat([first, second]).permute(0, 3, 1, 2).float().contiguous())
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_cuda_math(self.device):  # TF32 would move the flow by far more
             flow = self.raft(*images.chunk(2), self.raft_iterations)
         if not self.raft_padded:
             flow = unpad(flow, height, width)
