@@ -66,6 +66,21 @@ def offline() -> bool:
 
 
 @contextlib.contextmanager
+def first_use_lock(path: Path) -> Iterator[None]:
+    """``file_lock`` on ``.<stem>.lock`` beside a cached file about to be fetched on first use; a cache folder
+    that cannot be written is one line saying how to choose another."""
+    lock = path.with_name(f".{path.stem}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError as error:
+        raise I3DError(f"{path.parent}: the weights cache cannot be written ({error.strerror or error}); set "
+                       "I3D_HOME to a folder you can write") from None
+    with file_lock(lock):
+        yield
+
+
+@contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes (and threads) on ``path``, held for the block: two first uses
     of the same file, in two processes or in Ray workers sharing one cache, fetch or build it once."""

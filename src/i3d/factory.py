@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from i3d.download import file_lock, offline
+from i3d.download import first_use_lock, offline
 from i3d.errors import I3DError, I3DNotice, OutputError
 from i3d.networks.architecture import RESNET_LAYOUTS
 from i3d.networks.inception import InceptionI3d
@@ -79,14 +79,7 @@ def fetch_on_first_use(info: registry.WeightsInfo) -> None:
         how = (f"run `i3d weights fetch {name}`" if info.fetchable
                else f"no published hash pins them, so i3d does not fetch them: {info.source}")
         raise I3DError(f"weights {name} are not installed; {how}")
-    lock = path.with_name(f".{name}.lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.touch()
-    except OSError as error:
-        raise I3DError(f"{path.parent}: the weights cache cannot be written ({error.strerror or error}); set "
-                       "I3D_HOME to a folder you can write") from None
-    with file_lock(lock):
+    with first_use_lock(path):
         if path.exists():  # another process fetched them while this one waited
             return
         size = f", {info.download_bytes / 2**20:.0f} MB" if info.download_bytes else ""

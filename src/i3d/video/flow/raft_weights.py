@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from i3d.download import cache_dir, file_lock, offline, sha256_of
+from i3d.download import cache_dir, first_use_lock, offline, sha256_of
 from i3d.errors import I3DError, I3DNotice
 from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, tensors_digest
 from i3d.weights.remote import RemoteFile, download
@@ -170,14 +170,7 @@ def resolve_raft_weights(weights: str | Path | None = None) -> Path:
         return path
     if offline():
         raise I3DError(f"RAFT weights {weights} are not installed; run `i3d weights fetch {weights}`")
-    lock = path.with_name(f".{weights}.lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.touch()
-    except OSError as error:
-        raise I3DError(f"{path.parent}: the weights cache cannot be written ({error.strerror or error}); set "
-                       "I3D_HOME to a folder you can write") from None
-    with file_lock(lock):
+    with first_use_lock(path):
         if not path.is_file():
             warnings.warn(f"RAFT weights {weights} are not installed: fetching them now (first use, 20 MB; "
                           "I3D_OFFLINE=1 turns this off)", I3DNotice, stacklevel=2)
