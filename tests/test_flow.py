@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,7 +198,8 @@ def test_kernels_of_another_build_are_never_loaded(tmp_path, monkeypatch):
 
 
 def test_a_process_loads_the_built_kernels_quietly_and_without_inductor(tmp_path):
-    """What keeps a short `i3d flow` fast: no Inductor import (a second) and no warnings on stderr."""
+    """What keeps a short `i3d flow` fast: no Inductor import (a second) and no warnings on stderr; and a
+    process that ends as a pool's worker does (``os._exit``: no destructors) leaves nothing in $TMPDIR."""
     from i3d.video.flow import built_kernels
 
     if built_kernels.load() is None:
@@ -209,9 +211,14 @@ def test_a_process_loads_the_built_kernels_quietly_and_without_inductor(tmp_path
     probe = ("import sys, torch\nfrom i3d.video.flow import kernels_for, tvl1_flow\n"
              "kernels = kernels_for(torch.device('cpu'))\nassert kernels is not None\n"
              "tvl1_flow(torch.rand(1, 32, 40) * 255, torch.rand(1, 32, 40) * 255, kernels=kernels)\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('torch._inductor', 'torch._dynamo'))))")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+             "print(sorted(m for m in sys.modules if m.startswith(('torch._inductor', 'torch._dynamo'))))\n"
+             "sys.stdout.flush()\nimport os\nos._exit(0)")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(temporary)})
     assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+    assert list(temporary.iterdir()) == []
 
 
 def test_built_kernels_run_on_any_cpu_of_their_capability():

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -43,6 +46,24 @@ def _runner(package: Path):
     return lambda *tensors: loader.boxed_run(list(tensors))
 
 
+def _load_all(folder: Path) -> dict:
+    """Every kernel of ``folder``. The loader unpacks each package under $TMPDIR and deletes it only when the
+    loader is destroyed, which a worker process that ends with ``os._exit`` (multiprocessing's pools) never
+    does: 8 MB left in /tmp per process. They unpack into a folder of their own, removed once loaded (the
+    libraries stay mapped)."""
+    unpacked = tempfile.mkdtemp(prefix="i3d-kernels-")
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = unpacked
+    try:
+        return {name: _runner(folder / f"{name}.pt2") for name in NAMES}
+    finally:
+        if previous is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
 def load() -> dict | None:
     """The compiled kernels of this machine, or None when they were not built for it (or cannot load)."""
     folder = kernel_dir()
@@ -51,7 +72,7 @@ def load() -> dict | None:
     try:
         if json.loads((folder / "key.json").read_text())["key"] != cache_key():
             return None
-        loaded = {name: _runner(folder / f"{name}.pt2") for name in NAMES}
+        loaded = _load_all(folder)
     except Exception:  # missing, partial, from another build: the plain kernels compute the same
         return None
 
