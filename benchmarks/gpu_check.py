@@ -16,7 +16,8 @@ short keeps what it measured. Checks: predict in fp32 (1e-4, which also proves T
 kernels compiled for the device (refused if they fell back to the plain ones) against the CPU's; RAFT against
 princeton-vl's flow (1e-3 px) and its pairs/s batched; the FVD metric reduced by one NCCL process (gloo on
 the CPU) against the same sums unreduced; one training step under bf16 autocast (finite loss and gradients,
-loss within 2e-2 of the CPU's fp32); the decode pool (two workers decoding with OpenCV) against decoding
+loss within 2e-2 of the CPU's fp32); `i3d train` of the flow stream with two loader workers computing TV-L1 on
+the device, from frame folders; the decode pool (two workers decoding with OpenCV) against decoding
 inline; concurrent predictions sharing network calls against one at a time. Exits 1 on any mismatch.
 """
 
@@ -236,6 +237,42 @@ def check_training_step(record: Recorder, device: torch.device, refs) -> None:
            finite_gradients=finite)
 
 
+def check_flow_training(record: Recorder, device: torch.device, refs) -> None:
+    """``i3d train`` of the flow stream as a user runs it: two DataLoader workers computing TV-L1 on the
+    device (spawned, not forked, where it is CUDA), from a list of frame folders (the image has no PyAV)."""
+    import csv
+
+    import cv2
+
+    from i3d.factory import resolve_weights
+    from i3d.train import TrainConfig, train_stream
+    from i3d.weights import save_weights
+    from i3d.weights.cross_modal import flow_state_dict_from_rgb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for label, shift in (("left", 0), ("right", 8)):
+            folder = Path(tmp) / label
+            folder.mkdir()
+            for index, frame in enumerate(np.roll(refs["clip"][:12], shift, axis=2)):
+                cv2.imwrite(str(folder / f"{index:03d}.png"), frame[..., ::-1])
+            rows.append((str(folder), label))
+        with open(Path(tmp) / "train.csv", "w", newline="") as file:
+            csv.writer(file).writerows([("path", "label"), *rows])
+        rgb = resolve_weights()
+        start = Path(tmp) / "flow_start.safetensors"
+        save_weights(start, flow_state_dict_from_rgb(rgb.state_dict), rgb.labels, "flow", name="flow_start")
+        config = TrainConfig(train=str(Path(tmp) / "train.csv"), stream="flow", flow_weights=str(start),
+                             device=str(device), workers=2, batch_size=2, clip_frames=9, steps=1, log_every=1,
+                             checkpoint_every=1, output=str(Path(tmp) / "run"))
+        started = time.perf_counter()
+        result = train_stream(config, say=lambda _: None)
+        with open(result.metrics) as file:
+            loss = float(list(csv.DictReader(file))[-1]["loss"])
+    record("train the flow stream: 2 loader workers computing TV-L1 on the device", np.isfinite(loss),
+           loss=loss, seconds=time.perf_counter() - started)
+
+
 def check_decode_pool(record: Recorder, device: torch.device) -> None:
     from i3d.features import ExtractionConfig, WindowSpec, extract_features
     from i3d.video.samples import sample_path
@@ -301,7 +338,7 @@ def main() -> int:
            python=platform.python_version())
     refs = dict(np.load(ASSETS / "references.npz"))
     for check in (check_predict, check_features_throughput, check_tvl1, check_raft, check_fvd_reduction,
-                  check_training_step, check_decode_pool, check_shared_calls):
+                  check_training_step, check_flow_training, check_decode_pool, check_shared_calls):
         started = time.perf_counter()
         try:
             check(record, device, refs) if "refs" in check.__code__.co_varnames else check(record, device)

@@ -2,6 +2,7 @@
 device, the start method of loader workers that use CUDA, which generators a checkpoint keeps, per-rank seeds
 and the TF32 state around the inference forms. The rest is benchmarks/gpu_check.py's, on a GPU."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,7 +118,7 @@ def test_clips_made_ahead_come_in_order_carry_errors_and_stop_with_the_consumer(
     """On CUDA, predict decodes the next clips in a thread while the GPU runs (``made_ahead``)."""
     import threading
 
-    from i3d.predict import made_ahead
+    from i3d.batching import made_ahead
 
     assert list(made_ahead(iter(range(50)), 3)) == list(range(50))
 
@@ -144,3 +145,46 @@ def test_clips_made_ahead_come_in_order_carry_errors_and_stop_with_the_consumer(
     settled = len(produced)
     threading.Event().wait(0.3)
     assert len(produced) == settled <= 5
+
+
+def test_a_video_decoded_ahead_gives_the_windows_decoded_inline(tmp_path, monkeypatch):
+    """A GPU's features (Ray actors, and the local engine when flow runs on the GPU) decode the next windows in
+    a thread while the network runs: the same windows, in order, and a failing video still fails."""
+    import threading
+
+    from conftest import numbered_frames, write_video
+    from i3d.features.video import DecodedVideo, extract_video
+    from i3d.settings import ExtractionConfig, WindowSpec
+
+    video = write_video(tmp_path / "v.mp4", numbered_frames(40, 48, 64), 25)
+    config = ExtractionConfig(WindowSpec(clip_len=8, step=6), batch_size=2)
+    decoding_threads = set()
+    windows = DecodedVideo.windows
+
+    def recorded(self):
+        for window in windows(self):
+            decoding_threads.add(threading.current_thread().name)
+            yield window
+
+    def run(clips):  # a stand-in network: what it saw, in order
+        return [{"features": np.asarray([clip.mean(), clip[0].mean(), len(clip)])} for clip in clips]
+
+    monkeypatch.setattr(DecodedVideo, "windows", recorded)
+    inline = extract_video(video, run, config)
+    assert decoding_threads == {threading.current_thread().name}
+    ahead = extract_video(video, run, config, decode_ahead=True)
+    assert decoding_threads == {threading.current_thread().name, "i3d-decode-ahead"}
+    assert ahead.windows == inline.windows == [(s, min(s + 8, 40)) for s in range(0, 40, 6)]
+    assert np.array_equal(ahead.arrays["features"], inline.arrays["features"])
+    with pytest.raises(I3DError, match="no such file"):
+        extract_video(tmp_path / "missing.mp4", run, config, decode_ahead=True)
+
+
+def test_ray_actors_ask_for_one_cpu_on_a_cpu_and_two_beside_a_gpu():
+    from i3d.features.ray_engine import worker_cpus
+
+    assert worker_cpus(None, 0) == 1
+    assert worker_cpus(None, 0.5) == worker_cpus(None, 1.0) == 2
+    assert worker_cpus(6, 1.0) == worker_cpus(6, 0) == 6
+    with pytest.raises(I3DError, match="at least 1"):
+        worker_cpus(0, 0)

@@ -11,7 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first, as docs/architecture.md draws them; a module belongs to the longest prefix that names it.
 LAYERS = [
     ("plain data", ["i3d.networks.architecture", "i3d.errors", "i3d.settings", "i3d.streams", "i3d.lists", "i3d.files",
-                    "i3d.download", "i3d.versions", "i3d.devices", "i3d.video.recipe", "i3d.weights.remote"]),
+                    "i3d.batching", "i3d.download", "i3d.versions", "i3d.devices", "i3d.video.recipe",
+                    "i3d.weights.remote"]),
     ("recipe", ["i3d.video"]),
     ("networks", ["i3d.networks", "i3d.weights"]),
     ("runtimes", ["i3d.runtimes"]),

@@ -298,3 +298,30 @@ def test_a_charades_list_without_its_actions_column_names_the_file_and_the_colum
                       "46GP8,HR43,Kitchen,6,7,Yes,a script,food,a description,24.83\n")
     with pytest.raises(I3DError, match="Charades_v1_train.csv: a Charades list .* needs its `actions` column"):
         read_labelled_set(listed)
+
+
+def test_a_list_may_name_folders_of_frames_shown_at_25_fps(tmp_path):
+    """Datasets shipped as extracted frames (one image per frame): a `path,label` row may name the folder."""
+    from i3d.train.loop import _readable
+    from i3d.video.transforms import center_crop, resize_short_side
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (20, 60, 80, 3), dtype=np.uint8)
+    for name, count in (("walk", 20), ("run", 12)):
+        (tmp_path / name).mkdir()
+        for index in range(count):  # natural order: frame_2 before frame_10
+            cv2.imwrite(str(tmp_path / name / f"frame_{index}.png"), frames[index][..., ::-1])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "list.csv").write_text("path,label\nwalk,walk\nrun,run\nempty,run\n")
+    labelled = read_labelled_set(tmp_path / "list.csv")
+    said = []
+    readable = _readable(labelled.videos, said.append, tmp_path / "list.csv")
+    assert [(video.path.name, count) for video, count in readable] == [("walk", 20), ("run", 12)]
+    assert len(said) == 1 and "empty: no image files" in said[0]
+    dataset = ClipDataset(labelled, [v for v, _ in readable], ClipSpec(clip_frames=9), train=False,
+                          frames=[n for _, n in readable])
+    clip, target, _ = dataset[0]
+    first = (20 - 9) // 2  # validation takes the centred window
+    expected = np.stack([center_crop(resize_short_side(f)) for f in frames[first:first + 9]]) / 127.5 - 1
+    assert labelled.classes[int(target)] == "walk"
+    np.testing.assert_allclose(clip.permute(1, 2, 3, 0).numpy(), expected, atol=1e-6)

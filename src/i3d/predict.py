@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i3d.batching import batches, made_ahead
 from i3d.devices import (
     check_precision,
     clips_per_call,
@@ -114,40 +114,6 @@ class _Waiting:
         if self.error is not None:
             raise self.error
         return self.logits
-
-
-def made_ahead(items: Iterable, depth: int) -> Iterator:
-    """``items`` in order, produced by a thread up to ``depth`` items ahead of the consumer; an error raised
-    while producing is raised to the consumer, and a consumer that stops early stops the thread."""
-    made: queue.Queue = queue.Queue(maxsize=depth)
-    stop, end = threading.Event(), object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                made.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(end)
-        except BaseException as error:  # noqa: BLE001 (handed to the consumer, raised there)
-            put(error)
-
-    threading.Thread(target=produce, name="i3d-decode-ahead", daemon=True).start()
-    try:
-        while (item := made.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 class SharedCalls:
@@ -271,14 +237,8 @@ class Classifier:
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(clip, logits) of each clip in order, the clips gathered ``batch_size`` at a time; a clip of another
         length or dtype than those gathered starts a new call. Holds at most one batch of clips."""
-        held: list[np.ndarray] = []
-        for clip in clips:
-            if held and (len(held) == self.batch_size or _call_key(clip) != _call_key(held[0])):
-                yield from zip(held, self.batch_logits(held, modality))
-                held = []
-            held.append(clip)
-        if held:
-            yield from zip(held, self.batch_logits(held, modality))
+        for batch in batches(clips, self.batch_size, _call_key):
+            yield from zip(batch, self.batch_logits(batch, modality))
 
     def _clips(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> Iterable[np.ndarray]:
         if is_array_file(path):  # windowed like a video, so a saved flow file predicts what computing it does

@@ -31,6 +31,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     parser.add_argument("--ray-workers", type=positive_int, default=2,
                         help="Ray actors, each holding the network (default: 2)")
+    parser.add_argument("--ray-cpus-per-worker", type=positive_int, default=None, metavar="N",
+                        help="CPUs each Ray actor asks for, and its network's threads (default: 1 for a CPU "
+                        "network, 2 for a GPU one: one decodes ahead while the other drives the GPU)")
     parser.add_argument("--ray-start-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                         help="how long a run may have no working Ray worker before it stops and says why "
                         "(default: 180)")
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             yield job, outcome
 
     summary = extract_features(args.inputs, args.output, config, args.engine, args.ray_address, args.ray_workers,
-                               args.ray_start_timeout, progress)
+                               args.ray_start_timeout, progress,
+                               args.ray_cpus_per_worker)
     print(summary.line())
     return 1 if summary.failed else 0

@@ -74,15 +74,17 @@ def _decode_worker(
             put(("error", index, describe_error(error)))
 
 
-def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig) -> Iterator[Outcome]:
+def local_engine(jobs: Sequence[Job], run: Callable, config: ExtractionConfig,
+                 decode_ahead: bool = False) -> Iterator[Outcome]:
     """Decoding in ``config.workers`` processes (None: as for a CPU network), windows through a bounded queue,
-    the network here, its batches filled across videos."""
+    the network here, its batches filled across videos. With no decoding process, ``decode_ahead`` decodes
+    in a thread of this one (flow computed on the GPU, which stays in the network's process)."""
     if config.workers is None:
         config = dataclasses.replace(config, workers=config.decode_workers("cpu"))
     if config.workers == 0:
         for job in jobs:
             try:
-                yield job, extract_video(job.path, run, config, job.name)
+                yield job, extract_video(job.path, run, config, job.name, decode_ahead)
             except Exception as error:
                 yield job, describe_error(error)
         return
@@ -217,6 +219,7 @@ def extract_features(
     ray_workers: int = 2,
     ray_start_timeout: float | None = None,
     progress: Callable[[Iterable[Outcome], int], Iterable[Outcome]] | None = None,
+    ray_cpus_per_worker: int | None = None,
 ) -> ExtractionSummary:
     """Extract every input not already done; write one file per video (or one HDF5 file) and the manifest."""
     from i3d.devices import check_precision, compute_record, parse_device
@@ -257,7 +260,7 @@ def extract_features(
     if todo:
         names_of = _names_of_each_file(todo)  # several names (links) of one file: computed once, written to each
         outcomes = _engine_outcomes([names[0] for names in names_of.values()], weights, config, engine,
-                                    ray_address, ray_workers, ray_start_timeout)
+                                    ray_address, ray_workers, ray_start_timeout, ray_cpus_per_worker)
         if progress is not None:
             outcomes = progress(outcomes, len(names_of))
         try:
@@ -286,17 +289,19 @@ def _names_of_each_file(jobs: Sequence[Job]) -> dict[Path, list[Job]]:
 
 
 def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfig, engine: str,
-                     ray_address: str | None, ray_workers: int, ray_start_timeout: float | None) -> Iterable[Outcome]:
+                     ray_address: str | None, ray_workers: int, ray_start_timeout: float | None,
+                     ray_cpus_per_worker: int | None) -> Iterable[Outcome]:
     if engine == "ray":
         from i3d.features.ray_engine import START_TIMEOUT_S, ray_engine
 
-        return ray_engine(jobs, weights, config, ray_address, ray_workers,
+        return ray_engine(jobs, weights, config, ray_address, ray_workers, ray_cpus_per_worker,
                           start_timeout=ray_start_timeout or START_TIMEOUT_S)
     from i3d.features.network import FeatureNetwork
 
     network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
                              config.precision, config.runtime)
-    return local_engine(jobs, network.run, dataclasses.replace(config, workers=config.decode_workers(network.device)))
+    return local_engine(jobs, network.run, dataclasses.replace(config, workers=config.decode_workers(network.device)),
+                        decode_ahead=network.device.type == "cuda")
 
 
 class FeatureWriter:

@@ -51,7 +51,8 @@ class _Extractor:
 
     def extract(self, path: str, name: str):
         try:
-            return extract_video(Path(path), self.network.run, self.config, name)
+            return extract_video(Path(path), self.network.run, self.config, name,
+                                 decode_ahead=self.network.device.type == "cuda")
         except Exception as error:  # recorded in the manifest; the actor carries on
             return describe_error(error)
 
@@ -175,12 +176,24 @@ class _Pool:
             self.ray.kill(actor)
 
 
+def worker_cpus(cpus_per_worker: int | None, gpus: float) -> int:
+    """The CPUs each actor asks Ray for (and its network's threads): as given, else 1 for a CPU network
+    (actors side by side, one video each, use the cores better than threads within one network) and 2 for a
+    GPU one, whose next windows decode in a thread while the GPU runs the last (``decode_ahead``)."""
+    if cpus_per_worker is not None:
+        if cpus_per_worker < 1:
+            raise I3DError("--ray-cpus-per-worker must be at least 1")
+        return cpus_per_worker
+    return 2 if gpus else 1
+
+
 def ray_engine(
     jobs: Sequence[Job], weights: dict[str, LoadedWeights], config: ExtractionConfig, address: str | None, workers: int,
-    cpus_per_worker: int = 1, start_timeout: float = START_TIMEOUT_S,
+    cpus_per_worker: int | None = None, start_timeout: float = START_TIMEOUT_S,
 ) -> Iterator[Outcome]:
     """Each video extracted by one actor; outcomes as videos finish. Workers lost mid-run are replaced and
-    their videos retried; a run with no working worker for ``start_timeout`` seconds stops, saying why."""
+    their videos retried; a run with no working worker for ``start_timeout`` seconds stops, saying why.
+    ``cpus_per_worker``: see ``worker_cpus``."""
     try:
         import ray
         from ray.exceptions import RayError, RayTaskError
@@ -188,11 +201,13 @@ def ray_engine(
         raise I3DError("--engine ray needs Ray: pip install 'i3d[ray]'") from None
     if workers < 1:
         raise I3DError("--ray-workers must be at least 1")
-    started_here = _connect(ray, address, workers * cpus_per_worker)
+    may_use_gpus = str(config.device).startswith(("cuda", "auto"))
+    started_here = _connect(ray, address, workers * worker_cpus(cpus_per_worker, may_use_gpus))
     pool = None
     try:
         resources = ray.cluster_resources()
         gpus, config = gpu_share(config, workers, resources.get("GPU", 0))
+        cpus_per_worker = worker_cpus(cpus_per_worker, gpus)
         _check_cluster_fits(resources, cpus_per_worker, gpus)
         actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus, max_restarts=0)(_Extractor)
         probes = [str(job.path.absolute()) for job in jobs if job.path.exists()][:PROBES]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from i3d.batching import Batcher, made_ahead
 from i3d.errors import I3DError, no_such_input
 from i3d.features.jobs import Job
 from i3d.features.outputs import VideoFeatures
@@ -161,30 +162,30 @@ class DecodedVideo:
         return 1.0 / (self.source_fps or TARGET_FPS)
 
 
+def _window_length(window: Window) -> int:
+    return len(window.frames)
+
+
 class Accumulator:
     """Collects one video's window outputs, batching consecutive windows of equal length."""
 
     def __init__(self, run: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]], batch_size: int) -> None:
-        self.run, self.batch_size = run, batch_size
-        self.pending: list[Window] = []
+        self.run = run
+        self.batcher: Batcher[Window] = Batcher(batch_size, _window_length)
         self.spans: list[tuple[int, int]] = []
         self.outputs: list[dict[str, np.ndarray]] = []
 
     def add(self, window: Window) -> None:
-        if self.pending and len(self.pending[0].frames) != len(window.frames):
-            self.flush()
-        self.pending.append(window)
-        if len(self.pending) == self.batch_size:
-            self.flush()
+        for batch in self.batcher.add(window):
+            self._compute(batch)
 
-    def flush(self) -> None:
-        if self.pending:
-            self.outputs += self.run([w.frames for w in self.pending])
-            self.spans += [(w.start, w.end) for w in self.pending]
-            self.pending = []
+    def _compute(self, batch: list[Window]) -> None:
+        self.outputs += self.run([w.frames for w in batch])
+        self.spans += [(w.start, w.end) for w in batch]
 
     def result(self, video: VideoSummary) -> VideoFeatures:
-        self.flush()
+        if self.batcher.held:
+            self._compute(self.batcher.flush())
         arrays = {"features": np.stack([o["features"] for o in self.outputs])}
         if "logits" in self.outputs[0]:
             arrays["logits"] = np.stack([o["logits"] for o in self.outputs])
@@ -202,31 +203,29 @@ class SharedBatches:
     batch holding its last windows."""
 
     def __init__(self, run: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]], batch_size: int) -> None:
-        self.run, self.batch_size = run, batch_size
-        self.pending: list[tuple[Accumulator, Window]] = []
+        self.run = run
+        self.batcher: Batcher[tuple[Accumulator, Window]] = Batcher(batch_size, lambda owned: len(owned[1].frames))
 
     def add(self, accumulator: Accumulator, window: Window) -> None:
-        if self.pending and len(self.pending[0][1].frames) != len(window.frames):
-            self.flush()
-        self.pending.append((accumulator, window))
-        if len(self.pending) == self.batch_size:
-            self.flush()
+        for batch in self.batcher.add((accumulator, window)):
+            self._compute(batch)
 
     def holds(self, accumulator: Accumulator) -> bool:
-        return any(owner is accumulator for owner, _ in self.pending)
+        return any(owner is accumulator for owner, _ in self.batcher.held)
 
     def drop(self, accumulator: Accumulator) -> None:
         """A video that failed: its windows are not computed."""
-        self.pending = [(owner, w) for owner, w in self.pending if owner is not accumulator]
+        self.batcher.drop(lambda owned: owned[0] is accumulator)
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        outputs = self.run([w.frames for _, w in self.pending])
-        for (owner, window), output in zip(self.pending, outputs):
+        if self.batcher.held:
+            self._compute(self.batcher.flush())
+
+    def _compute(self, batch: list[tuple[Accumulator, Window]]) -> None:
+        outputs = self.run([w.frames for _, w in batch])
+        for (owner, window), output in zip(batch, outputs):
             owner.outputs.append(output)
             owner.spans.append((window.start, window.end))
-        self.pending = []
 
 
 def _all_but_last(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -237,11 +236,15 @@ def _all_but_last(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         held = frame
 
 
-def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "") -> VideoFeatures:
-    """Decode and extract one video in this process (the Ray engine's unit of work)."""
+def extract_video(path: Path, run: Callable, config: ExtractionConfig, name: str = "",
+                  decode_ahead: bool = False) -> VideoFeatures:
+    """Decode and extract one video in this process (the Ray engine's unit of work). ``decode_ahead``: the
+    next batch of windows is decoded by a thread while the network runs this one (a GPU's network waits on
+    decoding otherwise; a CPU's takes every core, so there it would only compete)."""
     video = DecodedVideo(path, config.spec, config, name)
     accumulator = Accumulator(run, config.windows_per_call)
-    for window in video.windows():
+    windows = video.windows()
+    for window in made_ahead(windows, config.windows_per_call) if decode_ahead else windows:
         accumulator.add(window)
     return accumulator.result(video.summary())
 

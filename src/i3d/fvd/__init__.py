@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from i3d.batching import batches
 from i3d.devices import compute_record
 from i3d.errors import I3DError
 from i3d.fvd.clips import Selection, clip_indices, iter_clips, list_videos, planned_clips
@@ -47,18 +48,10 @@ def get_protocol(name: str = DEFAULT_FVD_PROTOCOL, **overrides) -> FvdProtocol:
 
 
 def _batches(clips: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Clips of one shape batched together; a clip of another shape starts a new batch (each clip is resized
-    on its own, so batching never changes a number)."""
-    names: list[str] = []
-    held: list[np.ndarray] = []
-    for name, clip in clips:
-        if held and (clip.shape != held[0].shape or len(held) == size):
-            yield names, np.stack(held)
-            names, held = [], []
-        names.append(name)
-        held.append(clip)
-    if held:
-        yield names, np.stack(held)
+    """Clips of one shape batched together (each clip is resized on its own, so batching never changes a
+    number)."""
+    for batch in batches(clips, size, key=lambda named: named[1].shape):
+        yield [name for name, _ in batch], np.stack([clip for _, clip in batch])
 
 
 def _protocol_record(protocol: FvdProtocol) -> dict:

@@ -21,7 +21,7 @@ import torch
 
 from i3d.errors import I3DError
 from i3d.lists import label_indices, read_list
-from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos, pyav
+from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos, image_files, pyav
 from i3d.video.flow import FLOW_BOUND, FlowComputer
 from i3d.video.inputs import rgb_resized_frames
 from i3d.video.transforms import loop_pad, to_unit_range
@@ -141,7 +141,10 @@ def split_validation(videos: list[LabelledVideo], ratio: float, seed: int) -> tu
 
 
 def span_frames(video: LabelledVideo) -> int:
-    """Frames at 25 fps in the video's span, from the container's stated duration (decoding would cost more)."""
+    """Frames at 25 fps in the video's span, from the container's stated duration (decoding would cost more);
+    a folder of frames is shown at 25 fps, one image each."""
+    if video.path.is_dir():
+        return _frames_in_span(video, len(image_files(video.path)) / TARGET_FPS)
     av = pyav()
     try:
         with av.open(str(video.path)) as container:
@@ -154,6 +157,10 @@ def span_frames(video: LabelledVideo) -> int:
                 duration = math.inf
     except (av.error.FFmpegError, OSError, IndexError) as error:
         raise I3DError(f"{video.path}: cannot open as a video ({error})") from None
+    return _frames_in_span(video, duration)
+
+
+def _frames_in_span(video: LabelledVideo, duration: float) -> int:
     end = duration if video.end_s is None else min(video.end_s, duration)
     return max(1, int((end - (video.start_s or 0.0)) * TARGET_FPS + 1e-6)) if math.isfinite(end) else 10**9
 

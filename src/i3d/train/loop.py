@@ -41,7 +41,7 @@ from i3d.train.data import (
     split_validation,
 )
 from i3d.train.objectives import charades_loss, mean_average_precision, top_k_correct
-from i3d.video.decode import iter_video_file
+from i3d.video.inputs import rgb_resized_frames
 from i3d.weights.store import save_weights
 
 METRICS = ["step", "epoch", "lr", "loss", "clips_per_s", "val_loss", "val_top1", "val_top5", "val_map"]
@@ -254,7 +254,7 @@ def _readable(videos: list, say: Callable[[str], None], source: Path) -> list[tu
     for video in videos:
         try:
             frames = span_frames(video)
-            first = iter_video_file(video.path, video.start_s, video.end_s)
+            first = rgb_resized_frames(video.path, video.start_s, video.end_s)
             if next(first, None) is None:
                 raise I3DError(f"{video.path}: no frame could be decoded")
             first.close()
