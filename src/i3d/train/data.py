@@ -24,7 +24,7 @@ from i3d.lists import label_indices, read_list
 from i3d.video.decode import TARGET_FPS, VIDEO_SUFFIXES, find_videos, image_files, pyav
 from i3d.video.flow import FLOW_BOUND, FlowComputer
 from i3d.video.inputs import rgb_resized_frames
-from i3d.video.transforms import loop_pad, to_unit_range
+from i3d.video.transforms import loop_pad
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,10 @@ def frame_targets(actions: tuple[Action, ...], first_s: float, frames: int, num_
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """``item(i, epoch)``: (clip (C, T, crop, crop) float32 in [-1, 1], target, i); ``[i]`` is epoch 0's.
+    """``item(i, epoch)``: (clip (T, crop, crop, C), target, i); ``[i]`` is epoch 0's. RGB clips stay uint8
+    (a quarter of float32's bytes through the loader's workers, pinning and upload) and become the network's
+    [-1, 1] input on the device (``i3d.devices.network_input``, the same values bit for bit); flow is float32
+    in [-1, 1].
 
     The target is the class index (single-label) or the (num_classes, T) per-frame 0/1 matrix.
     """
@@ -253,7 +256,7 @@ class ClipDataset(torch.utils.data.Dataset):
                                           **{k: v for k, v in raft.items() if v is not None})
             clip = np.stack(list(self._flow.fields(frames, FLOW_BOUND)))
         else:
-            clip = to_unit_range(frames)
+            clip = frames
         decoded = len(clip)
         clip = crop_and_flip(loop_pad(clip, self.spec.clip_frames), self.spec.crop, self.train, rng,
                              flow=self.spec.stream == "flow")
@@ -262,4 +265,4 @@ class ClipDataset(torch.utils.data.Dataset):
             target = torch.from_numpy(np.ascontiguousarray(loop_pad(targets.T, self.spec.clip_frames).T))
         else:
             target = torch.tensor(video.label)
-        return torch.from_numpy(clip).permute(3, 0, 1, 2), target, index
+        return torch.from_numpy(np.ascontiguousarray(clip)), target, index

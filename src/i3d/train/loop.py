@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from i3d.devices import all_reduce_sum, parse_device
+from i3d.devices import all_reduce_sum, network_input, parse_device
 from i3d.errors import I3DError
 from i3d.factory import create_model
 from i3d.files import atomic_path, atomic_write_text, check_folder_writable
@@ -281,7 +281,7 @@ def validate(model, loader, multi_label: bool, device, autocast, process: Proces
     model.eval()
     loss_sum, count, top1, top5, scores, positives = 0.0, 0, 0, 0, [], []
     for clips, targets, _ in loader:
-        clips, targets = clips.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        clips, targets = network_input(clips.to(device, non_blocking=True)), targets.to(device, non_blocking=True)
         with autocast():
             if multi_label:
                 temporal = model.temporal_logits(clips).float()
@@ -471,7 +471,8 @@ def training_step(run: Run, batches: Iterator, lr: float) -> float:
     accumulate, step_loss = run.config.accumulate, torch.zeros((), device=run.device)
     for micro in range(accumulate):
         clips, targets, _ = next(batches)
-        clips, targets = clips.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
+        clips = network_input(clips.to(run.device, non_blocking=True))
+        targets = targets.to(run.device, non_blocking=True)
         last_micro = micro == accumulate - 1
         sync = nullcontext() if last_micro or run.process.world == 1 else run.network.no_sync()
         with sync:
