@@ -82,6 +82,15 @@ def server(classifier):
     running.stop()
 
 
+@pytest.fixture(autouse=True)
+def private_temporary_folder(tmp_path, monkeypatch):
+    """Uploads land in a folder of this test's own: what a test finds left there is its server's, whatever
+    other processes (other tests run beside this one) write to the system's temporary folder meanwhile."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+
+
 def _uploads_left() -> list[str]:
     return [p.name for p in Path(tempfile.gettempdir()).glob("i3d-upload-*")]
 
