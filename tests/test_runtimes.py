@@ -160,3 +160,27 @@ def test_every_runtime_gives_the_plain_network_s_logits_on_a_real_clip(real_clip
         logits = form(clip)
     assert logits.dtype == torch.float32
     assert float((logits.double() - reference).abs().max()) < 1e-4
+
+
+def test_the_default_cpu_runtime_runs_the_resnet_layouts_at_clip_sizes_below_their_head_pool(tmp_path, monkeypatch):
+    """The Caffe2 layouts average res5 over a (4, 7, 7) window cut to res5's size: at 9 frames of 193x196 res5
+    has fewer frames and pixels than the window. The OpenVINO graph is one for every size, so it must compute the
+    cut window too (a branch on the size made torch.export refuse the graph: `auto` failed on a CPU)."""
+    from i3d.networks.architecture import RESNET_LAYOUTS
+    from i3d.networks.inception import avg_pool3d
+    from i3d.networks.resnet3d import ResNet3d
+    from i3d.runtimes import choose_runtime, for_inference
+
+    monkeypatch.setenv("I3D_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    network = ResNet3d(RESNET_LAYOUTS["caffe2-r50-32x2"], num_classes=5).eval()
+    form = for_inference(network, choose_runtime("auto", "fp32", "cpu"), "fp32", torch.device("cpu"))
+    clip = torch.rand(1, 3, 9, 193, 196, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        res5 = network.double().extract_endpoints(clip.double(), ["res5"])["res5"]
+        cut = tuple(min(k, s) for k, s in zip((4, 7, 7), res5.shape[2:]))
+        assert cut[0] < 4 and cut[1] < 7 and cut[2] < 7  # the window is cut along every axis
+        reference = network.fc(avg_pool3d(res5, cut).mean(dim=(2, 3, 4)))  # the source's pooling, written out
+    with torch.inference_mode():
+        logits = form(clip)
+    assert float((logits.double() - reference).abs().max()) < 1e-4

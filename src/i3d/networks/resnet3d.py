@@ -21,7 +21,7 @@ from i3d.networks.architecture import (
     RESNET_WIDTHS,
     ResNetLayout,
 )
-from i3d.networks.inception import EndpointNetwork, avg_pool3d
+from i3d.networks.inception import EndpointNetwork
 
 
 class BatchNorm(nn.BatchNorm3d):
@@ -113,6 +113,18 @@ class Bottleneck(nn.Module):
         return self.nonlocal_block(x) if self.nonlocal_block is not None else x
 
 
+def window_coverage(size: int, kernel: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(size,) weights w such that sum_x w[x] f[x] is the mean, over every stride-1 window of
+    k = min(kernel, size) positions, of the window's mean: position x lies in c(x) of the n = size - k + 1
+    windows, and w = c / (n k)."""
+    position = torch.arange(size, device=device, dtype=dtype)
+    extent = position[-1] + 1  # the size as a 0-d tensor: tensor arithmetic, where arithmetic on it would branch
+    k = extent.clamp(max=kernel)
+    n = extent - k + 1
+    covered = torch.minimum(position, n - 1) - (position - (k - 1)).clamp(min=0) + 1
+    return covered / (n * k)
+
+
 class ResNet3d(EndpointNetwork):
     """The inflated ResNet-50 of one layout. ``forward`` maps (B, 3, T, H, W) in [-1, 1] to logits.
 
@@ -176,12 +188,17 @@ class ResNet3d(EndpointNetwork):
         return x, taken
 
     def pooled_features(self, res5: torch.Tensor) -> torch.Tensor:
-        """(B, 2048): the source's average pool over res5, then the mean over the windows it leaves."""
+        """(B, 2048): the source's average pool over res5 (its kernel cut to res5's size), then the mean over
+        the windows it leaves: a weighted sum of res5 whose weights are computed from its size, with no branch
+        on the size, so ``torch.export`` records one graph for every clip size (the OpenVINO form's)."""
         pool = self.layout.head_pool
-        if pool is not None:
-            kernel = tuple(min(k, s) for k, s in zip(pool, res5.shape[2:]))
-            res5 = avg_pool3d(res5, kernel)
-        return res5.mean(dim=(2, 3, 4))
+        if pool is None:
+            return res5.mean(dim=(2, 3, 4))
+        exact = torch.float64 if res5.dtype == torch.float64 else torch.float32
+        time, height, width = (window_coverage(size, kernel, res5.device, exact)
+                               for kernel, size in zip(pool, res5.shape[2:]))
+        weighted = res5.to(exact) * time[:, None, None] * height[:, None] * width
+        return weighted.sum(dim=(2, 3, 4)).to(res5.dtype)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 2048-d clip feature the classifier sees (res5, the source's pooling)."""

@@ -390,8 +390,15 @@ def exported_program(module: nn.Module, in_channels: int, weights: list[torch.Te
     batch, frames = torch.export.Dim("batch", min=1), torch.export.Dim("frames", min=MIN_FRAMES)
     height, width = torch.export.Dim("height", min=MIN_SIZE), torch.export.Dim("width", min=MIN_SIZE)
     dynamic = ({0: batch, 2: frames, 3: height, 4: width}, (None,) * len(weights))  # the weights: one *args entry
-    # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network.
-    with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+    # An axis of size 1 (the 7x7 pool's output at 224 pixels) is no special case in this network. Pooling's
+    # shape rule before torch 2.13 rounded its division by branching on the remainder (div_rtn), which export
+    # turned into parity guards on every clip size; torch 2.13's rule is floor division, put in its place.
+    from unittest import mock
+
+    import torch._meta_registrations as shape_rules
+
+    with warnings.catch_warnings(), torch.fx.experimental._config.patch(backed_size_oblivious=True), \
+            mock.patch.object(shape_rules, "div_rtn", lambda x, y: x // y, create=True):
         warnings.simplefilter("ignore")
         return torch.export.export(module, (example, *weights), dynamic_shapes=dynamic)
 
