@@ -177,6 +177,13 @@ def all_reduce_sum(values: torch.Tensor, device: torch.device | None = None) -> 
 CUDA_CLIPS_PER_CALL = 4  # a 250-frame 224x224 clip's first activation is 0.4 GB in fp32: 4 fit any 8 GB GPU
 
 
+def decodes_ahead(device: torch.device) -> bool:
+    """Whether decoding, where it shares the network's process, runs in a thread ahead of it: on CUDA, where
+    the GPU would otherwise wait for every batch; not on a CPU, whose network takes every core (a decoding
+    thread would only compete with it)."""
+    return device.type == "cuda"
+
+
 def clips_per_call(device: torch.device, requested: int | None = None) -> int:
     """How many clips of a video go through the network together: ``requested``, else 4 on CUDA (one clip
     leaves a GPU mostly idle) and 1 elsewhere (two CPU cores gain nothing from a batch, which only holds

@@ -157,3 +157,20 @@ def tensors_digest(state_dict: dict) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def read_safetensors(path: Path, refetch: str = "") -> tuple[dict, dict[str, str]]:
+    """A safetensors file's tensors and metadata; a file that cannot be read is one line (``refetch``: what to
+    do about it, appended)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+        with safe_open(path, "pt") as file:
+            return tensors, dict(file.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        from i3d.errors import I3DError
+
+        raise I3DError(f"{path}: not a readable safetensors file ({error})" + (f"; {refetch}" if refetch else "")
+                       ) from None

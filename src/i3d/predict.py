@@ -17,6 +17,7 @@ from i3d.devices import (
     check_precision,
     clips_per_call,
     compute_record,
+    decodes_ahead,
     network_input,
     parse_device,
     stack_on,
@@ -249,8 +250,8 @@ class Classifier:
     def _stream_logits(self, modality: str, path: Path, start_s, end_s, window_frames: int) -> tuple:
         total, frames, count = None, 0, 0
         clips = self._clips(modality, path, start_s, end_s, window_frames)
-        if self.device.type == "cuda":  # the next batch decodes while the GPU runs this one (on a CPU the
-            clips = made_ahead(clips, self.batch_size)  # network takes every core: nothing to overlap)
+        if decodes_ahead(self.device):  # the next batch decodes while the GPU runs this one
+            clips = made_ahead(clips, self.batch_size)
         for clip, logits in self.batched_logits(clips, modality):
             logits = logits.astype(np.float64) * len(clip)
             total = logits if total is None else total + logits

@@ -296,12 +296,13 @@ def _engine_outcomes(jobs: Sequence[Job], weights: dict, config: ExtractionConfi
 
         return ray_engine(jobs, weights, config, ray_address, ray_workers, ray_cpus_per_worker,
                           start_timeout=ray_start_timeout or START_TIMEOUT_S)
+    from i3d.devices import decodes_ahead
     from i3d.features.network import FeatureNetwork
 
     network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
                              config.precision, config.runtime)
     return local_engine(jobs, network.run, dataclasses.replace(config, workers=config.decode_workers(network.device)),
-                        decode_ahead=network.device.type == "cuda")
+                        decode_ahead=decodes_ahead(network.device))
 
 
 class FeatureWriter:

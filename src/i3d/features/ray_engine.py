@@ -38,12 +38,13 @@ class _Extractor:
     def __init__(self, weights: dict[str, LoadedWeights], config: ExtractionConfig, threads: int) -> None:
         import torch
 
+        from i3d.devices import decodes_ahead
         from i3d.features.network import FeatureNetwork
 
         torch.set_num_threads(threads)
         self.network = FeatureNetwork(weights, config.device, config.extras, config.crops == "center",
                                       config.precision, config.runtime)
-        self.config = config
+        self.config, self.decode_ahead = config, decodes_ahead(self.network.device)
 
     def ready(self, probes: list[str]) -> tuple[str, list[str]]:
         """This worker's host and the probed input paths it cannot see (the driver can)."""
@@ -51,8 +52,7 @@ class _Extractor:
 
     def extract(self, path: str, name: str):
         try:
-            return extract_video(Path(path), self.network.run, self.config, name,
-                                 decode_ahead=self.network.device.type == "cuda")
+            return extract_video(Path(path), self.network.run, self.config, name, self.decode_ahead)
         except Exception as error:  # recorded in the manifest; the actor carries on
             return describe_error(error)
 

@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from i3d.download import cache_dir, sha256_of
 from i3d.errors import I3DError, I3DNotice
-from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, atomic_write_text, tensors_digest
+from i3d.files import (
+    FORMAT_VERSION,
+    TENSORS_DIGEST,
+    atomic_path,
+    atomic_write_text,
+    read_safetensors,
+    tensors_digest,
+)
 from i3d.networks.architecture import (
     FEATURE_DIM,
     FIRST_CONV_WEIGHT,
@@ -252,12 +258,7 @@ def load_weights(path: Path, refetch: str = "write it again", info: WeightsInfo 
     if not os.access(path, os.R_OK):
         raise I3DError(f"{path}: cannot be read (permission denied)")
     sha256 = verify_digest(path, refetch)
-    try:
-        state_dict = load_file(path)
-        with safe_open(path, "pt") as f:
-            metadata = dict(f.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise I3DError(f"{path}: not a readable safetensors file ({error}); {refetch}") from None
+    state_dict, metadata = read_safetensors(path, refetch)
     if metadata.get("kind") == "raft":
         raise I3DError(f"{path}: RAFT optical-flow weights, not I3D weights: give them with --raft-weights")
     if metadata.get("i3d_format") != FORMAT_VERSION or "labels" not in metadata:

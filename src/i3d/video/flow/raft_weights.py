@@ -15,12 +15,11 @@ from functools import cache
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from i3d.download import cache_dir, first_use_lock, offline, sha256_of
 from i3d.errors import I3DError, I3DNotice
-from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, tensors_digest
+from i3d.files import FORMAT_VERSION, TENSORS_DIGEST, atomic_path, read_safetensors, tensors_digest
 from i3d.weights.remote import RemoteFile, download
 
 KIND = "raft"
@@ -133,12 +132,7 @@ def save_raft(path: Path, state: dict[str, torch.Tensor], **metadata: str) -> No
 
 def load_raft(path: Path) -> dict[str, torch.Tensor]:
     """A file ``save_raft`` wrote, verified against its recorded digest."""
-    try:
-        state = load_file(path)
-        with safe_open(path, "pt") as f:
-            metadata = dict(f.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise I3DError(f"{path}: not a readable safetensors file ({error})") from None
+    state, metadata = read_safetensors(path)
     if metadata.get("kind") != KIND:
         what = (f"I3D weights ({metadata.get('modality', 'rgb')} stream)" if "labels" in metadata
                 else "not RAFT weights")
