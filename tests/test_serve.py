@@ -256,7 +256,9 @@ def test_an_upload_too_large_by_its_length_is_refused_before_it_is_read(guarded_
     head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
             b"Content-Length: 50000000\r\n\r\n")
     start = time.perf_counter()
-    answer = _raw_request(guarded_uploads.port, head, [b"--b\r\n"])
+    # the head alone: a byte of body sent after the server has answered and closed would be met with a reset,
+    # which can discard the answer before the client reads it
+    answer = _raw_request(guarded_uploads.port, head, [])
     assert answer.startswith(b"HTTP/1.1 413") and b'"error"' in answer and b"--max-upload-mb" in answer
     assert time.perf_counter() - start < 5
 
